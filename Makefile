@@ -1,0 +1,46 @@
+# pruneguard: `make demo` runs the main job, `make test` runs the tests. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+THREADS ?= 1
+
+.PHONY: setup demo test lint bench data clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch==2.13.0 first: the CPU wheel on this machine's disk. A bare `torch` would pull a multi-GB CUDA build.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# AutoAttack (Croce & Hein, MIT) and ART (dev-only reference for benchmarks): --no-deps, their needs are above.
+	$(PY) -m pip install -q --no-deps pyautoattack==0.2.0 adversarial-robustness-toolbox==1.20.1
+	touch $(STAMP)
+
+data:
+	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && [ -z "$$PRUNEGUARD_DATA" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "Fashion-MNIST not found: installing Debian's dataset-fashion-mnist"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+	      || echo "warning: could not install dataset-fashion-mnist; use --data-dir or pruneguard download"; \
+	  else echo "warning: Fashion-MNIST not found and apt-get is not usable; see README (Data)"; fi; \
+	fi
+
+setup: $(STAMP)
+
+demo: setup data
+	$(VENV)/bin/pruneguard demo --out runs/demo --overwrite --threads $(THREADS)
+
+test: setup data
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

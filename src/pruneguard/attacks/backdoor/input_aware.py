@@ -1,0 +1,339 @@
+"""Input-aware dynamic backdoor (IAB, Nguyen & Tran 2020): a generator makes a different trigger for each image.
+
+A pattern network ``G`` and a mask network ``M`` (small conv encoder-decoders) map an image ``x`` to a pattern
+``G(x)`` in [0, 1] and a nearly binary mask ``M(x)`` in [0, 1]; the triggered image is
+``x + (G(x) - x) * M(x)``. Training (:func:`train_input_aware`, the reference code's two stages):
+
+1. ``M`` alone, ``mask_epochs`` epochs: ``lambda_norm * mean(relu(M(x1) - mask_density))`` plus the diversity
+   loss ``||x1 - x2|| / ||M(x1) - M(x2)||`` on pairs of images.
+2. ``M`` frozen; ``G`` and the classifier jointly, ``epochs`` epochs. In each batch a ``rate`` share is
+   poisoned (own trigger, target label), a ``cross_rate`` share is in *cross-trigger* mode (the trigger
+   generated for another image, true label kept, so a trigger only works on its own image), the rest is
+   clean; the loss is the cross-entropy plus ``lambda_div * ||x1 - x2|| / ||G(x1) - G(x2)||``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pruneguard.attacks.backdoor.label_consistent import build_surrogate, check_surrogate_params
+from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset, to_storage
+from pruneguard.attacks.base import ATTACKS
+from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
+from pruneguard.errors import ConfigError
+from pruneguard.utils.modes import eval_mode
+
+__all__ = ["InputAware", "InputAwareGenerator", "train_input_aware", "diversity_loss"]
+
+logger = logging.getLogger(__name__)
+_EPS = 1e-7
+
+
+class _EncoderDecoder(nn.Module):
+    """Conv-BN-ReLU encoder with one 2x down-sampling, nearest up-sampling back to the input size, conv decoder."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.encoder = nn.Sequential(*block(in_channels, hidden), *block(hidden, hidden), nn.MaxPool2d(2))
+        self.bottleneck = nn.Sequential(*block(hidden, 2 * hidden))
+        self.decoder = nn.Sequential(*block(2 * hidden, hidden), nn.Conv2d(hidden, out_channels, 3, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.bottleneck(self.encoder(x))
+        z = F.interpolate(z, size=x.shape[-2:], mode="nearest")
+        return self.decoder(z)
+
+
+class InputAwareGenerator(nn.Module):
+    """The IAB trigger generator: ``patterns(x)`` ``(N, C, H, W)`` and ``masks(x)`` ``(N, 1, H, W)`` in [0, 1]."""
+
+    def __init__(self, channels: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.channels, self.hidden = channels, hidden
+        self.pattern_net = _EncoderDecoder(channels, channels, hidden)
+        self.mask_net = _EncoderDecoder(channels, 1, hidden)
+
+    def patterns(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.pattern_net(x)) / (2 + _EPS) + 0.5
+
+    def masks(self, x: Tensor) -> Tensor:
+        return torch.tanh(20.0 * self.mask_net(x)) / (2 + _EPS) + 0.5  # the reference's near-binary threshold
+
+    def forward(self, x: Tensor, source: Tensor | None = None) -> Tensor:
+        """``x`` with the trigger generated from ``source`` (default ``x`` itself), in [0, 1]."""
+        src = x if source is None else source
+        return (x + (self.patterns(src) - x) * self.masks(src)).clamp(0.0, 1.0)
+
+
+def diversity_loss(x1: Tensor, x2: Tensor, g1: Tensor, g2: Tensor) -> Tensor:
+    """Mean over pairs of ``||x1 - x2|| / ||g1 - g2||`` (RMS distances, as the reference code)."""
+    dx = (x1 - x2).pow(2).flatten(1).mean(1).sqrt()
+    dg = (g1 - g2).pow(2).flatten(1).mean(1).sqrt()
+    return (dx / (dg + _EPS)).mean()
+
+
+def _check_training(epochs: int, mask_epochs: int, rate: float, cross_rate: float, batch_size: int) -> None:
+    checks = [
+        (isinstance(epochs, int) and epochs >= 1, "epochs", epochs, "an integer >= 1"),
+        (isinstance(mask_epochs, int) and mask_epochs >= 0, "mask_epochs", mask_epochs, "an integer >= 0"),
+        (0.0 < rate < 1.0, "rate", rate, "(0, 1)"),
+        (0.0 <= cross_rate and rate + cross_rate < 1.0, "cross_rate", cross_rate, "[0, 1 - rate)"),
+        (isinstance(batch_size, int) and batch_size >= 4, "batch_size", batch_size, "an integer >= 4"),
+    ]
+    for ok, name, value, accepted in checks:
+        if not ok:
+            raise ConfigError(f"{name}={value!r} is not accepted; accepted: {accepted}")
+
+
+def _pairs(
+    data: ArrayData, batch_size: int, generator: torch.Generator, device: torch.device
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Batches ``(x1, y1)`` with a second, independently shuffled batch ``x2`` to pair them with."""
+    first = iterate_batches(data, batch_size, shuffle=True, generator=generator, device=device)
+    second = iterate_batches(data, batch_size, shuffle=True, generator=generator, device=device)
+    for (x1, y1), (x2, _) in zip(first, second, strict=True):
+        if x1.shape[0] >= 4:
+            yield x1, y1, x2
+
+
+def _train_masks(
+    net: InputAwareGenerator,
+    data: ArrayData,
+    *,
+    epochs: int,
+    batch_size: int,
+    lambda_div: float,
+    lambda_norm: float,
+    mask_density: float,
+    gen: torch.Generator,
+    device: torch.device,
+) -> None:
+    opt = torch.optim.Adam(net.mask_net.parameters(), lr=0.01, betas=(0.5, 0.9))
+    net.mask_net.train()
+    for epoch in range(epochs):
+        total = 0.0
+        for x1, _, x2 in _pairs(data, batch_size, gen, device):
+            m1, m2 = net.masks(x1), net.masks(x2)
+            loss = lambda_norm * F.relu(m1 - mask_density).mean() + lambda_div * diversity_loss(x1, x2, m1, m2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+        logger.info("IAB mask epoch %d: loss %.4f", epoch + 1, total)
+    net.mask_net.eval().requires_grad_(False)
+
+
+def train_input_aware(
+    model: nn.Module,
+    data: ArrayData,
+    *,
+    target_label: int,
+    epochs: int,
+    rate: float = 0.1,
+    cross_rate: float = 0.1,
+    generator: torch.Generator | None = None,
+    mask_epochs: int = 25,
+    batch_size: int = 128,
+    lr: float = 0.01,
+    hidden: int = 16,
+    lambda_div: float = 1.0,
+    lambda_norm: float = 100.0,
+    mask_density: float = 0.032,
+) -> InputAwareGenerator:
+    """Train the IAB trigger generator and ``model`` (in place) jointly on the clean ``data``; return the generator.
+
+    Paper: https://arxiv.org/abs/2010.08138 (defaults from the reference code: ``rate = cross_rate = 0.1``,
+    25 mask epochs, ``lambda_div = 1``, ``lambda_norm = 100``, ``mask_density = 0.032``; Adam(0.01, betas
+    (0.5, 0.9)) for the generator, SGD(``lr``, momentum 0.9, weight decay 5e-4) for ``model``). No data
+    augmentation. ``model`` takes [0, 1] images (zoo models normalise inside). ``generator`` seeds the
+    generator's initialisation, the batch orders and the image pairing; the global RNG is not used. The model
+    and the returned generator end in eval mode. Cost: ``mask_epochs`` passes of the mask network, then
+    ``epochs`` passes of the classifier and the generator (about 2-3x a plain training epoch).
+
+    Example:
+        >>> net = train_input_aware(model, train, target_label=0, epochs=20, generator=torch.Generator().manual_seed(0))
+        >>> attack = InputAware(target_label=0, trigger_net=net)
+    """
+    _check_training(epochs, mask_epochs, rate, cross_rate, batch_size)
+    if data.x.dim() != 4:
+        raise ConfigError(f"data of shape {tuple(data.x.shape)} is not accepted; accepted: images (N, C, H, W)")
+    if not 0 <= target_label < data.num_classes:
+        raise ConfigError(f"target_label={target_label} is outside [0, {data.num_classes - 1}]")
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        net = InputAwareGenerator(data.x.shape[1], hidden).to(device)
+    kw = {"lambda_div": lambda_div, "lambda_norm": lambda_norm, "mask_density": mask_density}
+    _train_masks(net, data, epochs=mask_epochs, batch_size=batch_size, gen=gen, device=device, **kw)
+    opt_g = torch.optim.Adam(net.pattern_net.parameters(), lr=0.01, betas=(0.5, 0.9))
+    opt_c = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    for epoch in range(epochs):
+        model.train()
+        net.pattern_net.train()
+        seen, correct, loss_sum = 0, 0, 0.0
+        for x, y, x2 in _pairs(data, batch_size, gen, device):
+            n = x.shape[0]
+            nb, nc = max(1, int(rate * n)), int(cross_rate * n)
+            p1, m1 = net.patterns(x[:nb]), net.masks(x[:nb])
+            x_bd = x[:nb] + (p1 - x[:nb]) * m1
+            src = x2[nb : nb + nc]
+            p2, m2 = net.patterns(src), net.masks(src)
+            x_cross = x[nb : nb + nc] + (p2 - x[nb : nb + nc]) * m2
+            inputs = torch.cat([x_bd, x_cross, x[nb + nc :]])
+            labels = torch.cat([torch.full_like(y[:nb], target_label), y[nb:]])
+            logits = model(inputs)
+            div = diversity_loss(x[:nb], x2[:nb], p1, net.patterns(x2[:nb]))
+            loss = F.cross_entropy(logits, labels) + lambda_div * div
+            opt_c.zero_grad(set_to_none=True)
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_c.step()
+            opt_g.step()
+            seen += n
+            correct += int((logits.argmax(1) == labels).sum())
+            loss_sum += float(loss.detach()) * n
+        if seen == 0 or not math.isfinite(loss_sum):
+            raise ConfigError(f"IAB training diverged or saw no data in epoch {epoch + 1} (loss={loss_sum})")
+        logger.info("IAB epoch %d: loss %.4f, accuracy %.4f", epoch + 1, loss_sum / seen, correct / seen)
+    model.eval()
+    return net.eval().requires_grad_(False)
+
+
+@ATTACKS.register("input_aware", kind="backdoor")
+@dataclass(frozen=True, slots=True)
+class InputAware:
+    """Input-aware dynamic backdoor: each image carries its own generated trigger ``x + (G(x) - x) * M(x)``.
+
+    Paper: https://arxiv.org/abs/2010.08138 . Threat model: the attacker controls the training (the faithful
+    use: :func:`train_input_aware` trains the victim model jointly with the generator, then
+    ``InputAware(target_label=t, trigger_net=net)`` stamps test triggers).
+
+    Data-poisoning use (``pruneguard train``): ``poison`` first trains the generator jointly with a clean
+    ``small_cnn`` surrogate (``surrogate_width``; ``mask_epochs`` + ``surrogate_epochs`` epochs, seeded by
+    ``seed``) unless ``trigger_net`` is set, then writes a static poisoned set: ``rate`` of the non-target
+    images get their own trigger and the target label, ``cross_ratio`` times as many other images get the
+    trigger generated for a random other image and keep their label. ``poison_indices`` lists the relabelled
+    rows only.
+
+    State: ``trigger_net`` (an :class:`InputAwareGenerator`, not compared, not in the repr) holds the trained
+    generator. ``poison`` stores the one it trains *on this object* (the only mutation of this frozen
+    dataclass), so the same object stamps test triggers afterwards. It is a module, not a JSON value: save its
+    ``state_dict`` to re-create the attack elsewhere (``InputAwareGenerator(channels, hidden)``).
+
+    Example:
+        >>> attack = InputAware(target_label=0)
+        >>> poisoned = attack.poison(train, rate=0.1, generator=torch.Generator().manual_seed(0))
+        >>> x_triggered = attack(None, x, y)
+    """
+
+    name: ClassVar[str] = "input_aware"
+    clean_label: ClassVar[bool] = False
+    target_label: int = 0
+    cross_ratio: float = 1.0
+    surrogate_epochs: int = 10
+    mask_epochs: int = 5
+    hidden: int = 16
+    surrogate_width: float = 0.5
+    seed: int = 0
+    trigger_net: InputAwareGenerator | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.target_label >= 0, "target_label", self.target_label, "an integer >= 0"),
+            (self.cross_ratio >= 0 and math.isfinite(self.cross_ratio), "cross_ratio", self.cross_ratio, ">= 0"),
+            (isinstance(self.mask_epochs, int) and self.mask_epochs >= 0, "mask_epochs", self.mask_epochs, ">= 0"),
+            (isinstance(self.hidden, int) and self.hidden >= 1, "hidden", self.hidden, "an integer >= 1"),
+            (
+                self.trigger_net is None or isinstance(self.trigger_net, InputAwareGenerator),
+                "trigger_net",
+                type(self.trigger_net).__name__,
+                "None or an InputAwareGenerator",
+            ),
+        ]
+        for ok, name, value, accepted in checks:
+            if not ok:
+                raise ConfigError(f"{name}={value!r} is not accepted; accepted: {accepted}")
+        check_surrogate_params(self.surrogate_epochs, self.surrogate_width)
+
+    def _net(self, device: torch.device) -> InputAwareGenerator:
+        if self.trigger_net is None:
+            raise ConfigError(
+                "trigger_net=None: the IAB generator is not trained yet; call poison() or fitted(), or pass "
+                "trigger_net=train_input_aware(...)"
+            )
+        net = self.trigger_net
+        if next(net.parameters()).device != device:
+            net = copy.deepcopy(net).to(device)  # the stored generator is never moved
+        return net
+
+    def __call__(
+        self,
+        model: nn.Module | None,
+        x: Tensor,
+        y: Tensor,
+        *,
+        target: Tensor | None = None,
+        source: Tensor | None = None,
+    ) -> Tensor:
+        """``x`` with its own trigger (or, with ``source``, the trigger generated for ``source``: cross mode)."""
+        if x.dim() != 4:
+            raise ConfigError(f"x has shape {tuple(x.shape)}; IAB needs (N, C, H, W) images")
+        net = self._net(x.device)
+        with torch.no_grad(), eval_mode(net):
+            out = net(x.float(), None if source is None else source.to(x.device).float())
+        return out.to(x.dtype)
+
+    def fitted(self, data: ArrayData, *, rate: float = 0.1, generator: torch.Generator | None = None) -> InputAware:
+        """A copy with ``trigger_net`` trained jointly with a fresh clean surrogate on ``data`` (see class doc)."""
+        surrogate = build_surrogate(data, width=self.surrogate_width, seed=self.seed)
+        gen = generator if generator is not None else torch.Generator().manual_seed(self.seed)
+        net = train_input_aware(
+            surrogate,
+            data,
+            target_label=self.target_label,
+            epochs=self.surrogate_epochs,
+            rate=min(rate, 0.45),
+            cross_rate=min(rate * self.cross_ratio, 0.45),
+            generator=gen,
+            mask_epochs=self.mask_epochs,
+            batch_size=min(128, max(4, len(data))),
+            hidden=self.hidden,
+        )
+        return dataclasses.replace(self, trigger_net=net)
+
+    def poison(self, data: ArrayData, *, rate: float, generator: torch.Generator | None = None) -> PoisonedData:
+        """Backdoor mode on ``rate`` of the non-target images, cross mode on ``cross_ratio`` times as many others."""
+        if self.trigger_net is None:
+            seed_gen = torch.Generator().manual_seed(self.seed)
+            object.__setattr__(self, "trigger_net", self.fitted(data, rate=rate, generator=seed_gen).trigger_net)
+        res = poison_dataset(
+            data, lambda x, y: self(None, x, y), rate=rate, target_label=self.target_label, generator=generator
+        )
+        free = torch.ones(len(data), dtype=torch.bool)
+        free[res.poison_indices] = False
+        others = torch.nonzero(free).flatten()
+        count = min(others.numel(), int(round(self.cross_ratio * res.poison_indices.numel())))
+        if count == 0:
+            return res
+        cross = others[torch.randperm(others.numel(), generator=generator)[:count]].sort().values
+        sources = torch.randint(0, len(data), (count,), generator=generator)
+        x = res.data.x.clone()
+        triggered = self(None, to_float(x[cross]), data.y[cross], source=to_float(data.x[sources]))
+        x[cross] = to_storage(triggered, x)
+        out = ArrayData(x, res.data.y, data.num_classes, res.data.name, data.classes)
+        return PoisonedData(out, res.poison_indices, self.target_label)

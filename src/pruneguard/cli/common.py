@@ -1,0 +1,70 @@
+"""CLI plumbing: logging, output folders, writing results. No ML logic here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pruneguard.errors import ConfigError
+from pruneguard.utils.device import set_threads
+from pruneguard.utils.io import atomic_write_json, atomic_write_text
+
+__all__ = ["setup_logging", "prepare_out", "write_result", "progress_enabled", "emit_json", "State"]
+
+
+class State:
+    """Global CLI flags (set by the app callback)."""
+
+    verbose: int = 0
+    quiet: bool = False
+    debug: bool = False
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def progress_enabled() -> bool:
+    return sys.stderr.isatty() and not State.quiet
+
+
+def prepare_out(out: Path, *, overwrite: bool, resume: bool = False, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse an existing non-empty output folder unless ``--overwrite`` (cleared) or ``--resume`` (kept).
+
+    An output folder that contains one of the ``inputs`` is refused: clearing it would lose the input.
+    """
+    out_r = out.expanduser().resolve()
+    for p in inputs:
+        if out_r in p.expanduser().resolve().parents:
+            raise ConfigError(
+                f"--out={out} contains the input {p}; choose another folder (inputs are never overwritten)"
+            )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out={out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if resume:
+            return
+        if not overwrite:
+            raise ConfigError(f"--out={out} already holds a run; pass --overwrite to replace it or --resume")
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def write_result(out: Path, result: dict[str, Any], config: dict[str, Any]) -> None:
+    atomic_write_json(out / "result.json", result)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def apply_threads(threads: int) -> None:
+    set_threads(threads)

@@ -1,0 +1,37 @@
+"""``pruneguard demo``: the main job end to end (train BadNets -> ANP purify -> report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pruneguard.cli.common import apply_threads, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.purify import summary_lines
+from pruneguard.utils.seed import seed_everything
+from pruneguard.workflows.demo import run_demo
+
+
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files."),  # noqa: UP045
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train a BadNets model on Fashion-MNIST (5% poison, target 0) and purify it with ANP on 1% clean data."""
+    apply_threads(threads)
+    prepare_out(out, overwrite=overwrite)
+    seed_everything(seed)
+    report = run_demo(out, data_dir=data_dir, seed=seed, progress=progress_enabled())
+    if json_out:
+        emit_json(report)
+        return
+    typer.echo("\n".join(summary_lines(report)))
+    typer.echo(f"report: {out / 'report.json'} and {out / 'report.html'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

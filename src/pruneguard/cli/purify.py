@@ -1,0 +1,105 @@
+"""``pruneguard purify``: Adversarial Neuron Pruning of a possibly backdoored model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pruneguard.cli.common import apply_threads, emit_json, prepare_out, progress_enabled
+from pruneguard.config import PurifyConfig, validate_config
+from pruneguard.utils.seed import seed_everything
+from pruneguard.workflows.purify import purify as purify_job
+from pruneguard.workflows.purify import write_purify_outputs
+
+
+def summary_lines(report: dict) -> list[str]:
+    b, a = report["before"], report["after"]
+    f = lambda v: "  n/a " if v is None else f"{v:6.4f}"  # noqa: E731
+    return [
+        f"{'':8}{'accuracy':>10}{'ASR':>10}",
+        f"{'before':8}{f(b['accuracy']):>10}{f(b['asr']):>10}",
+        f"{'after':8}{f(a['accuracy']):>10}{f(a['asr']):>10}",
+        f"pruned {report['pruned_neurons']}/{report['total_neurons']} neurons ({report['pruning_rule']}), "
+        f"{report['clean_samples']} clean samples, {report['seconds']:.0f} s",
+    ]
+
+
+def purify(
+    model: Path = typer.Option(..., "--model", help="Model file (.safetensors from pruneguard, or a state dict)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: purified.safetensors, report.json, report.html."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one named in the model file)."),  # noqa: UP045
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files."),  # noqa: UP045
+    clean_fraction: float = typer.Option(0.01, help="Clean split size as a fraction of the training split."),
+    clean_samples: int | None = typer.Option(None, help="Clean split size as a count (wins over the fraction)."),  # noqa: UP045
+    eps: float = typer.Option(0.4, "--anp-eps", help="Neuron perturbation budget."),
+    anp_steps: int = typer.Option(1, "--anp-steps", help="Ascent steps per perturbation."),
+    alpha: float = typer.Option(0.2, "--anp-alpha", help="Weight of the natural loss."),
+    iterations: int = typer.Option(2000, help="Mask optimisation iterations."),
+    batch_size: int = typer.Option(128),
+    mask_lr: float = typer.Option(0.2, help="SGD learning rate of the masks."),
+    clip_noise: bool = typer.Option(False, help="Project the perturbation to the eps-ball (the reference does not)."),
+    augment: bool = typer.Option(True, help="Crop/flip the clean batches as the reference does."),
+    threshold: str = typer.Option("0.2", help="Prune masks <= this value, or 'auto'."),
+    prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045
+    prune_fraction: Optional[float] = typer.Option(None, help="Prune this share of neurons instead."),  # noqa: UP045
+    max_acc_drop: float = typer.Option(0.02, help="For --threshold auto: allowed clean-split accuracy drop."),
+    finetune_epochs: int = typer.Option(0, help="Fine-tune on the clean split after pruning (0: off)."),
+    finetune_lr: float = typer.Option(0.01),
+    eval_attack: Optional[str] = typer.Option(None, help="Trigger to measure ASR with (benchmarking only)."),  # noqa: UP045
+    target_label: Optional[int] = typer.Option(None, help="Target label of --eval-attack."),  # noqa: UP045
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    checkpoint_every: int = typer.Option(100, help="Save the ANP state every N iterations."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Purify a model with Adversarial Neuron Pruning on a small clean split."""
+    cfg = validate_config(
+        PurifyConfig,
+        dict(
+            model=model,
+            out=out,
+            dataset=dataset,
+            data_dir=data_dir,
+            clean_fraction=clean_fraction,
+            clean_samples=clean_samples,
+            seed=seed,
+            eps=eps,
+            anp_steps=anp_steps,
+            alpha=alpha,
+            iterations=iterations,
+            batch_size=batch_size,
+            mask_lr=mask_lr,
+            clip_noise=clip_noise,
+            augment=augment,
+            threshold=threshold,
+            prune_count=prune_count,
+            prune_fraction=prune_fraction,
+            max_acc_drop=max_acc_drop,
+            finetune_epochs=finetune_epochs,
+            finetune_lr=finetune_lr,
+            eval_attack=eval_attack,
+            target_label=target_label,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            trust_pickle=trust_pickle,
+        ),
+    )
+    apply_threads(threads)
+    prepare_out(out, overwrite=overwrite, resume=resume, inputs=(model,))
+    seed_everything(seed)
+    report, purified, meta = purify_job(cfg, progress=progress_enabled())
+    write_purify_outputs(cfg, report, purified, meta)
+    if json_out:
+        emit_json(report)
+    else:
+        typer.echo("\n".join(summary_lines(report)))
+        typer.echo(f"report: {out / 'report.html'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("purify")(purify)

@@ -1,0 +1,95 @@
+"""``pruneguard scan``: neuron-sensitivity scan of an untrusted model (no retraining, no trigger knowledge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from pruneguard.cli.common import apply_threads, emit_json, prepare_out, progress_enabled
+from pruneguard.config import validate_config
+from pruneguard.policy import RuleResult, load_policy, policy_exit_code
+from pruneguard.scan.sensitivity import ScanConfig
+from pruneguard.utils.seed import seed_everything
+from pruneguard.workflows.scan import ScanRunConfig, write_scan_outputs
+from pruneguard.workflows.scan import scan as scan_job
+
+_DEFAULT = ScanConfig()
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    target = report["suspected_target"]
+    lines = [
+        f"verdict {report['verdict']}: score {report['score']:.4f} (threshold {report['threshold']:.4f}), "
+        f"suspected target {'–' if target is None else target} ({report['target_share']:.0%} of errors)",
+        "  eps   error  top-share  flip",
+    ]
+    lines += [
+        f"  {r['eps']:.2f}  {r['error_rate']:.3f}  {r['top_share']:9.3f}  {r['flip']:.3f}" for r in report["curve"]
+    ]
+    lines.append(f"{report['clean_samples']} clean samples, {report['seconds']:.1f} s")
+    if report.get("policy"):
+        failed = [r["rule"] for r in report["policy"]["rules"] if not r["passed"]]
+        lines.append("policy: passed" if not failed else f"policy: FAILED ({', '.join(failed)})")
+    return lines
+
+
+def scan(
+    model: Path = typer.Option(..., "--model", help="Model file (.safetensors from pruneguard, or a state dict)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: report.json, report.html, config.yaml."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one named in the model file)."),  # noqa: UP045
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files."),  # noqa: UP045
+    clean_fraction: float = typer.Option(0.01, help="Clean split size as a fraction of the training split."),
+    clean_samples: Optional[int] = typer.Option(None, help="Clean split size as a count (wins over the fraction)."),  # noqa: UP045
+    eps: str = typer.Option(",".join(str(e) for e in _DEFAULT.eps), help="Perturbation budgets, comma-separated."),
+    steps: int = typer.Option(_DEFAULT.steps, help="Ascent steps per restart."),
+    restarts: int = typer.Option(_DEFAULT.restarts, help="Random restarts per budget."),
+    batch_size: int = typer.Option(_DEFAULT.batch_size, help="Samples per ascent / evaluation chunk."),
+    threshold: float = typer.Option(_DEFAULT.threshold, help="Scores above this are 'suspicious'."),
+    policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. max_scan_score); exit 3 when a rule fails."),  # noqa: UP045
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Scan a model for backdoor symptoms: how it fails under adversarial neuron perturbations."""
+    cfg = validate_config(
+        ScanRunConfig,
+        dict(
+            model=model,
+            out=out,
+            dataset=dataset,
+            data_dir=data_dir,
+            clean_fraction=clean_fraction,
+            clean_samples=clean_samples,
+            eps=eps,
+            steps=steps,
+            restarts=restarts,
+            batch_size=batch_size,
+            threshold=threshold,
+            seed=seed,
+            trust_pickle=trust_pickle,
+            policy=policy,
+        ),
+    )
+    rules = load_policy(policy) if policy is not None else None
+    apply_threads(threads)
+    prepare_out(out, overwrite=overwrite, inputs=(model,) + ((policy,) if policy is not None else ()))
+    seed_everything(seed)
+    report = scan_job(cfg, policy=rules, progress=progress_enabled())
+    write_scan_outputs(cfg, report)
+    if json_out:
+        emit_json(report)
+    else:
+        typer.echo("\n".join(summary_lines(report)))
+        typer.echo(f"report: {out / 'report.html'}")
+    if report.get("policy"):
+        code = policy_exit_code([RuleResult(**r) for r in report["policy"]["rules"]])
+        if code:
+            raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan)

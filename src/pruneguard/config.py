@@ -1,0 +1,121 @@
+"""Run configs (pydantic v2, ``extra="forbid"``) for the user-level jobs; written next to every result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pruneguard.errors import ConfigError
+
+__all__ = ["RunConfig", "PurifyConfig", "validate_config"]
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def validate_config(cls: type[RunConfig], values: dict[str, Any]) -> Any:
+    """Build ``cls`` from ``values``; the first problem becomes a one-line ``ConfigError`` naming the option."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        if not err["loc"]:  # a cross-field rule: its message names the options
+            raise ConfigError(str(err["msg"]).removeprefix("Value error, ")) from None
+        field = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "config"
+        value = err.get("input")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{field}={value!r}: {msg}") from None
+
+
+class PurifyConfig(RunConfig):
+    """``pruneguard purify``: ANP on the defender's clean split, prune, optionally fine-tune, evaluate."""
+
+    model: Path
+    out: Path
+    dataset: str | None = None
+    data_dir: Path | None = None
+    clean_fraction: float | None = Field(0.01, gt=0.0, le=1.0)
+    clean_samples: int | None = Field(None, ge=2)
+    seed: int = 0
+    eps: float = Field(0.4, ge=0.0, le=1.0)
+    anp_steps: int = Field(1, ge=1)
+    alpha: float = Field(0.2, ge=0.0, le=1.0)
+    iterations: int = Field(2000, ge=1)
+    batch_size: int = Field(128, ge=2)
+    mask_lr: float = Field(0.2, gt=0.0)
+    clip_noise: bool = False
+    augment: bool = True
+    threshold: float | Literal["auto"] = 0.2
+    prune_count: int | None = Field(None, ge=0)
+    prune_fraction: float | None = Field(None, ge=0.0, lt=1.0)
+    max_acc_drop: float = Field(0.02, ge=0.0, lt=1.0)
+    finetune_epochs: int = Field(0, ge=0)
+    finetune_lr: float = Field(0.01, gt=0.0)
+    eval_attack: str | None = None
+    target_label: int | None = Field(None, ge=0)
+    checkpoint_every: int = Field(100, ge=1)
+    resume: bool = False
+    trust_pickle: bool = False
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "auto":
+            try:
+                v = float(v)
+            except ValueError:
+                raise ValueError("accepted: a number in [0, 1] or 'auto'") from None
+        if isinstance(v, float | int) and not 0.0 <= float(v) <= 1.0:
+            raise ValueError("accepted: a number in [0, 1] or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _checks(self) -> PurifyConfig:
+        if self.prune_count is not None and self.prune_fraction is not None:
+            raise ValueError("give at most one of --prune-count and --prune-fraction")
+        if self.out.expanduser().resolve() == self.model.expanduser().resolve():
+            raise ValueError(
+                f"--out={self.out} is the input model; choose another folder (inputs are never overwritten)"
+            )
+        return self
+
+    def anp_kwargs(self) -> dict[str, Any]:
+        return {
+            "eps": self.eps,
+            "steps": self.anp_steps,
+            "alpha": self.alpha,
+            "iterations": self.iterations,
+            "batch_size": self.batch_size,
+            "lr": self.mask_lr,
+            "clip_noise": self.clip_noise,
+            "augment": self.augment,
+            "seed": self.seed,
+            "checkpoint_every": self.checkpoint_every,
+        }
+
+
+class TrainRunConfig(RunConfig):
+    """``pruneguard train``: a clean or backdoored model on a registered dataset, with a held-out split."""
+
+    out: Path
+    dataset: str = "fashion_mnist"
+    data_dir: Path | None = None
+    arch: str = "small_cnn"
+    width: float = Field(1.0, gt=0.0)
+    attack: str | None = None
+    poison_rate: float = Field(0.05, gt=0.0, le=1.0)
+    target_label: int = Field(0, ge=0)
+    holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(0.05, gt=0.0)
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    augment: bool = True
+    seed: int = 0
+    resume: bool = False

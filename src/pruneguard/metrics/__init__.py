@@ -1,0 +1,5 @@
+"""Pure metric functions."""
+
+from pruneguard.metrics.classification import accuracy, attack_success_rate
+
+__all__ = ["accuracy", "attack_success_rate"]

@@ -1,0 +1,227 @@
+"""Adversarial Neuron Pruning (ANP): Wu & Wang, NeurIPS 2021, https://arxiv.org/abs/2110.14430 .
+
+Threat model: a model trained by an untrusted party may carry a backdoor; the defender has a small clean set.
+ANP learns a mask in [0, 1] per neuron. Each iteration (1) draws a neuron perturbation uniformly in
+[-eps, eps] and takes ``steps`` signed-gradient ascent steps of size ``eps / steps`` on the clean loss (the
+reference does not project back to the eps-ball; ``clip_noise=True`` does), then (2) takes one SGD step on the
+masks for ``alpha * natural_loss + (1 - alpha) * perturbed_loss`` and clamps them to [0, 1]. Neurons with small
+masks are then pruned (their scale set to 0, bias kept).
+
+The model is never modified during optimisation: masks and noise enter through ``torch.func.functional_call``,
+BatchNorm layers use batch statistics without updating their running buffers, and no weight gradient exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pruneguard.data.augment import augment_batch
+from pruneguard.data.tensors import ArrayData, to_float
+from pruneguard.errors import ConfigError
+from pruneguard.pruning.neurons import NeuronGroup, NeuronReparam, find_neuron_groups
+from pruneguard.utils.io import atomic_write
+from pruneguard.utils.modes import anp_mode
+from pruneguard.utils.progress import track
+
+__all__ = ["ANPConfig", "ANPResult", "anp_optimize", "perturbation_step", "mask_step"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ANPConfig:
+    """ANP hyperparameters (defaults: the paper's). ``alpha`` is the trade-off weight of the natural loss."""
+
+    eps: float = 0.4
+    steps: int = 1
+    alpha: float = 0.2
+    iterations: int = 2000
+    batch_size: int = 128
+    lr: float = 0.2
+    momentum: float = 0.9
+    rand_init: bool = True
+    clip_noise: bool = False
+    augment: bool = True
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0.0 <= self.eps <= 1.0 and math.isfinite(self.eps), "--anp-eps", self.eps, "[0, 1]"),
+            (self.steps >= 1, "--anp-steps", self.steps, "an integer >= 1"),
+            (0.0 <= self.alpha <= 1.0, "--anp-alpha", self.alpha, "[0, 1]"),
+            (self.iterations >= 1, "--iterations", self.iterations, "an integer >= 1"),
+            (self.batch_size >= 2, "--batch-size", self.batch_size, "an integer >= 2 (BatchNorm needs 2)"),
+            (self.lr > 0 and math.isfinite(self.lr), "--mask-lr", self.lr, "a positive number"),
+            (0.0 <= self.momentum < 1.0, "--mask-momentum", self.momentum, "[0, 1)"),
+            (self.checkpoint_every >= 1, "--checkpoint-every", self.checkpoint_every, "an integer >= 1"),
+        ]
+        for ok, name, value, accepted in checks:
+            if not ok:
+                raise ConfigError(f"{name}={value} is not accepted; accepted: {accepted}")
+
+
+@dataclass
+class ANPResult:
+    """Learned masks (flat, in the groups' order) and the optimisation history."""
+
+    groups: list[NeuronGroup]
+    masks: Tensor
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    iterations: int = 0
+
+    def mask_table(self) -> list[dict[str, Any]]:
+        rows, k = [], 0
+        for g in self.groups:
+            for i in range(g.size):
+                rows.append({"index": k, "layer": g.module, "neuron": i, "mask": float(self.masks[k])})
+                k += 1
+        return rows
+
+
+def perturbation_step(
+    reparam: NeuronReparam,
+    x: Tensor,
+    y: Tensor,
+    mask: Tensor,
+    cfg: ANPConfig,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """The max step: neuron noise (on scales and biases) that increases the clean loss, within budget ``eps``."""
+    n = reparam.total
+    if cfg.eps == 0.0:
+        zero = torch.zeros(n, device=mask.device)
+        return zero, zero.clone()
+    if cfg.rand_init:
+        noise_w = (torch.rand(n, generator=generator) * 2 - 1).mul_(cfg.eps).to(mask.device)
+        noise_b = (torch.rand(n, generator=generator) * 2 - 1).mul_(cfg.eps).to(mask.device)
+    else:
+        noise_w, noise_b = torch.zeros(n, device=mask.device), torch.zeros(n, device=mask.device)
+    step = cfg.eps / cfg.steps
+    m = mask.detach()
+    for _ in range(cfg.steps):
+        noise_w.requires_grad_(True)
+        noise_b.requires_grad_(True)
+        loss = F.cross_entropy(reparam.forward(x, m, noise_w, noise_b), y)
+        g_w, g_b = torch.autograd.grad(loss, [noise_w, noise_b])
+        with torch.no_grad():
+            noise_w = noise_w + step * g_w.sign()
+            noise_b = noise_b + step * g_b.sign()
+            if cfg.clip_noise:
+                noise_w.clamp_(-cfg.eps, cfg.eps)
+                noise_b.clamp_(-cfg.eps, cfg.eps)
+    return noise_w.detach(), noise_b.detach()
+
+
+def mask_step(
+    reparam: NeuronReparam,
+    x: Tensor,
+    y: Tensor,
+    mask: Tensor,
+    opt: torch.optim.Optimizer,
+    noise: tuple[Tensor, Tensor] | None,
+    alpha: float,
+) -> tuple[float, float, float]:
+    """The min step: SGD on ``alpha * natural + (1 - alpha) * perturbed`` loss, then clamp masks to [0, 1].
+
+    Returns (total loss, natural loss, natural accuracy on the batch).
+    """
+    opt.zero_grad(set_to_none=True)
+    logits_nat = reparam.forward(x, mask)
+    loss_nat = F.cross_entropy(logits_nat, y)
+    if noise is not None:
+        loss_rob = F.cross_entropy(reparam.forward(x, mask, noise[0], noise[1]), y)
+        loss = alpha * loss_nat + (1.0 - alpha) * loss_rob
+    else:
+        loss = loss_nat
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        mask.clamp_(0.0, 1.0)
+    acc = float((logits_nat.argmax(1) == y).float().mean())
+    return float(loss.detach()), float(loss_nat.detach()), acc
+
+
+def _state_matches(state: dict[str, Any], cfg: ANPConfig, n: int, data_len: int) -> bool:
+    return state.get("config") == asdict(cfg) and state.get("neurons") == n and state.get("data_len") == data_len
+
+
+def anp_optimize(
+    model: nn.Module,
+    data: ArrayData,
+    config: ANPConfig = ANPConfig(),
+    *,
+    state_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after: int | None = None,
+) -> ANPResult:
+    """Learn ANP neuron masks for ``model`` on the clean set ``data``. ``model`` is not modified.
+
+    With ``state_path``, the optimiser state is saved atomically every ``config.checkpoint_every`` iterations;
+    ``resume=True`` continues from it and ends bit-identical (on CPU) to an uninterrupted run.
+    ``stop_after`` ends early after that many iterations in total (used to test resumption).
+    """
+    if len(data) < 2:
+        raise ConfigError(f"the clean split has {len(data)} samples; ANP needs at least 2")
+    device = next(model.parameters()).device
+    x_all, y_all = to_float(data.x), data.y
+    groups = find_neuron_groups(model, x_all[:2].to(device))
+    reparam = NeuronReparam(model, groups)
+    gen = torch.Generator().manual_seed(config.seed)
+    mask = torch.ones(reparam.total, device=device, requires_grad=True)
+    opt = torch.optim.SGD([mask], lr=config.lr, momentum=config.momentum)
+    history: list[dict[str, float]] = []
+    start, seconds = 0, 0.0
+    path = Path(state_path) if state_path else None
+    if resume and path is not None and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if _state_matches(state, config, reparam.total, len(data)):
+            with torch.no_grad():
+                mask.copy_(state["mask"].to(device))
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            start, history, seconds = int(state["iteration"]), list(state["history"]), float(state["seconds"])
+            logger.info("resuming ANP at iteration %d from %s", start, path)
+        else:
+            logger.warning("ignoring ANP state %s: it was made with another config or model", path)
+    pad = max(1, x_all.shape[-1] // 8) if x_all.dim() == 4 else 0
+    end = config.iterations if stop_after is None else min(config.iterations, stop_after)
+    t0 = time.perf_counter()
+    with anp_mode(model):
+        for it in track(range(start, end), desc="ANP", total=end - start, enabled=progress):
+            idx = torch.randint(len(data), (config.batch_size,), generator=gen)
+            x, y = x_all[idx].to(device), y_all[idx].to(device)
+            if config.augment:
+                x = augment_batch(x, padding=pad, hflip=True, generator=gen)
+            noise = perturbation_step(reparam, x, y, mask, config, gen) if config.eps > 0 else None
+            loss, loss_nat, acc = mask_step(reparam, x, y, mask, opt, noise, config.alpha)
+            if (it + 1) % config.checkpoint_every == 0 or it + 1 == end:
+                history.append({"iteration": it + 1, "loss": loss, "natural_loss": loss_nat, "accuracy": acc})
+                if path is not None:
+                    state = {
+                        "mask": mask.detach().cpu(),
+                        "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(),
+                        "iteration": it + 1,
+                        "history": history,
+                        "config": asdict(config),
+                        "neurons": reparam.total,
+                        "data_len": len(data),
+                        "seconds": seconds + time.perf_counter() - t0,
+                    }
+                    with atomic_write(path, "wb") as fh:
+                        torch.save(state, fh)
+    seconds += time.perf_counter() - t0
+    return ANPResult(groups, mask.detach().cpu(), history, seconds, end)

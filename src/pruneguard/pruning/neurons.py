@@ -1,0 +1,141 @@
+"""Neurons of a model as ANP sees them, and the functional re-parametrisation that masks/perturbs them.
+
+A *neuron group* is a layer whose output channels carry one mask each: every BatchNorm with an affine scale
+(mask on its scale, as in the paper), and every conv/linear layer whose output does not feed a norm layer
+directly (mask on its output channels; the author's stated equivalence). The final classifier is never masked.
+
+Masking uses ``torch.func.functional_call`` with re-scaled parameters, so the model object itself is never
+modified and no gradient is ever computed for its weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from pruneguard.errors import IncompatibleModelError
+
+__all__ = ["NeuronGroup", "find_neuron_groups", "NeuronReparam", "prune_neurons_"]
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+@dataclass(frozen=True, slots=True)
+class NeuronGroup:
+    """One maskable layer: its module path, kind (``norm``/``conv``/``linear``) and number of neurons."""
+
+    module: str
+    kind: str
+    size: int
+    has_bias: bool
+
+    @property
+    def weight(self) -> str:
+        return f"{self.module}.weight"
+
+    @property
+    def bias(self) -> str:
+        return f"{self.module}.bias"
+
+
+def find_neuron_groups(model: nn.Module, example: Tensor) -> list[NeuronGroup]:
+    """Trace one forward pass of ``example`` to find the maskable layers of ``model`` in execution order."""
+    names = {m: n for n, m in model.named_modules()}
+    order: list[nn.Module] = []
+    outputs: dict[int, tuple[nn.Module, Tensor]] = {}  # tensors kept alive so ids stay unique
+    normed: set[nn.Module] = set()
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        order.append(module)
+        if isinstance(module, _NORMS) and inputs and id(inputs[0]) in outputs:
+            normed.add(outputs[id(inputs[0])][0])
+        if isinstance(module, _LAYERS) and isinstance(output, Tensor):
+            outputs[id(output)] = (module, output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _NORMS + _LAYERS)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(example)
+    except Exception as exc:  # a model that cannot run the example input does not fit the data
+        raise IncompatibleModelError(
+            f"the model cannot run an input of shape {tuple(example.shape)}: {str(exc).splitlines()[0]}"
+        ) from None
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    final = outputs[id(out)][0] if isinstance(out, Tensor) and id(out) in outputs else None
+    if final is None:
+        final = next((m for m in reversed(order) if isinstance(m, _LAYERS)), None)
+    groups: list[NeuronGroup] = []
+    seen: set[nn.Module] = set()
+    for m in order:
+        if m in seen or m is final:
+            continue
+        seen.add(m)
+        if isinstance(m, _NORMS) and m.affine:
+            groups.append(NeuronGroup(names[m], "norm", m.num_features, True))
+        elif isinstance(m, _LAYERS) and m not in normed:
+            size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+            groups.append(
+                NeuronGroup(names[m], "linear" if isinstance(m, nn.Linear) else "conv", size, m.bias is not None)
+            )
+    if not groups:
+        raise IncompatibleModelError("the model has no maskable neurons (no BatchNorm and no hidden conv/linear)")
+    return groups
+
+
+class NeuronReparam:
+    """Computes the parameters of a model whose neurons are masked and perturbed.
+
+    For a group with weight ``w`` and bias ``b``: ``w' = w * (mask + noise_w)`` per output neuron and
+    ``b' = b * (1 + noise_b)``. ``mask``, ``noise_w``, ``noise_b`` are flat vectors over all groups.
+    """
+
+    def __init__(self, model: nn.Module, groups: list[NeuronGroup]) -> None:
+        self.model = model
+        self.groups = groups
+        params = dict(model.named_parameters())
+        self._weights = [params[g.weight].detach() for g in groups]
+        self._biases = [params[g.bias].detach() if g.has_bias else None for g in groups]
+        self.sizes = [g.size for g in groups]
+        self.total = sum(self.sizes)
+
+    def parameters_for(
+        self, mask: Tensor, noise_w: Tensor | None = None, noise_b: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        coeff_w = mask if noise_w is None else mask + noise_w
+        parts_w = torch.split(coeff_w, self.sizes)
+        parts_b = torch.split(noise_b, self.sizes) if noise_b is not None else [None] * len(self.groups)
+        out: dict[str, Tensor] = {}
+        for g, w, b, cw, nb in zip(self.groups, self._weights, self._biases, parts_w, parts_b, strict=True):
+            out[g.weight] = w * cw.view((-1,) + (1,) * (w.dim() - 1))
+            if b is not None and nb is not None:
+                out[g.bias] = b * (1.0 + nb)
+        return out
+
+    def forward(self, x: Tensor, mask: Tensor, noise_w: Tensor | None = None, noise_b: Tensor | None = None) -> Tensor:
+        return functional_call(self.model, self.parameters_for(mask, noise_w, noise_b), (x,))
+
+
+@torch.no_grad()
+def prune_neurons_(model: nn.Module, groups: list[NeuronGroup], flat_indices: Tensor) -> None:
+    """Zero the scale (weight rows) of the neurons at ``flat_indices`` of the groups' concatenation; keep biases.
+
+    Mutates ``model`` in place (ANP's pruning: a pruned BN neuron outputs its bias only).
+    """
+    params = dict(model.named_parameters())
+    offsets = torch.cumsum(torch.tensor([0] + [g.size for g in groups]), 0)
+    flat = torch.as_tensor(flat_indices, dtype=torch.long).flatten()
+    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= int(offsets[-1])):
+        raise IndexError(f"neuron index out of range [0, {int(offsets[-1])})")
+    for i, g in enumerate(groups):
+        local = flat[(flat >= offsets[i]) & (flat < offsets[i + 1])] - offsets[i]
+        if local.numel():
+            params[g.weight][local] = 0.0

@@ -1,0 +1,93 @@
+"""Choosing which ANP neurons to prune, and the pruning curve (neurons pruned -> metrics)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from pruneguard.errors import ConfigError
+from pruneguard.pruning.neurons import NeuronGroup, prune_neurons_
+
+__all__ = [
+    "prune_order",
+    "select_by_threshold",
+    "select_smallest",
+    "curve_counts",
+    "pruning_curve",
+    "auto_count",
+]
+
+
+def prune_order(masks: Tensor) -> Tensor:
+    """Neuron indices sorted by mask value, smallest first (stable, so ties keep layer order)."""
+    return torch.argsort(masks, stable=True)
+
+
+def select_by_threshold(masks: Tensor, threshold: float) -> Tensor:
+    """Neurons whose mask is ``<= threshold`` (the reference's rule), in pruning order."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold={threshold} is outside [0, 1] (or use 'auto')")
+    order = prune_order(masks)
+    return order[masks[order] <= threshold]
+
+
+def select_smallest(masks: Tensor, count: int) -> Tensor:
+    """The ``count`` neurons with the smallest masks."""
+    if not 0 <= count <= masks.numel():
+        raise ConfigError(f"--prune-count={count} is outside [0, {masks.numel()}]")
+    return prune_order(masks)[:count]
+
+
+def curve_counts(masks: Tensor, *, max_fraction: float = 0.9, max_points: int = 120) -> list[int]:
+    """Counts of pruned neurons at which the curve is evaluated: every count for small models, else a grid that
+    also contains each 0.05-step threshold's count."""
+    n = masks.numel()
+    top = int(round(max_fraction * n))
+    if top + 1 <= max_points:
+        return list(range(top + 1))
+    grid = set(torch.linspace(0, top, max_points - 20).round().long().tolist())
+    sorted_masks = torch.sort(masks).values
+    for t in torch.arange(0.0, 0.951, 0.05):
+        grid.add(min(top, int(torch.searchsorted(sorted_masks, t, right=True))))
+    return sorted(grid)
+
+
+@torch.no_grad()
+def pruning_curve(
+    model: nn.Module,
+    groups: list[NeuronGroup],
+    masks: Tensor,
+    evaluators: dict[str, Callable[[nn.Module], float]],
+    counts: Sequence[int],
+) -> list[dict[str, float]]:
+    """Prune neurons in mask order on a copy of ``model`` and evaluate at each count in ``counts``."""
+    work = copy.deepcopy(model)
+    order = prune_order(masks)
+    rows, done = [], 0
+    for k in sorted(set(int(c) for c in counts)):
+        if k > done:
+            prune_neurons_(work, groups, order[done:k])
+            done = k
+        row: dict[str, float] = {"pruned": k, "threshold": float(masks[order[k - 1]]) if k else 0.0}
+        for name, fn in evaluators.items():
+            row[name] = fn(work)
+        rows.append(row)
+    return rows
+
+
+def auto_count(curve: list[dict[str, float]], max_acc_drop: float, key: str = "clean_accuracy") -> int:
+    """The largest count whose clean-split accuracy, and that of every smaller count, stays within
+    ``max_acc_drop`` of the unpruned model. Uses only the defender's clean data."""
+    if not 0.0 <= max_acc_drop < 1.0:
+        raise ConfigError(f"--max-acc-drop={max_acc_drop} is outside [0, 1)")
+    if not curve or curve[0]["pruned"] != 0:
+        raise ValueError("the pruning curve must start at 0 pruned neurons")
+    base, best = curve[0][key], 0
+    for row in curve:
+        if base - row[key] > max_acc_drop + 1e-12:
+            break
+        best = int(row["pruned"])
+    return best

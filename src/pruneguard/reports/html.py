@@ -1,0 +1,112 @@
+"""HTML renderers: they only format a report dict, they never compute results."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pruneguard.reports.plots import histogram, line_plot
+
+__all__ = ["render_purify_html", "page", "table", "fmt"]
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.pass{color:#1a7f37}.fail{color:#cf222e}
+img{max-width:100%}pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}"""
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def page(title: str, sections: Sequence[str]) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n"
+    )
+
+
+def img(b64: str, alt: str) -> str:
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
+
+
+def render_purify_html(report: dict[str, Any]) -> str:
+    b, a = report["before"], report["after"]
+    summary = table(
+        ["", "test accuracy", "ASR", "clean-split accuracy"],
+        [
+            ["before", b["accuracy"], b.get("asr"), b.get("clean_split_accuracy")],
+            ["after", a["accuracy"], a.get("asr"), a.get("clean_split_accuracy")],
+        ],
+    )
+    facts = table(
+        ["fact", "value"],
+        [
+            ["model", report["model"]],
+            ["model SHA-256", report["model_sha256"]],
+            ["dataset", report["dataset"]],
+            ["clean samples", report["clean_samples"]],
+            ["clean split", report["clean_source"]],
+            ["clean indices SHA-256", report["clean_indices_hash"]],
+            ["pruning rule", report["pruning_rule"]],
+            ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
+            ["mask threshold reached", report["threshold_reached"]],
+            ["seconds", report["seconds"]],
+            ["seed", report["seed"]],
+            ["git commit", report.get("git_commit")],
+            ["started", report["started"]],
+            ["finished", report["finished"]],
+        ],
+    )
+    curve = report["curve"]
+    xs = [row["pruned"] for row in curve]
+    series: dict[str, list[float | None]] = {"clean-split accuracy": [row["clean_accuracy"] for row in curve]}
+    if any("asr" in row for row in curve):
+        series["ASR (test, benchmark only)"] = [row.get("asr") for row in curve]
+    curve_png = line_plot(
+        xs,
+        series,
+        xlabel="neurons pruned (smallest masks first)",
+        ylabel="rate",
+        title="Pruning curve",
+        vline=report["pruned_neurons"],
+        vlabel="chosen",
+    )
+    masks = [m["mask"] for m in report["masks"]]
+    hist_png = histogram(
+        masks,
+        bins=40,
+        xlabel="ANP mask value",
+        title="Mask values",
+        vline=report["threshold_reached"] if report["pruned_neurons"] else None,
+    )
+    layers = table(
+        ["layer", "kind", "neurons", "pruned", "mean mask"],
+        [[r["layer"], r["kind"], r["neurons"], r["pruned"], r["mask_mean"]] for r in report["layers"]],
+    )
+    sections = [
+        "<h2>Result</h2>",
+        summary,
+        facts,
+        "<h2>Pruning curve</h2>",
+        img(curve_png, "pruning curve"),
+        "<h2>Mask histogram</h2>",
+        img(hist_png, "mask histogram"),
+        "<h2>Layers</h2>",
+        layers,
+        "<h2>Config and versions</h2>",
+        f"<pre>{html.escape(json.dumps({'config': report['config'], 'versions': report['versions']}, indent=2))}</pre>",
+    ]
+    return page("pruneguard purify report", sections)

@@ -1,0 +1,1 @@
+"""Small helpers: seeding, devices, progress bars, atomic file I/O."""

@@ -1,0 +1,202 @@
+"""The purify job: ANP on the defender's clean split -> prune -> (fine-tune) -> evaluate -> model + report."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save
+from torch import Tensor, nn
+
+from pruneguard.config import PurifyConfig
+from pruneguard.data.tensors import ArrayData
+from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
+from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
+from pruneguard.models.io import ModelMeta, save_model
+from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
+from pruneguard.pruning.neurons import prune_neurons_
+from pruneguard.pruning.selection import (
+    auto_count,
+    curve_counts,
+    pruning_curve,
+    select_by_threshold,
+    select_smallest,
+)
+from pruneguard.reports.html import render_purify_html
+from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.training.train import TrainConfig
+from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from pruneguard.workflows.common import (
+    LoadedModel,
+    draw_clean_split,
+    load_for_defense,
+    make_trigger,
+    trigger_set,
+)
+
+__all__ = ["purify", "select_neurons", "write_purify_outputs", "weights_sha256", "PURIFIED_NAME"]
+
+logger = logging.getLogger(__name__)
+PURIFIED_NAME = "purified.safetensors"
+_CURVE_ASR_SAMPLES = 2000
+
+
+def _measure(model: nn.Module, test: ArrayData, triggered: ArrayData | None, target: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"accuracy": evaluate_accuracy(model, test), "asr": None}
+    if triggered is not None and target is not None:
+        out["asr"] = evaluate_asr(model, triggered, target)
+    return out
+
+
+def select_neurons(cfg: PurifyConfig, masks: Tensor, curve: list[dict[str, float]]) -> tuple[Tensor, str, float]:
+    """The neurons to prune under the configured rule: (indices, rule description, threshold reached)."""
+    order = torch.argsort(masks, stable=True)
+    if cfg.prune_count is not None:
+        idx, rule = select_smallest(masks, cfg.prune_count), f"count={cfg.prune_count}"
+    elif cfg.prune_fraction is not None:
+        idx = select_smallest(masks, int(round(cfg.prune_fraction * masks.numel())))
+        rule = f"fraction={cfg.prune_fraction}"
+    elif cfg.threshold == "auto":
+        k = auto_count(curve, cfg.max_acc_drop)
+        idx, rule = order[:k], f"auto (max clean-split accuracy drop {cfg.max_acc_drop})"
+    else:
+        idx, rule = select_by_threshold(masks, float(cfg.threshold)), f"threshold={cfg.threshold}"
+    reached = float(masks[idx].max()) if idx.numel() else 0.0
+    return idx, rule, reached
+
+
+def _layer_summary(result: ANPResult, pruned: Tensor) -> list[dict[str, Any]]:
+    flags = torch.zeros(result.masks.numel(), dtype=torch.bool)
+    flags[pruned] = True
+    rows, start = [], 0
+    for g in result.groups:
+        sl = slice(start, start + g.size)
+        rows.append(
+            {
+                "layer": g.module,
+                "kind": g.kind,
+                "neurons": g.size,
+                "pruned": int(flags[sl].sum()),
+                "mask_mean": float(result.masks[sl].mean()),
+            }
+        )
+        start += g.size
+    return rows
+
+
+def purify(
+    cfg: PurifyConfig, *, progress: bool = False, loaded: LoadedModel | None = None
+) -> tuple[dict[str, Any], nn.Module, ModelMeta]:
+    """Run ANP, prune and evaluate; the ANP state (for ``--resume``) is kept in ``cfg.out``.
+
+    Returns the report (a JSON-ready dict), the purified model and the metadata to save it with
+    (see :func:`write_purify_outputs`). The input model is not modified.
+    """
+    started, t0 = now_iso(), time.perf_counter()
+    loaded = loaded or load_for_defense(
+        cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle
+    )
+    model = loaded.model
+    clean, clean_info = draw_clean_split(
+        loaded, clean_fraction=cfg.clean_fraction, clean_samples=cfg.clean_samples, seed=cfg.seed
+    )
+    attack = make_trigger(cfg.eval_attack, loaded.meta, cfg.target_label) if cfg.eval_attack else None
+    triggered = trigger_set(attack, loaded.test) if attack is not None else None
+    target = attack.target_label if attack is not None else None
+    before = _measure(model, loaded.test, triggered, target)
+    before["clean_split_accuracy"] = evaluate_accuracy(model, clean)
+    logger.info("before: %s", before)
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    anp_cfg = ANPConfig(**cfg.anp_kwargs())
+    result = anp_optimize(
+        model, clean, anp_cfg, state_path=cfg.out / "anp_state.pt", resume=cfg.resume, progress=progress
+    )
+    evaluators = {"clean_accuracy": lambda m: evaluate_accuracy(m, clean)}
+    if triggered is not None and target is not None:
+        sub = triggered.subset(torch.arange(min(len(triggered), _CURVE_ASR_SAMPLES)))
+        evaluators["asr"] = lambda m: evaluate_asr(m, sub, target)
+    curve = pruning_curve(model, result.groups, result.masks, evaluators, curve_counts(result.masks))
+    pruned, rule, reached = select_neurons(cfg, result.masks, curve)
+
+    purified = copy.deepcopy(model)
+    prune_neurons_(purified, result.groups, pruned)
+    finetune: dict[str, Any] | None = None
+    if cfg.finetune_epochs > 0:
+        ft_cfg = TrainConfig(
+            epochs=cfg.finetune_epochs,
+            lr=cfg.finetune_lr,
+            batch_size=min(cfg.batch_size, 64),
+            seed=cfg.seed,
+            crop_padding=1 if clean.x.dim() == 4 else 0,
+            hflip=clean.x.dim() == 4,
+        )
+        res = fine_tune_(purified, clean, ft_cfg, keep_zero=zero_masks(purified))
+        finetune = {"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr, "seconds": res.seconds}
+    after = _measure(purified, loaded.test, triggered, target)
+    after["clean_split_accuracy"] = evaluate_accuracy(purified, clean)
+    logger.info("after: %s", after)
+
+    seconds = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "schema": "pruneguard.purify/1",
+        "model": str(cfg.model),
+        "model_sha256": loaded.sha256,
+        "dataset": loaded.dataset,
+        **clean_info,
+        "eval_attack": {"name": cfg.eval_attack, "target_label": target} if attack is not None else None,
+        "before": before,
+        "after": after,
+        "accuracy_drop": before["accuracy"] - after["accuracy"],
+        "pruned_neurons": int(pruned.numel()),
+        "total_neurons": int(result.masks.numel()),
+        "pruning_rule": rule,
+        "threshold": cfg.threshold if cfg.threshold == "auto" else float(cfg.threshold),
+        "threshold_reached": reached,
+        "finetune": finetune,
+        "anp": {"iterations": result.iterations, "seconds": result.seconds, "history": result.history},
+        "layers": _layer_summary(result, pruned),
+        "curve": curve,
+        "masks": result.mask_table(),
+        "seconds": seconds,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "device": str(next(model.parameters()).device),
+        "started": started,
+        "finished": now_iso(),
+    }
+    return report, purified, loaded.meta
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 of a model's tensors (safetensors serialisation without metadata): names weights, not files."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return sha256_bytes(save(state))
+
+
+def write_purify_outputs(cfg: PurifyConfig, report: dict[str, Any], purified: nn.Module, meta: ModelMeta) -> Path:
+    """Write report.json / report.html, then the purified model whose metadata names both hashes.
+
+    The report names the purified weights' hash; the model file names its source's hash and the report's.
+    """
+    report["purified_model"] = str(cfg.out / PURIFIED_NAME)
+    report["purified_weights_sha256"] = weights_sha256(purified)
+    atomic_write_json(cfg.out / "report.json", report)
+    atomic_write_text(cfg.out / "report.html", render_purify_html(report))
+    extra = dict(meta.extra)
+    extra["purified_from"] = {
+        "model_sha256": report["model_sha256"],
+        "report_sha256": sha256_file(cfg.out / "report.json"),
+        "pruned_neurons": report["pruned_neurons"],
+        "rule": report["pruning_rule"],
+    }
+    path = cfg.out / PURIFIED_NAME
+    save_model(path, purified, replace(meta, extra=extra))
+    return path

@@ -1,0 +1,155 @@
+"""The scan job: neuron-sensitivity scan of an untrusted model on the defender's clean split -> report.
+
+No retraining and no trigger knowledge: the model file, its dataset and a few clean samples are all it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from pruneguard.config import RunConfig
+from pruneguard.evaluation.predict import evaluate_accuracy
+from pruneguard.policy import Policy, evaluate_policy, policy_record
+from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.reports.scan_html import render_scan_html
+from pruneguard.scan.sensitivity import DEFAULT_EPS, ScanConfig, scan_model
+from pruneguard.utils.io import atomic_write_json, atomic_write_text
+from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense
+
+__all__ = ["ScanRunConfig", "scan", "scan_measurements", "write_scan_outputs", "REPORT_SCHEMA"]
+
+logger = logging.getLogger(__name__)
+REPORT_SCHEMA = "pruneguard.scan/1"
+_EPS_HELP = "comma-separated numbers in (0, 1], e.g. 0.1,0.2,0.3"
+_DEFAULT = ScanConfig()
+
+
+class ScanRunConfig(RunConfig):
+    """``pruneguard scan``: the neuron-sensitivity scan (see :class:`~pruneguard.scan.ScanConfig`)."""
+
+    model: Path
+    out: Path
+    dataset: str | None = None
+    data_dir: Path | None = None
+    clean_fraction: float | None = Field(0.01, gt=0.0, le=1.0, allow_inf_nan=False)
+    clean_samples: int | None = Field(None, ge=2)
+    eps: tuple[float, ...] = DEFAULT_EPS
+    steps: int = Field(_DEFAULT.steps, ge=1)
+    restarts: int = Field(_DEFAULT.restarts, ge=1)
+    batch_size: int = Field(_DEFAULT.batch_size, ge=4)
+    threshold: float = Field(_DEFAULT.threshold, ge=0.0, allow_inf_nan=False)
+    seed: int = 0
+    trust_pickle: bool = False
+    policy: Path | None = None
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _eps(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = tuple(float(s) for s in v.split(",") if s.strip())
+            except ValueError:
+                raise ValueError(f"accepted: {_EPS_HELP}") from None
+        if isinstance(v, list | tuple) and v and all(isinstance(e, int | float) and math.isfinite(e) for e in v):
+            if all(0.0 < e <= 1.0 for e in v):
+                return tuple(sorted({float(e) for e in v}))
+        raise ValueError(f"accepted: {_EPS_HELP}")
+
+    @model_validator(mode="after")
+    def _checks(self) -> ScanRunConfig:
+        if self.out.expanduser().resolve() == self.model.expanduser().resolve():
+            raise ValueError(
+                f"--out={self.out} is the input model; choose another folder (inputs are never overwritten)"
+            )
+        self.scan_config()
+        return self
+
+    def scan_config(self) -> ScanConfig:
+        return ScanConfig(
+            eps=self.eps,
+            steps=self.steps,
+            restarts=self.restarts,
+            batch_size=self.batch_size,
+            threshold=self.threshold,
+            seed=self.seed,
+        )
+
+
+def scan_measurements(report: dict[str, Any]) -> dict[str, Any]:
+    """What a policy can check after a scan (only ``scan_score``; other rules fail as not measured)."""
+    return {"scan_score": report["score"]}
+
+
+def scan(
+    cfg: ScanRunConfig,
+    *,
+    policy: Policy | None = None,
+    progress: bool = False,
+    loaded: LoadedModel | None = None,
+) -> dict[str, Any]:
+    """Scan ``cfg.model`` and return the report (a JSON-ready dict); nothing is written. The model is not modified.
+
+    With ``policy``, the report gets a ``policy`` section (see :func:`pruneguard.policy.policy_record`).
+    """
+    started, t0 = now_iso(), time.perf_counter()
+    loaded = loaded or load_for_defense(
+        cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle
+    )
+    clean, clean_info = draw_clean_split(
+        loaded, clean_fraction=cfg.clean_fraction, clean_samples=cfg.clean_samples, seed=cfg.seed
+    )
+    scan_cfg = cfg.scan_config()
+    clean_accuracy = evaluate_accuracy(loaded.model, clean)
+    result = scan_model(loaded.model, clean, scan_cfg, progress=progress)
+    target = result.suspected_target
+    classes = loaded.info.classes
+    report: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "model": str(cfg.model),
+        "model_sha256": loaded.sha256,
+        "dataset": loaded.dataset,
+        **clean_info,
+        "clean_split_accuracy": clean_accuracy,
+        "verdict": result.verdict,
+        "score": result.score,
+        "threshold": result.threshold,
+        "suspected_target": target,
+        "suspected_target_name": classes[target] if target is not None and target < len(classes) else None,
+        "target_share": result.target_share,
+        "baseline_error_rate": result.baseline_error_rate,
+        "errors_by_class": result.errors_by_class,
+        "curve": result.curve,
+        "neurons": result.neurons,
+        "num_classes": result.num_classes,
+        "scan": {**asdict(scan_cfg), "eps": list(scan_cfg.eps)},
+        "scan_seconds": result.seconds,
+        "seconds": time.perf_counter() - t0,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "device": str(next(loaded.model.parameters()).device),
+        "started": started,
+        "finished": now_iso(),
+    }
+    if policy is not None:
+        report["policy"] = policy_record(evaluate_policy(policy, scan_measurements(report)), cfg.policy)
+    logger.info("scan: score %.4f (%s), suspected target %s", result.score, result.verdict, target)
+    return report
+
+
+def write_scan_outputs(cfg: ScanRunConfig, report: dict[str, Any]) -> Path:
+    """Write ``report.json``, ``report.html`` and ``config.yaml`` into ``cfg.out``; return the JSON path."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.out / "report.json", report)
+    atomic_write_text(cfg.out / "report.html", render_scan_html(report))
+    atomic_write_text(cfg.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return cfg.out / "report.json"

@@ -1,0 +1,143 @@
+"""End to end through the CLI on the built-in digits data: train a backdoored tiny model, purify it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pruneguard.cli.app import app, main
+from pruneguard.models import read_meta
+from pruneguard.utils.io import sha256_file
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train")
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "digits",
+            "--attack",
+            "badnets",
+            "--poison-rate",
+            "0.1",
+            "--epochs",
+            "2",
+            "--width",
+            "0.25",
+            "--out",
+            str(out / "run"),
+            "--overwrite",
+        ]
+    )
+    assert code == 0
+    return out / "run" / "model.safetensors"
+
+
+def test_train_writes_model_with_holdout(trained: Path) -> None:
+    meta = read_meta(trained)
+    assert meta is not None and meta.dataset == "digits"
+    assert meta.holdout_indices and len(meta.holdout_indices) > 100
+    assert meta.extra["attack"]["name"] == "badnets"
+    result = json.loads((trained.parent / "result.json").read_text())
+    assert result["model_sha256"] == sha256_file(trained)
+    assert (trained.parent / "config.yaml").is_file()
+
+
+def test_purify_end_to_end(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "purify"
+    source_hash = sha256_file(trained)
+    res = runner.invoke(
+        app,
+        [
+            "purify",
+            "--model",
+            str(trained),
+            "--out",
+            str(out),
+            "--iterations",
+            "20",
+            "--clean-fraction",
+            "0.1",
+            "--eval-attack",
+            "badnets",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    saved = json.loads((out / "report.json").read_text())
+    for key in (
+        "model_sha256",
+        "clean_samples",
+        "before",
+        "after",
+        "pruned_neurons",
+        "total_neurons",
+        "threshold",
+        "seconds",
+        "config",
+        "versions",
+        "curve",
+        "masks",
+    ):
+        assert key in saved
+    assert saved["model_sha256"] == source_hash == sha256_file(trained)  # input untouched
+    assert report["pruned_neurons"] == saved["pruned_neurons"]
+    assert 0 <= saved["after"]["asr"] <= 1 and 0 <= saved["after"]["accuracy"] <= 1
+    assert len(saved["masks"]) == saved["total_neurons"]
+    assert saved["curve"][0]["pruned"] == 0
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64" in html and "Pruning curve" in html
+    meta = read_meta(out / "purified.safetensors")
+    assert meta.extra["purified_from"]["model_sha256"] == source_hash
+    assert meta.extra["purified_from"]["report_sha256"] == sha256_file(out / "report.json")
+    # an existing run is refused without --overwrite
+    again = runner.invoke(app, ["purify", "--model", str(trained), "--out", str(out), "--iterations", "2"])
+    assert again.exit_code != 0
+
+
+def _run_bad(args: list[str], capsys) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--clean-fraction", "0"], "--clean-fraction"),
+        (["--clean-fraction", "1.5"], "--clean-fraction"),
+        (["--threshold", "lots"], "--threshold"),
+        (["--anp-eps", "3"], "--eps"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(trained: Path, tmp_path: Path, capsys, extra, needle) -> None:
+    out = tmp_path / "o"
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), *extra], capsys)
+    assert code == 2
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_model_files_exit_2_and_write_nothing(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    missing = tmp_path / "nope.safetensors"
+    code, err = _run_bad(["purify", "--model", str(missing), "--out", str(out)], capsys)
+    assert code == 2 and "--model" in err and not out.exists()
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(trained.read_bytes()[:500])
+    code, err = _run_bad(["purify", "--model", str(corrupt), "--out", str(out)], capsys)
+    assert code == 2 and "corrupt" in err and not out.exists()
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--dataset", "fashion_mnist"], capsys)
+    assert code == 2 and "shape" in err and not out.exists()
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(trained)], capsys)
+    assert code == 2 and "--out" in err
+    code, err = _run_bad(["train", "--arch", "no_such_arch", "--dataset", "digits", "--out", str(out)], capsys)
+    assert code == 2 and "no_such_arch" in err and not (out / "model.safetensors").exists()
