@@ -54,8 +54,9 @@ def anp_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[
 def measure(arch: str, shape: tuple[int, ...], batch: int, repeats: int, width: float = 1.0) -> dict[str, float]:
     torch.manual_seed(0)
     kwargs = {"width": width}
-    model = create_model(arch, num_classes=10, input_shape=shape, mean=(0.5,) * shape[0], std=(0.25,) * shape[0],
-                         **kwargs)
+    model = create_model(
+        arch, num_classes=10, input_shape=shape, mean=(0.5,) * shape[0], std=(0.25,) * shape[0], **kwargs
+    )
     x, y = torch.rand(batch, *shape), torch.randint(0, 10, (batch,))
     fns = {"train_step": train_step_fn(model, x, y), "anp_iter": anp_step_fn(model, x, y)}
     for fn in fns.values():  # warm-up
@@ -68,8 +69,11 @@ def measure(arch: str, shape: tuple[int, ...], batch: int, repeats: int, width: 
             fns[name]()
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"train_step_s": med["train_step"], "anp_iter_s": med["anp_iter"],
-            "ratio": med["anp_iter"] / med["train_step"]}
+    return {
+        "train_step_s": med["train_step"],
+        "anp_iter_s": med["anp_iter"],
+        "ratio": med["anp_iter"] / med["train_step"],
+    }
 
 
 def main() -> None:
@@ -82,16 +86,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     resnet = measure("preact_resnet18", (3, 32, 32), args.batch, args.repeats)
     demo = measure("small_cnn", (1, 28, 28), args.batch, max(args.repeats, 10))
-    out = {"anp_iter_over_train_step": resnet["ratio"], "preact_resnet18": resnet, "demo_small_cnn": demo,
-           "batch": args.batch, "threads": args.threads, "repeats": args.repeats,
-           "device": "cpu", "torch": torch.__version__}
+    out = {
+        "anp_iter_over_train_step": resnet["ratio"],
+        "preact_resnet18": resnet,
+        "demo_small_cnn": demo,
+        "batch": args.batch,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "device": "cpu",
+        "torch": torch.__version__,
+    }
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"PreAct-ResNet-18: ANP iteration {resnet['anp_iter_s']:.2f} s, train step {resnet['train_step_s']:.2f} s"
-              f" -> ratio {resnet['ratio']:.2f}")
-        print(f"demo small_cnn:   ANP iteration {demo['anp_iter_s'] * 1e3:.1f} ms, train step "
-              f"{demo['train_step_s'] * 1e3:.1f} ms -> ratio {demo['ratio']:.2f}")
+        print(
+            f"PreAct-ResNet-18: ANP iteration {resnet['anp_iter_s']:.2f} s, train step {resnet['train_step_s']:.2f} s"
+            f" -> ratio {resnet['ratio']:.2f}"
+        )
+        print(
+            f"demo small_cnn:   ANP iteration {demo['anp_iter_s'] * 1e3:.1f} ms, train step "
+            f"{demo['train_step_s'] * 1e3:.1f} ms -> ratio {demo['ratio']:.2f}"
+        )
 
 
 if __name__ == "__main__":

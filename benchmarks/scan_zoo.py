@@ -114,12 +114,17 @@ def best_threshold(neg: list[float], pos: list[float]) -> tuple[float, float]:
     return best[2], best[0]
 
 
+def _share(counts: list[int]) -> float:
+    return max(counts) / (sum(counts) + len(counts))
+
+
 def _variants(rows: list[dict[str, Any]]) -> dict[str, float]:
     """AUROC of alternative scores computed from the same per-eps curves (for reference, not used)."""
     out: dict[str, float] = {}
     n_eps = len(rows[0]["curve"])
     candidates = {
-        "mean_flip (the score)": lambda c: sum(r["flip"] for r in c) / len(c),
+        "concentration (the score)": lambda c: _share([sum(r["errors_by_class"][k] for r in c) for k in range(10)]),
+        "mean_flip": lambda c: sum(r["flip"] for r in c) / len(c),
         "max_flip": lambda c: max(r["flip"] for r in c),
         "mean_error_rate": lambda c: sum(r["error_rate"] for r in c) / len(c),
         "mean_top_share": lambda c: sum(r["top_share"] for r in c) / len(c),
@@ -155,7 +160,10 @@ def run(quick: bool, cache: Path, log: bool) -> dict[str, Any]:
             "verdict": report["verdict"],
             "suspected_target": report["suspected_target"],
             "target_share": report["target_share"],
-            "curve": [{k: r[k] for k in ("eps", "error_rate", "top_share", "flip")} for r in report["curve"]],
+            "curve": [
+                {k: r[k] for k in ("eps", "error_rate", "top_share", "flip", "errors_by_class")}
+                for r in report["curve"]
+            ],
         }
         rows.append(row)
         if log:

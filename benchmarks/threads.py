@@ -40,9 +40,14 @@ def main() -> None:
             if r:  # the first round is a warm-up
                 times[(t, k)].append(time.perf_counter() - t0)
     med = {f"{k}_{t}thread_s": statistics.median(v) for (t, k), v in times.items()}
-    out = {**med, "train_two_over_one": med["train_2thread_s"] / med["train_1thread_s"],
-           "anp_two_over_one": med["anp_2thread_s"] / med["anp_1thread_s"], "arch": args.arch,
-           "repeats": args.repeats, "cpus": torch.get_num_threads()}
+    out = {
+        **med,
+        "train_two_over_one": med["train_2thread_s"] / med["train_1thread_s"],
+        "anp_two_over_one": med["anp_2thread_s"] / med["anp_1thread_s"],
+        "arch": args.arch,
+        "repeats": args.repeats,
+        "cpus": torch.get_num_threads(),
+    }
     print(json.dumps(out, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in out.items()))
 
 

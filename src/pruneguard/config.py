@@ -42,26 +42,44 @@ class PurifyConfig(RunConfig):
     data_dir: Path | None = None
     clean_fraction: float | None = Field(0.01, gt=0.0, le=1.0)
     clean_samples: int | None = Field(None, ge=2)
-    seed: int = 0
+    seed: int = Field(0, ge=-(2**63), lt=2**64)  # what torch.manual_seed accepts
     eps: float = Field(0.4, ge=0.0, le=1.0)
     anp_steps: int = Field(1, ge=1)
     alpha: float = Field(0.2, ge=0.0, le=1.0)
     iterations: int = Field(2000, ge=1)
     batch_size: int = Field(128, ge=2)
-    mask_lr: float = Field(0.2, gt=0.0)
+    mask_lr: float = Field(0.2, gt=0.0, allow_inf_nan=False)
     clip_noise: bool = False
     augment: bool = True
+    anp_target: int | Literal["auto"] | None = None
     threshold: float | Literal["auto"] = 0.2
     prune_count: int | None = Field(None, ge=0)
     prune_fraction: float | None = Field(None, ge=0.0, lt=1.0)
     max_acc_drop: float = Field(0.02, ge=0.0, lt=1.0)
     finetune_epochs: int = Field(0, ge=0)
-    finetune_lr: float = Field(0.01, gt=0.0)
+    finetune_lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(100, ge=1)
     resume: bool = False
     trust_pickle: bool = False
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = Field(default_factory=dict)
+    policy: Path | None = None
+
+    @field_validator("anp_target", mode="before")
+    @classmethod
+    def _anp_target(cls, v: Any) -> Any:
+        if v is None or v == "auto" or isinstance(v, int):
+            if isinstance(v, int) and v < 0:
+                raise ValueError("accepted: 'none', 'auto' or a class index >= 0")
+            return v
+        if isinstance(v, str):
+            if v.lower() == "none":
+                return None
+            if v.isdigit():
+                return int(v)
+        raise ValueError("accepted: 'none', 'auto' or a class index >= 0")
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -97,6 +115,7 @@ class PurifyConfig(RunConfig):
             "augment": self.augment,
             "seed": self.seed,
             "checkpoint_every": self.checkpoint_every,
+            "target_class": self.anp_target if isinstance(self.anp_target, int) else None,
         }
 
 
@@ -117,5 +136,5 @@ class TrainRunConfig(RunConfig):
     lr: float = Field(0.05, gt=0.0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     augment: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=-(2**63), lt=2**64)  # what torch.manual_seed accepts
     resume: bool = False

@@ -141,3 +141,39 @@ def test_bad_model_files_exit_2_and_write_nothing(trained: Path, tmp_path: Path,
     assert code == 2 and "--out" in err
     code, err = _run_bad(["train", "--arch", "no_such_arch", "--dataset", "digits", "--out", str(out)], capsys)
     assert code == 2 and "no_such_arch" in err and not (out / "model.safetensors").exists()
+
+
+def test_purify_plain_state_dict_with_arch(trained: Path, tmp_path: Path) -> None:
+    import torch
+
+    from pruneguard.models import load_model
+
+    model, meta = load_model(trained)
+    pt = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), pt)
+    out = tmp_path / "p"
+    args = ["purify", "--model", str(pt), "--out", str(out), "--iterations", "5", "--clean-fraction", "0.1"]
+    code = main([*args, "--dataset", "digits", "--arch", "small_cnn", "--arch-kwargs", json.dumps(meta.kwargs)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "may overlap" in report["clean_source"]  # no held-out indices in a plain state dict
+    assert main([*args, "--overwrite"]) == 2  # no metadata and no --arch
+    assert main([*args, "--overwrite", "--dataset", "digits", "--arch", "small_cnn", "--arch-kwargs", "[1]"]) == 2
+
+
+def test_purify_policy_exit_codes(trained: Path, tmp_path: Path) -> None:
+    passing = tmp_path / "pass.yaml"
+    passing.write_text("max_accuracy_drop: 1.0\n")
+    failing = tmp_path / "fail.yaml"
+    failing.write_text("max_accuracy_drop: 1.0\nmax_scan_score: 0.5\n")  # purify does not measure a scan score
+    base = ["purify", "--model", str(trained), "--iterations", "3", "--clean-fraction", "0.1"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--policy", str(passing)]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "--policy", str(failing)]) == 3
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    rules = {r["rule"]: r for r in report["policy"]["rules"]}
+    assert rules["max_accuracy_drop"]["passed"] and not rules["max_scan_score"]["passed"]
+    assert "Policy" in (tmp_path / "b" / "report.html").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_acuracy_drop: 0.1\n")
+    assert main([*base, "--out", str(tmp_path / "c"), "--policy", str(bad)]) == 2
+    assert not (tmp_path / "c").exists()

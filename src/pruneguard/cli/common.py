@@ -68,3 +68,14 @@ def emit_json(obj: Any) -> None:
 
 def apply_threads(threads: int) -> None:
     set_threads(threads)
+
+
+def parse_json_option(name: str, text: str) -> dict[str, Any]:
+    """A JSON object given on the command line; anything else is a one-line ConfigError naming the option."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name}={text!r} is not valid JSON ({exc.msg}); accepted: a JSON object") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}={text!r} is not a JSON object")
+    return value

@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import apply_threads, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.common import apply_threads, emit_json, parse_json_option, prepare_out, progress_enabled
 from pruneguard.config import PurifyConfig, validate_config
+from pruneguard.policy import evaluate_policy, load_policy, policy_exit_code, policy_record
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.purify import purify as purify_job
 from pruneguard.workflows.purify import write_purify_outputs
@@ -41,6 +42,9 @@ def purify(
     mask_lr: float = typer.Option(0.2, help="SGD learning rate of the masks."),
     clip_noise: bool = typer.Option(False, help="Project the perturbation to the eps-ball (the reference does not)."),
     augment: bool = typer.Option(True, help="Crop/flip the clean batches as the reference does."),
+    anp_target: str = typer.Option(
+        "none", help="Targeted ANP: perturb towards this class, 'auto' (the scan's suspected target) or 'none'."
+    ),
     threshold: str = typer.Option("0.2", help="Prune masks <= this value, or 'auto'."),
     prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045
     prune_fraction: Optional[float] = typer.Option(None, help="Prune this share of neurons instead."),  # noqa: UP045
@@ -55,6 +59,9 @@ def purify(
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    arch: Optional[str] = typer.Option(None, help="Architecture of a file without metadata: zoo name or pkg.mod:fn."),  # noqa: UP045
+    arch_kwargs: str = typer.Option("{}", help="JSON keyword arguments for --arch, e.g. '{\"width\": 0.5}'."),
+    policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. max_accuracy_drop); exit 3 if it fails."),  # noqa: UP045
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Purify a model with Adversarial Neuron Pruning on a small clean split."""
@@ -76,6 +83,7 @@ def purify(
             mask_lr=mask_lr,
             clip_noise=clip_noise,
             augment=augment,
+            anp_target=anp_target,
             threshold=threshold,
             prune_count=prune_count,
             prune_fraction=prune_fraction,
@@ -87,18 +95,33 @@ def purify(
             checkpoint_every=checkpoint_every,
             resume=resume,
             trust_pickle=trust_pickle,
+            arch=arch,
+            arch_kwargs=parse_json_option("--arch-kwargs", arch_kwargs),
+            policy=policy,
         ),
     )
+    rules = load_policy(policy) if policy is not None else None  # a bad policy fails before any work
     apply_threads(threads)
     prepare_out(out, overwrite=overwrite, resume=resume, inputs=(model,))
     seed_everything(seed)
     report, purified, meta = purify_job(cfg, progress=progress_enabled())
+    code = 0
+    if rules is not None:
+        measured = {"accuracy_drop": report["accuracy_drop"], "asr": report["after"]["asr"]}
+        results = evaluate_policy(rules, measured)
+        report["policy"] = policy_record(results, policy)
+        code = policy_exit_code(results)
     write_purify_outputs(cfg, report, purified, meta)
     if json_out:
         emit_json(report)
     else:
         typer.echo("\n".join(summary_lines(report)))
         typer.echo(f"report: {out / 'report.html'}")
+        if report.get("policy"):
+            failed = [r["rule"] for r in report["policy"]["rules"] if not r["passed"]]
+            typer.echo("policy: passed" if not failed else f"policy: FAILED ({', '.join(failed)})")
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ from pruneguard.workflows.scan import ScanRunConfig, write_scan_outputs
 from pruneguard.workflows.scan import scan as scan_job
 
 _DEFAULT = ScanConfig()
+_DEFAULT_EPS = ",".join(str(e) for e in _DEFAULT.eps)
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -42,7 +43,7 @@ def scan(
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files."),  # noqa: UP045
     clean_fraction: float = typer.Option(0.01, help="Clean split size as a fraction of the training split."),
     clean_samples: Optional[int] = typer.Option(None, help="Clean split size as a count (wins over the fraction)."),  # noqa: UP045
-    eps: str = typer.Option(",".join(str(e) for e in _DEFAULT.eps), help="Perturbation budgets, comma-separated."),
+    eps: str = typer.Option(_DEFAULT_EPS, help="Perturbation budgets, comma-separated."),
     steps: int = typer.Option(_DEFAULT.steps, help="Ascent steps per restart."),
     restarts: int = typer.Option(_DEFAULT.restarts, help="Random restarts per budget."),
     batch_size: int = typer.Option(_DEFAULT.batch_size, help="Samples per ascent / evaluation chunk."),

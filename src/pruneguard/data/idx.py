@@ -7,13 +7,15 @@ import os
 import struct
 import zlib
 
+from typing import Any
+
 import numpy as np
 
 from pruneguard.errors import ConfigError
 
 __all__ = ["read_idx", "write_idx"]
 
-_DTYPES = {
+_DTYPES: dict[int, Any] = {
     0x08: np.uint8,
     0x09: np.int8,
     0x0B: np.dtype(">i2"),

@@ -161,8 +161,9 @@ def _load_state(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor] | nn.
                 "Convert it to safetensors, or pass --trust-pickle if you trust its source"
             ) from exc
         obj = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for this file
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise IncompatibleModelError(f"model file {path} is corrupt or not a model: {exc}") from None
+    except Exception as exc:  # any failure to read a weights-only file means it is not a model
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IncompatibleModelError(f"model file {path} is corrupt or not a model: {first}") from None
     if isinstance(obj, nn.Module):
         return obj
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

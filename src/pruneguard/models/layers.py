@@ -16,6 +16,9 @@ class Normalize(nn.Module):
     Inputs stay in [0, 1] everywhere outside the model, so attacks and triggers never normalise.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32))

@@ -54,6 +54,7 @@ class ANPConfig:
     augment: bool = True
     seed: int = 0
     checkpoint_every: int = 100
+    target_class: int | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,6 +66,7 @@ class ANPConfig:
             (self.lr > 0 and math.isfinite(self.lr), "--mask-lr", self.lr, "a positive number"),
             (0.0 <= self.momentum < 1.0, "--mask-momentum", self.momentum, "[0, 1)"),
             (self.checkpoint_every >= 1, "--checkpoint-every", self.checkpoint_every, "an integer >= 1"),
+            (self.target_class is None or self.target_class >= 0, "--anp-target", self.target_class, "a class >= 0"),
         ]
         for ok, name, value, accepted in checks:
             if not ok:
@@ -110,10 +112,14 @@ def perturbation_step(
         noise_w, noise_b = torch.zeros(n, device=mask.device), torch.zeros(n, device=mask.device)
     step = cfg.eps / cfg.steps
     m = mask.detach()
+    if cfg.target_class is not None:  # targeted: push clean non-target inputs towards the suspected target
+        keep = y != cfg.target_class
+        x, y = (x[keep], torch.full_like(y[keep], cfg.target_class)) if bool(keep.any()) else (x, y)
+    sign = -1.0 if cfg.target_class is not None else 1.0
     for _ in range(cfg.steps):
         noise_w.requires_grad_(True)
         noise_b.requires_grad_(True)
-        loss = F.cross_entropy(reparam.forward(x, m, noise_w, noise_b), y)
+        loss = sign * F.cross_entropy(reparam.forward(x, m, noise_w, noise_b), y)
         g_w, g_b = torch.autograd.grad(loss, [noise_w, noise_b])
         with torch.no_grad():
             noise_w = noise_w + step * g_w.sign()

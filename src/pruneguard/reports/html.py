@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pruneguard.policy import policy_table_html
 from pruneguard.reports.plots import histogram, line_plot
 
 __all__ = ["render_purify_html", "page", "table", "fmt"]
@@ -61,6 +62,18 @@ def render_purify_html(report: dict[str, Any]) -> str:
             ["clean split", report["clean_source"]],
             ["clean indices SHA-256", report["clean_indices_hash"]],
             ["pruning rule", report["pruning_rule"]],
+            [
+                "ANP perturbation",
+                "untargeted"
+                if report["anp"].get("target_class") is None
+                else f"targeted at class {report['anp']['target_class']}",
+            ],
+            [
+                "scan (suspected target, score, verdict)",
+                None
+                if not report.get("scan")
+                else f"{report['scan']['suspected_target']}, {report['scan']['score']:.3f}, {report['scan']['verdict']}",
+            ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
             ["mask threshold reached", report["threshold_reached"]],
             ["seconds", report["seconds"]],
@@ -96,9 +109,13 @@ def render_purify_html(report: dict[str, Any]) -> str:
         ["layer", "kind", "neurons", "pruned", "mean mask"],
         [[r["layer"], r["kind"], r["neurons"], r["pruned"], r["mask_mean"]] for r in report["layers"]],
     )
+    verdict: list[str] = []
+    if report.get("policy"):
+        verdict = ["<h2>Policy</h2>", policy_table_html(report["policy"]["rules"])]
     sections = [
         "<h2>Result</h2>",
         summary,
+        *verdict,
         facts,
         "<h2>Pruning curve</h2>",
         img(curve_png, "pruning curve"),

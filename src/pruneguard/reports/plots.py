@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = ["line_plot", "histogram"]
 
@@ -20,7 +20,7 @@ def _png(fig: object) -> str:
 
 def line_plot(
     x: Sequence[float],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     *,
     xlabel: str,
     ylabel: str,

@@ -22,6 +22,8 @@ def _verdict(report: dict[str, Any]) -> str:
         f"<p>Verdict: <strong class='{cls}'>{html.escape(report['verdict'])}</strong> — score "
         f"{report['score']:.4f} against threshold {report['threshold']:.4f}; suspected target class "
         f"{html.escape(label)} ({report['target_share']:.0%} of the errors under perturbation).</p>"
+        "<p>The score is the concentration of the perturbed model's errors on one class (pooled over budgets and "
+        "restarts): a backdoored model's errors pile onto its target class, a benign model's spread out.</p>"
     )
 
 

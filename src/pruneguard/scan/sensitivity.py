@@ -8,11 +8,16 @@ measures exactly that on the defender's clean split, with no retraining and no k
 For each budget ``eps`` the scan runs ``restarts`` signed-gradient ascents of ``steps`` steps on neuron noise
 (ANP's perturbation of scales and biases with mask = 1, random start, step size ``2.5 eps / steps``, projected to
 the eps-ball; BatchNorm on batch statistics via :func:`~pruneguard.utils.modes.anp_mode`) that maximise the
-clean loss, then records
-the perturbed model's error rate on the whole clean split and which classes its errors go to. Per budget,
-``flip = error_rate * top_share`` where ``top_share`` is the largest share of the errors that go to one class;
-the score is the mean of ``flip`` over the budgets (the area under the curve), and the suspected target class is
-the class that receives the most errors over all budgets and restarts.
+clean loss, then records the perturbed model's error rate on the whole clean split and which classes its errors
+go to.
+
+The score is the concentration of the errors: the share of all errors (pooled over budgets and restarts) that go
+to the single most frequent class, ``top / (errors + num_classes)`` (the pseudo-count keeps a handful of errors
+from scoring high). The suspected target is that class. Per budget the report also gives
+``flip = error_rate * top_share``. Measured on pruneguard's own zoo (``benchmarks/scan_zoo.py``), the error
+rate mostly tells architectures apart (GAP-CNNs break at smaller budgets, backdoored or not), while where the
+errors go tells backdoored models apart: the mean of ``flip`` separated clean from backdoored models with AUROC
+0.92 (0.75 on Fashion-MNIST alone), the pooled concentration with 0.99 (1.0).
 
 Threat model: the model may be backdoored by whoever trained it; the defender has a few clean labelled samples.
 The model is never modified (noise enters through ``torch.func.functional_call``; running statistics, flags and
@@ -42,6 +47,7 @@ __all__ = ["ScanConfig", "ScanResult", "scan_model", "flip_rate", "scan_score", 
 logger = logging.getLogger(__name__)
 
 DEFAULT_EPS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+MAX_STEPS, MAX_RESTARTS, MAX_BATCH_SIZE = 1000, 100, 65536  # sanity caps: larger values are typos
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +62,12 @@ class ScanConfig:
         threshold: scores above it give the verdict ``suspicious``.
         seed: seeds the random starts and the ascent batches.
 
-    The default ``threshold`` is calibrated on models pruneguard trains itself (clean and backdoored, see
-    ``benchmarks/scan_zoo.py``): THRESHOLD_NOTE
+    The default ``threshold`` is calibrated on models pruneguard trains itself: ``python benchmarks/scan_zoo.py
+    --json`` (12 clean and 12 backdoored small_cnn/gap_cnn models on digits and Fashion-MNIST, BadNets and Blend,
+    several seeds and target labels; default scan settings) gave AUROC 0.986, the right target for 12/12
+    backdoored models, clean scores 0.19-0.410 and backdoored 0.319-0.838; 0.41 is its best cut (0 of 12 clean
+    flagged, 11 of 12 backdoored flagged). The zoo is small and the margin thin: treat scores near 0.41 as
+    inconclusive, and recalibrate (``--threshold``) for other architectures and datasets.
 
     Example:
         >>> result = scan_model(model, clean, ScanConfig(eps=(0.2, 0.4), restarts=2))
@@ -68,7 +78,7 @@ class ScanConfig:
     steps: int = 5
     restarts: int = 3
     batch_size: int = 256
-    threshold: float = 0.3
+    threshold: float = 0.41
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,13 +86,23 @@ class ScanConfig:
         if not eps or not all(isinstance(e, int | float) and math.isfinite(e) and 0.0 < e <= 1.0 for e in eps):
             raise ConfigError(f"--eps={list(self.eps)} is not accepted; accepted: one or more numbers in (0, 1]")
         checks = [
-            (_is_int(self.steps) and self.steps >= 1, "--steps", self.steps, "an integer >= 1"),
-            (_is_int(self.restarts) and self.restarts >= 1, "--restarts", self.restarts, "an integer >= 1"),
             (
-                _is_int(self.batch_size) and self.batch_size >= 4,
+                _is_int(self.steps) and 1 <= self.steps <= MAX_STEPS,
+                "--steps",
+                self.steps,
+                f"an integer in [1, {MAX_STEPS}]",
+            ),
+            (
+                _is_int(self.restarts) and 1 <= self.restarts <= MAX_RESTARTS,
+                "--restarts",
+                self.restarts,
+                f"an integer in [1, {MAX_RESTARTS}]",
+            ),
+            (
+                _is_int(self.batch_size) and 4 <= self.batch_size <= MAX_BATCH_SIZE,
                 "--batch-size",
                 self.batch_size,
-                "an integer >= 4 (BatchNorm needs batch statistics)",
+                f"an integer in [4, {MAX_BATCH_SIZE}] (BatchNorm needs batch statistics)",
             ),
             (
                 isinstance(self.threshold, int | float) and math.isfinite(self.threshold) and self.threshold >= 0,
@@ -90,7 +110,12 @@ class ScanConfig:
                 self.threshold,
                 "a number >= 0",
             ),
-            (_is_int(self.seed), "--seed", self.seed, "an integer"),
+            (
+                _is_int(self.seed) and -(2**63) <= self.seed < 2**64,
+                "--seed",
+                self.seed,
+                "an integer in [-2**63, 2**64)",
+            ),
         ]
         for ok, name, value, accepted in checks:
             if not ok:
@@ -104,7 +129,12 @@ def _is_int(v: Any) -> bool:
 
 @dataclass
 class ScanResult:
-    """What the scan measured. ``curve`` has one row per budget (see :func:`scan_model`)."""
+    """What the scan measured. ``curve`` has one row per budget (see :func:`scan_model`).
+
+    ``score`` is :func:`scan_score` of ``errors_by_class`` (errors per predicted class, pooled over budgets and
+    restarts); ``suspected_target`` its arg-max and ``target_share`` that class's share of the errors;
+    ``baseline_error_rate`` is the unperturbed error rate under batch statistics.
+    """
 
     curve: list[dict[str, Any]]
     score: float
@@ -125,9 +155,9 @@ def flip_rate(error_rate: float, errors_by_class: list[int]) -> float:
     return float(error_rate) * (max(errors_by_class) / total) if total else 0.0
 
 
-def scan_score(curve: list[dict[str, Any]]) -> float:
-    """The mean of the per-budget ``flip`` values: high when errors come early and pile onto one class."""
-    return float(sum(row["flip"] for row in curve) / len(curve)) if curve else 0.0
+def scan_score(errors_by_class: list[int]) -> float:
+    """Concentration of the errors on one class, ``max / (sum + len)``: near 1 when they pile onto one class."""
+    return float(max(errors_by_class) / (sum(errors_by_class) + len(errors_by_class))) if errors_by_class else 0.0
 
 
 def verdict(score: float, threshold: float) -> str:
@@ -175,9 +205,11 @@ def _budget_row(
     cfg: ScanConfig,
     num_classes: int,
     gen: torch.Generator,
+    base_correct: Tensor,
 ) -> dict[str, Any]:
     mask = torch.ones(reparam.total, device=x.device)
     counts = torch.zeros(num_classes, dtype=torch.long)
+    flipped = torch.zeros(num_classes, dtype=torch.long)
     rates = []
     for _ in range(cfg.restarts):
         idx = torch.randperm(len(x), generator=gen)[: cfg.batch_size] if len(x) > cfg.batch_size else None
@@ -187,6 +219,7 @@ def _budget_row(
         wrong = pred != y.cpu()
         rates.append(float(wrong.float().mean()))
         counts += torch.bincount(pred[wrong], minlength=num_classes)[:num_classes]
+        flipped += torch.bincount(pred[wrong & base_correct], minlength=num_classes)[:num_classes]
     error_rate = sum(rates) / len(rates)
     by_class = counts.tolist()
     total = sum(by_class)
@@ -195,6 +228,7 @@ def _budget_row(
         "error_rate": error_rate,
         "error_rate_max": max(rates),
         "errors_by_class": by_class,
+        "flipped_by_class": flipped.tolist(),
         "top_class": int(counts.argmax()) if total else None,
         "top_share": max(by_class) / total if total else 0.0,
         "flip": flip_rate(error_rate, by_class),
@@ -235,11 +269,11 @@ def scan_model(
         num_classes = max(data.num_classes, int(base.max()) + 1)
         baseline = float((base.cpu() != data.y).float().mean())
         for eps in track(config.eps, desc="scan", total=len(config.eps), enabled=progress):
-            curve.append(_budget_row(reparam, x, y, eps, config, num_classes, gen))
+            curve.append(_budget_row(reparam, x, y, eps, config, num_classes, gen, base.cpu() == data.y))
             logger.info("eps=%.3f error_rate=%.3f top_share=%.3f", eps, curve[-1]["error_rate"], curve[-1]["top_share"])
     totals = [sum(row["errors_by_class"][c] for row in curve) for c in range(num_classes)]
     total = sum(totals)
-    score = scan_score(curve)
+    score = scan_score(totals)
     return ScanResult(
         curve=curve,
         score=score,

@@ -44,7 +44,7 @@ def anp_mode(model: nn.Module) -> Iterator[nn.Module]:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     tracked = [(m, m.track_running_stats) for m in norms]
     with frozen(model):
-        flags = [(m, m.training) for m in model.modules()]
+        flags = [(mod, mod.training) for mod in model.modules()]
         model.train()
         for m in norms:
             m.track_running_stats = False
@@ -53,5 +53,5 @@ def anp_mode(model: nn.Module) -> Iterator[nn.Module]:
         finally:
             for m, t in tracked:
                 m.track_running_stats = t
-            for m, t in flags:
-                m.training = t
+            for mod, t in flags:
+                mod.training = t

@@ -41,9 +41,28 @@ def load_for_defense(
     dataset: str | None = None,
     data_dir: Path | None = None,
     meta: ModelMeta | None = None,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
     trust_pickle: bool = False,
 ) -> LoadedModel:
-    """Load a model file and the dataset it is used with; check that they fit each other."""
+    """Load a model file and the dataset it is used with; check that they fit each other.
+
+    ``arch`` (a zoo name or ``package.module:factory``) describes a file that carries no pruneguard metadata
+    (a plain state dict): the model is built for ``dataset``'s classes, input shape and normalisation.
+    """
+    if arch is not None and meta is None:
+        if dataset is None:
+            raise ConfigError(f"--arch={arch} needs --dataset to know the classes and input shape")
+        info = dataset_info(dataset)
+        meta = ModelMeta(
+            arch=arch,
+            num_classes=info.num_classes,
+            input_shape=info.input_shape,
+            mean=info.mean,
+            std=info.std,
+            kwargs=dict(arch_kwargs or {}),
+            dataset=dataset,
+        )
     model, meta = load_model(model_path, meta=meta, trust_pickle=trust_pickle)
     name = dataset or meta.dataset
     if name is None:
@@ -94,18 +113,34 @@ def draw_clean_split(
     }
 
 
-def make_trigger(name: str, meta: ModelMeta, target_label: int | None) -> Any:
-    """Build the evaluation trigger ``name``; parameters recorded in the model file (by ``train``) are reused."""
+def make_trigger(name: str, meta: ModelMeta, target_label: int | None, model_path: Path | None = None) -> Any:
+    """Build the evaluation trigger ``name``; parameters recorded in the model file (by ``train``) are reused,
+    and a learned trigger generator saved beside the model (input-aware attack) is loaded and hash-checked."""
     recorded = meta.extra.get("attack") or {}
     params: dict[str, Any] = dict(recorded.get("params", {})) if recorded.get("name") == name else {}
     if target_label is not None:
         params["target_label"] = target_label
+    net_info = recorded.get("trigger_net") if recorded.get("name") == name else None
+    if net_info and model_path is not None:
+        params["trigger_net"] = _load_trigger_net(model_path.parent / net_info["file"], net_info)
     attack = ATTACKS.create(name, **params)
     if not hasattr(attack, "poison"):
         raise ConfigError(f"--eval-attack={name!r} is not a backdoor attack; accepted: {', '.join(backdoor_names())}")
     if not 0 <= attack.target_label < meta.num_classes:
         raise ConfigError(f"--target-label={attack.target_label} is outside [0, {meta.num_classes - 1}]")
     return attack
+
+
+def _load_trigger_net(path: Path, info: dict[str, Any]) -> Any:
+    from safetensors.torch import load_file
+
+    from pruneguard.attacks.backdoor.input_aware import InputAwareGenerator
+
+    if not path.is_file() or sha256_file(path) != info.get("sha256"):
+        raise ConfigError(f"the trigger generator {path} recorded with the model is missing or does not match its hash")
+    net = InputAwareGenerator(int(info["channels"]), int(info["hidden"]))
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
 
 
 def backdoor_names() -> list[str]:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from pruneguard.config import PurifyConfig
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
+from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
@@ -29,6 +30,7 @@ from pruneguard.pruning.selection import (
 )
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.scan.sensitivity import ScanConfig, scan_model
 from pruneguard.training.train import TrainConfig
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from pruneguard.workflows.common import (
@@ -99,13 +101,18 @@ def purify(
     """
     started, t0 = now_iso(), time.perf_counter()
     loaded = loaded or load_for_defense(
-        cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle
+        cfg.model,
+        dataset=cfg.dataset,
+        data_dir=cfg.data_dir,
+        arch=cfg.arch,
+        arch_kwargs=cfg.arch_kwargs,
+        trust_pickle=cfg.trust_pickle,
     )
     model = loaded.model
     clean, clean_info = draw_clean_split(
         loaded, clean_fraction=cfg.clean_fraction, clean_samples=cfg.clean_samples, seed=cfg.seed
     )
-    attack = make_trigger(cfg.eval_attack, loaded.meta, cfg.target_label) if cfg.eval_attack else None
+    attack = make_trigger(cfg.eval_attack, loaded.meta, cfg.target_label, cfg.model) if cfg.eval_attack else None
     triggered = trigger_set(attack, loaded.test) if attack is not None else None
     target = attack.target_label if attack is not None else None
     before = _measure(model, loaded.test, triggered, target)
@@ -113,7 +120,21 @@ def purify(
     logger.info("before: %s", before)
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    anp_cfg = ANPConfig(**cfg.anp_kwargs())
+    anp_kwargs, scan_info = cfg.anp_kwargs(), None
+    if cfg.anp_target == "auto":  # targeted ANP towards the class the neuron-sensitivity scan suspects
+        scan = scan_model(model, clean, ScanConfig(seed=cfg.seed))
+        scan_info = {
+            "score": scan.score,
+            "suspected_target": scan.suspected_target,
+            "verdict": scan.verdict,
+            "threshold": scan.threshold,
+            "target_share": scan.target_share,
+            "seconds": scan.seconds,
+        }
+        anp_kwargs["target_class"] = scan.suspected_target
+    elif isinstance(cfg.anp_target, int) and cfg.anp_target >= loaded.meta.num_classes:
+        raise ConfigError(f"--anp-target={cfg.anp_target} is outside [0, {loaded.meta.num_classes - 1}]")
+    anp_cfg = ANPConfig(**anp_kwargs)
     result = anp_optimize(
         model, clean, anp_cfg, state_path=cfg.out / "anp_state.pt", resume=cfg.resume, progress=progress
     )
@@ -159,7 +180,13 @@ def purify(
         "threshold": cfg.threshold if cfg.threshold == "auto" else float(cfg.threshold),
         "threshold_reached": reached,
         "finetune": finetune,
-        "anp": {"iterations": result.iterations, "seconds": result.seconds, "history": result.history},
+        "anp": {
+            "iterations": result.iterations,
+            "seconds": result.seconds,
+            "history": result.history,
+            "target_class": anp_cfg.target_class,
+        },
+        "scan": scan_info,
         "layers": _layer_summary(result, pruned),
         "curve": curve,
         "masks": result.mask_table(),

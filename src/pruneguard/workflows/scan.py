@@ -20,7 +20,7 @@ from pruneguard.evaluation.predict import evaluate_accuracy
 from pruneguard.policy import Policy, evaluate_policy, policy_record
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.scan_html import render_scan_html
-from pruneguard.scan.sensitivity import DEFAULT_EPS, ScanConfig, scan_model
+from pruneguard.scan.sensitivity import DEFAULT_EPS, MAX_BATCH_SIZE, MAX_RESTARTS, MAX_STEPS, ScanConfig, scan_model
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense
 
@@ -42,11 +42,11 @@ class ScanRunConfig(RunConfig):
     clean_fraction: float | None = Field(0.01, gt=0.0, le=1.0, allow_inf_nan=False)
     clean_samples: int | None = Field(None, ge=2)
     eps: tuple[float, ...] = DEFAULT_EPS
-    steps: int = Field(_DEFAULT.steps, ge=1)
-    restarts: int = Field(_DEFAULT.restarts, ge=1)
-    batch_size: int = Field(_DEFAULT.batch_size, ge=4)
+    steps: int = Field(_DEFAULT.steps, ge=1, le=MAX_STEPS)
+    restarts: int = Field(_DEFAULT.restarts, ge=1, le=MAX_RESTARTS)
+    batch_size: int = Field(_DEFAULT.batch_size, ge=4, le=MAX_BATCH_SIZE)
     threshold: float = Field(_DEFAULT.threshold, ge=0.0, allow_inf_nan=False)
-    seed: int = 0
+    seed: int = Field(0, ge=-(2**63), lt=2**64)
     trust_pickle: bool = False
     policy: Path | None = None
 
@@ -55,7 +55,7 @@ class ScanRunConfig(RunConfig):
     def _eps(cls, v: Any) -> Any:
         if isinstance(v, str):
             try:
-                v = tuple(float(s) for s in v.split(",") if s.strip())
+                v = tuple(float(s) for s in v.split(","))
             except ValueError:
                 raise ValueError(f"accepted: {_EPS_HELP}") from None
         if isinstance(v, list | tuple) and v and all(isinstance(e, int | float) and math.isfinite(e) for e in v):

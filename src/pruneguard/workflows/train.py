@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from pruneguard.attacks.base import ATTACKS
@@ -19,12 +20,14 @@ from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.utils.io import atomic_write, sha256_file
 from pruneguard.workflows.common import trigger_set
 
-__all__ = ["train_job", "MODEL_NAME"]
+__all__ = ["train_job", "MODEL_NAME", "TRIGGER_NAME"]
 
 logger = logging.getLogger(__name__)
 MODEL_NAME = "model.safetensors"
+TRIGGER_NAME = "trigger_net.safetensors"
 
 
 def _make_attack(cfg: TrainRunConfig, num_classes: int) -> Any:
@@ -95,6 +98,19 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
     metrics: dict[str, Any] = {"accuracy": evaluate_accuracy(model, test), "asr": None}
     if attack is not None:
         metrics["asr"] = evaluate_asr(model, trigger_set(attack, test), attack.target_label)
+    net = getattr(attack, "trigger_net_", None)
+    if net is not None and poison_info is not None:  # a learned trigger (IAB): saved beside the model
+        trig_path = cfg.out / TRIGGER_NAME
+        blob = save_safetensors({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
+        with atomic_write(trig_path, "wb") as fh:
+            fh.write(blob)
+        poison_info["trigger_net"] = {
+            "file": TRIGGER_NAME,
+            "sha256": sha256_file(trig_path),
+            "channels": int(net.channels),
+            "hidden": int(net.hidden),
+        }
+        meta = replace(meta, extra={"attack": poison_info})
     sha = save_model(cfg.out / MODEL_NAME, model, meta)
     report = {
         "schema": "pruneguard.train/1",

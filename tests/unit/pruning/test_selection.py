@@ -28,8 +28,12 @@ def test_threshold_count_and_order() -> None:
 
 
 def test_auto_count_stops_at_first_violation() -> None:
-    curve = [{"pruned": 0, "clean_accuracy": 0.90}, {"pruned": 5, "clean_accuracy": 0.895},
-             {"pruned": 10, "clean_accuracy": 0.875}, {"pruned": 15, "clean_accuracy": 0.89}]
+    curve = [
+        {"pruned": 0, "clean_accuracy": 0.90},
+        {"pruned": 5, "clean_accuracy": 0.895},
+        {"pruned": 10, "clean_accuracy": 0.875},
+        {"pruned": 15, "clean_accuracy": 0.89},
+    ]
     assert auto_count(curve, 0.02) == 5  # the 0.025 drop at 10 stops the search; 15 is not reached
     assert auto_count(curve, 0.03) == 15
     assert auto_count(curve, 0.0) == 0

@@ -62,7 +62,7 @@ def toy_model(backdoor: bool) -> nn.Module:
 def test_backdoored_toy_scores_higher_and_names_the_target() -> None:
     data = toy_data()
     bad, good = scan_model(toy_model(True), data, FAST), scan_model(toy_model(False), data, FAST)
-    assert bad.score > good.score + 0.3
+    assert bad.score > good.score + 0.5 and good.score == 0.0
     assert bad.suspected_target == TARGET and bad.target_share > 0.5
     assert bad.verdict == "suspicious" and good.verdict == "clean"
     assert bad.baseline_error_rate == 0.0 and good.baseline_error_rate == 0.0
@@ -103,8 +103,10 @@ def test_model_is_not_modified() -> None:
 def test_pure_helpers() -> None:
     assert flip_rate(0.5, [1, 3, 0]) == pytest.approx(0.375)
     assert flip_rate(0.0, [0, 0]) == 0.0
-    assert scan_score([{"flip": 0.1}, {"flip": 0.3}]) == pytest.approx(0.2)
-    assert scan_score([]) == 0.0
+    assert scan_score([0, 96, 0, 0]) == pytest.approx(0.96)  # all errors on one class (pseudo-count 4)
+    assert scan_score([10, 10, 10, 10]) == pytest.approx(10 / 44)
+    assert scan_score([1, 0, 0, 0]) == pytest.approx(0.2)  # one error is no evidence
+    assert scan_score([0, 0]) == 0.0 and scan_score([]) == 0.0
     assert verdict(0.2, 0.1) == "suspicious" and verdict(0.1, 0.1) == "clean"
 
 

@@ -20,8 +20,9 @@ def data() -> ArrayData:
 
 def model():
     torch.manual_seed(0)
-    return create_model("small_cnn", num_classes=3, input_shape=(1, 8, 8), mean=(0.5,), std=(0.3,), width=0.25,
-                        hidden=8)
+    return create_model(
+        "small_cnn", num_classes=3, input_shape=(1, 8, 8), mean=(0.5,), std=(0.3,), width=0.25, hidden=8
+    )
 
 
 def test_training_learns_and_resume_matches_uninterrupted(tmp_path) -> None:

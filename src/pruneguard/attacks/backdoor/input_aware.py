@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass
 from typing import ClassVar
 
 import torch
@@ -137,6 +137,29 @@ def _train_masks(
     net.mask_net.eval().requires_grad_(False)
 
 
+def _joint_batch(
+    model: nn.Module,
+    net: InputAwareGenerator,
+    x: Tensor,
+    y: Tensor,
+    x2: Tensor,
+    target_label: int,
+    rate: float,
+    cross_rate: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One batch of the joint stage: (logits, labels, diversity loss) for backdoor + cross + clean images."""
+    n = x.shape[0]
+    nb, nc = max(1, int(rate * n)), int(cross_rate * n)
+    p1, m1 = net.patterns(x[:nb]), net.masks(x[:nb])
+    x_bd = x[:nb] + (p1 - x[:nb]) * m1
+    src = x2[nb : nb + nc]
+    x_cross = x[nb : nb + nc] + (net.patterns(src) - x[nb : nb + nc]) * net.masks(src)
+    inputs = torch.cat([x_bd, x_cross, x[nb + nc :]])
+    labels = torch.cat([torch.full_like(y[:nb], target_label), y[nb:]])
+    div = diversity_loss(x[:nb], x2[:nb], p1, net.patterns(x2[:nb]))
+    return model(inputs), labels, div
+
+
 def train_input_aware(
     model: nn.Module,
     data: ArrayData,
@@ -187,18 +210,9 @@ def train_input_aware(
         net.pattern_net.train()
         seen, correct, loss_sum = 0, 0, 0.0
         for x, y, x2 in _pairs(data, batch_size, gen, device):
-            n = x.shape[0]
-            nb, nc = max(1, int(rate * n)), int(cross_rate * n)
-            p1, m1 = net.patterns(x[:nb]), net.masks(x[:nb])
-            x_bd = x[:nb] + (p1 - x[:nb]) * m1
-            src = x2[nb : nb + nc]
-            p2, m2 = net.patterns(src), net.masks(src)
-            x_cross = x[nb : nb + nc] + (p2 - x[nb : nb + nc]) * m2
-            inputs = torch.cat([x_bd, x_cross, x[nb + nc :]])
-            labels = torch.cat([torch.full_like(y[:nb], target_label), y[nb:]])
-            logits = model(inputs)
-            div = diversity_loss(x[:nb], x2[:nb], p1, net.patterns(x2[:nb]))
+            logits, labels, div = _joint_batch(model, net, x, y, x2, target_label, rate, cross_rate)
             loss = F.cross_entropy(logits, labels) + lambda_div * div
+            n = x.shape[0]
             opt_c.zero_grad(set_to_none=True)
             opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -215,7 +229,7 @@ def train_input_aware(
 
 
 @ATTACKS.register("input_aware", kind="backdoor")
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class InputAware:
     """Input-aware dynamic backdoor: each image carries its own generated trigger ``x + (G(x) - x) * M(x)``.
 
@@ -225,15 +239,17 @@ class InputAware:
 
     Data-poisoning use (``pruneguard train``): ``poison`` first trains the generator jointly with a clean
     ``small_cnn`` surrogate (``surrogate_width``; ``mask_epochs`` + ``surrogate_epochs`` epochs, seeded by
-    ``seed``) unless ``trigger_net`` is set, then writes a static poisoned set: ``rate`` of the non-target
+    ``seed``) unless it already has a generator, then writes a static poisoned set: ``rate`` of the non-target
     images get their own trigger and the target label, ``cross_ratio`` times as many other images get the
     trigger generated for a random other image and keep their label. ``poison_indices`` lists the relabelled
     rows only.
 
-    State: ``trigger_net`` (an :class:`InputAwareGenerator`, not compared, not in the repr) holds the trained
-    generator. ``poison`` stores the one it trains *on this object* (the only mutation of this frozen
-    dataclass), so the same object stamps test triggers afterwards. It is a module, not a JSON value: save its
-    ``state_dict`` to re-create the attack elsewhere (``InputAwareGenerator(channels, hidden)``).
+    State: the trained generator is learned state, ``trigger_net_`` (scikit-learn style), not a field: it is
+    not compared, not in the repr and not in ``dataclasses.fields`` (so the JSON record of the fields stays
+    valid). Pass one with the init-only ``trigger_net=``. ``poison`` stores the generator it trains *on this
+    object* (the only mutation of this frozen dataclass, hence no ``slots``), so the same object stamps test
+    triggers afterwards. To re-create the attack elsewhere, save ``trigger_net_.state_dict()`` and rebuild it
+    with ``InputAwareGenerator(channels, hidden)``.
 
     Example:
         >>> attack = InputAware(target_label=0)
@@ -250,18 +266,18 @@ class InputAware:
     hidden: int = 16
     surrogate_width: float = 0.5
     seed: int = 0
-    trigger_net: InputAwareGenerator | None = field(default=None, compare=False, repr=False)
+    trigger_net: InitVar[InputAwareGenerator | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, trigger_net: InputAwareGenerator | None) -> None:
         checks = [
             (self.target_label >= 0, "target_label", self.target_label, "an integer >= 0"),
             (self.cross_ratio >= 0 and math.isfinite(self.cross_ratio), "cross_ratio", self.cross_ratio, ">= 0"),
             (isinstance(self.mask_epochs, int) and self.mask_epochs >= 0, "mask_epochs", self.mask_epochs, ">= 0"),
             (isinstance(self.hidden, int) and self.hidden >= 1, "hidden", self.hidden, "an integer >= 1"),
             (
-                self.trigger_net is None or isinstance(self.trigger_net, InputAwareGenerator),
+                trigger_net is None or isinstance(trigger_net, InputAwareGenerator),
                 "trigger_net",
-                type(self.trigger_net).__name__,
+                type(trigger_net).__name__,
                 "None or an InputAwareGenerator",
             ),
         ]
@@ -269,14 +285,21 @@ class InputAware:
             if not ok:
                 raise ConfigError(f"{name}={value!r} is not accepted; accepted: {accepted}")
         check_surrogate_params(self.surrogate_epochs, self.surrogate_width)
+        object.__setattr__(self, "_trigger_net", trigger_net)
+
+    @property
+    def trigger_net_(self) -> InputAwareGenerator | None:
+        """The trained trigger generator (``None`` until trained or given)."""
+        net: InputAwareGenerator | None = self.__dict__.get("_trigger_net")
+        return net
 
     def _net(self, device: torch.device) -> InputAwareGenerator:
-        if self.trigger_net is None:
+        net = self.trigger_net_
+        if net is None:
             raise ConfigError(
                 "trigger_net=None: the IAB generator is not trained yet; call poison() or fitted(), or pass "
                 "trigger_net=train_input_aware(...)"
             )
-        net = self.trigger_net
         if next(net.parameters()).device != device:
             net = copy.deepcopy(net).to(device)  # the stored generator is never moved
         return net
@@ -299,7 +322,7 @@ class InputAware:
         return out.to(x.dtype)
 
     def fitted(self, data: ArrayData, *, rate: float = 0.1, generator: torch.Generator | None = None) -> InputAware:
-        """A copy with ``trigger_net`` trained jointly with a fresh clean surrogate on ``data`` (see class doc)."""
+        """A copy with ``trigger_net_`` trained jointly with a fresh clean surrogate on ``data`` (see class doc)."""
         surrogate = build_surrogate(data, width=self.surrogate_width, seed=self.seed)
         gen = generator if generator is not None else torch.Generator().manual_seed(self.seed)
         net = train_input_aware(
@@ -318,9 +341,9 @@ class InputAware:
 
     def poison(self, data: ArrayData, *, rate: float, generator: torch.Generator | None = None) -> PoisonedData:
         """Backdoor mode on ``rate`` of the non-target images, cross mode on ``cross_ratio`` times as many others."""
-        if self.trigger_net is None:
+        if self.trigger_net_ is None:
             seed_gen = torch.Generator().manual_seed(self.seed)
-            object.__setattr__(self, "trigger_net", self.fitted(data, rate=rate, generator=seed_gen).trigger_net)
+            object.__setattr__(self, "_trigger_net", self.fitted(data, rate=rate, generator=seed_gen).trigger_net_)
         res = poison_dataset(
             data, lambda x, y: self(None, x, y), rate=rate, target_label=self.target_label, generator=generator
         )

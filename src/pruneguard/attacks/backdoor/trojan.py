@@ -56,7 +56,7 @@ def hidden_layers(model: nn.Module, example: Tensor) -> list[str]:
     return seen[:-1]
 
 
-def select_neurons(layer: nn.Module, count: int) -> tuple[int, ...]:
+def select_neurons(layer: nn.Conv2d | nn.Linear, count: int) -> tuple[int, ...]:
     """The ``count`` neurons (output units/channels) with the largest sum of absolute incoming weights."""
     w = layer.weight.detach()
     strength = w.abs().flatten(1).sum(1)
@@ -92,10 +92,10 @@ def optimise_trojan_trigger(
         if not hidden:
             raise IncompatibleModelError("the model has no hidden conv/linear layer for the Trojan neurons")
         layer = hidden[-1]
-    if not isinstance(modules.get(layer), _LAYERS):
+    module = modules.get(layer)
+    if not isinstance(module, _LAYERS):
         accepted = ", ".join(n for n, m in modules.items() if isinstance(m, _LAYERS))
         raise ConfigError(f"layer={layer!r} is not a conv/linear layer of the model; accepted: {accepted}")
-    module = modules[layer]
     neurons = select_neurons(module, num_neurons)
     r, col = corner_location((h, w), (patch_size, patch_size), "bottom_right", 1)
     g = torch.Generator().manual_seed(int(seed))

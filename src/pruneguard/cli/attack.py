@@ -1,0 +1,86 @@
+"""``pruneguard attack``: evaluate a model file against one registered evasion attack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from pruneguard.cli.common import apply_threads, emit_json, prepare_out, write_result
+from pruneguard.config import validate_config
+from pruneguard.config_harden import AttackRunConfig
+from pruneguard.utils.seed import seed_everything
+from pruneguard.workflows.attack import attack_job
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    sr = result["attack_success_rate"]
+    lines = [
+        f"{result['attack']['name']} (eps {result['threat_model']['eps']:g}, {result['threat_model']['norm']}) on "
+        f"{result['n_samples']} test samples: clean {result['clean_accuracy']:.4f}, robust "
+        f"{result['robust_accuracy']:.4f}, success rate {'n/a' if sr is None else f'{sr:.4f}'}"
+    ]
+    lines += [f"flag {f['check']}: {f['message']}" for f in result["flags"]]
+    return lines
+
+
+def attack(
+    model: Path = typer.Option(..., "--model", help="Model file (.safetensors from pruneguard, or a state dict)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: result.json, config.yaml."),
+    attack_name: str = typer.Option("pgd", "--attack", help="Evasion attack: fgsm, pgd, square, autoattack, transfer."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one named in the model file)."),  # noqa: UP045
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files."),  # noqa: UP045
+    eps: float = typer.Option(0.1, help="Budget: [0, 1] pixel units; standard deviations for tabular data."),
+    norm: str = typer.Option("linf", help="linf or l2."),
+    steps: Optional[int] = typer.Option(None, help="Iterations (pgd)."),  # noqa: UP045
+    step_size: Optional[float] = typer.Option(None, help="Step size (pgd; default 2.5 * eps / steps)."),  # noqa: UP045
+    restarts: Optional[int] = typer.Option(None, help="Random restarts (pgd, square)."),  # noqa: UP045
+    queries: Optional[int] = typer.Option(None, help="Query budget (square)."),  # noqa: UP045
+    version: Optional[str] = typer.Option(None, help="AutoAttack version (standard, plus, rand)."),  # noqa: UP045
+    source: Optional[Path] = typer.Option(None, help="Surrogate model file for --attack transfer."),  # noqa: UP045
+    n_samples: int = typer.Option(1000, help="Test samples attacked (stratified, seeded)."),
+    batch_size: int = typer.Option(256),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(1, help="torch CPU threads."),
+    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
+    trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Attack a model with one evasion attack and report clean and robust accuracy."""
+    cfg = validate_config(
+        AttackRunConfig,
+        dict(
+            model=model,
+            out=out,
+            attack=attack_name,
+            dataset=dataset,
+            data_dir=data_dir,
+            eps=eps,
+            norm=norm,
+            steps=steps,
+            step_size=step_size,
+            restarts=restarts,
+            queries=queries,
+            version=version,
+            source=source,
+            n_samples=n_samples,
+            batch_size=batch_size,
+            seed=seed,
+            trust_pickle=trust_pickle,
+        ),
+    )
+    apply_threads(threads)
+    prepare_out(out, overwrite=overwrite, inputs=(model,) + ((source,) if source is not None else ()))
+    seed_everything(seed)
+    result = attack_job(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    write_result(out, result, cfg.to_dict())
+    if json_out:
+        emit_json(result)
+    else:
+        typer.echo("\n".join(summary_lines(result)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("attack")(attack)

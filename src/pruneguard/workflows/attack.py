@@ -1,0 +1,257 @@
+"""The attack job: one registered evasion attack against a model file, on a sample of its dataset's test split.
+
+Also the pieces the harden job shares: where attacks run (:class:`AttackSpace`: [0, 1] images, or a tabular
+model's :class:`~pruneguard.evaluation.robustness.FeatureBox` with ``eps`` in standard deviations), test
+samples, and :func:`load_hardened`, which loads any pruneguard model file including structured-pruned ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from pruneguard.attacks.base import ATTACKS
+from pruneguard.attacks.evasion import TransferAttack
+from pruneguard.config_harden import AttackRunConfig
+from pruneguard.data.datasets import dataset_info, load_dataset
+from pruneguard.data.splits import stratified_sample
+from pruneguard.data.tensors import ArrayData, to_float
+from pruneguard.errors import ConfigError, IncompatibleModelError, UnsafeModelError
+from pruneguard.evaluation.feature_box import FeatureBox
+from pruneguard.evaluation.robustness import forward_twice, run_attack
+from pruneguard.metrics.robustness import flag_nondeterministic, flag_zero_gradients, input_gradient_norms
+from pruneguard.models.io import ModelMeta, load_model, read_meta
+from pruneguard.pruning.base import PruningPlan
+from pruneguard.pruning.structured_iterative import replay_channel_plans
+from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.utils.io import sha256_file
+from pruneguard.utils.seed import make_generator
+from pruneguard.workflows.common import LoadedModel
+
+__all__ = [
+    "ATTACK_SCHEMA",
+    "AttackSpace",
+    "attack_space",
+    "eval_sample",
+    "load_hardened",
+    "load_evaluated",
+    "build_attack",
+    "attack_job",
+]
+
+logger = logging.getLogger(__name__)
+ATTACK_SCHEMA = "pruneguard.attack/1"
+_OPTION_FIELDS = {"steps": "steps", "step_size": "step_size", "restarts": "restarts", "queries": "n_queries"}
+
+
+@dataclass
+class AttackSpace:
+    """Where attacks run: images in [0, 1] (``box=None``) or a tabular model's standardised unit box."""
+
+    box: FeatureBox | None = None
+
+    @property
+    def eps_unit(self) -> float:
+        """One attack-space unit in the user's eps units (pixels: 1; tabular: the box width in std units)."""
+        return 1.0 if self.box is None else self.box.width
+
+    def view(self, model: nn.Module) -> nn.Module:
+        return model if self.box is None else self.box.wrap(model)
+
+    def bounds(self) -> tuple[float | Tensor, float | Tensor]:
+        """The gradient attacks' box: [0, 1], or every feature's data range (per-feature tensors)."""
+        return (0.0, 1.0) if self.box is None else self.box.unit_bounds()
+
+    def inputs(self, x: Tensor) -> Tensor:
+        return to_float(x) if self.box is None else self.box.to_unit(x)
+
+    def describe(self, eps: float, norm: str) -> dict[str, Any]:
+        if self.box is None:
+            return {"space": "inputs in [0, 1]", "eps": eps, "norm": norm}
+        return {
+            "space": "standardised features (the model's Normalize mean/std), each within the data's [min, max]",
+            "eps": eps,
+            "eps_units": "standard deviations of each feature",
+            "norm": norm,
+            "box_width_std": self.box.width,
+            "eps_raw_per_feature": [eps * float(s) for s in self.box.std],
+        }
+
+
+def attack_space(model: nn.Module, kind: str, *data: Tensor) -> AttackSpace:
+    """The attack space for a model on ``kind`` data; tabular bounds come from the raw rows of ``data``."""
+    return AttackSpace(FeatureBox.for_model(model, *data) if kind == "tabular" else None)
+
+
+def eval_sample(data: ArrayData, n: int, seed: int) -> ArrayData:
+    """A stratified, seeded sample of ``n`` rows (all rows when ``n >= len(data)``)."""
+    if n >= len(data):
+        return data
+    return data.subset(stratified_sample(data.y, n, generator=torch.Generator().manual_seed(seed)))
+
+
+def load_hardened(path: str | Path, *, trust_pickle: bool = False) -> tuple[nn.Module, ModelMeta]:
+    """Load a model file; a structured-pruned file (``meta.extra["structured"]``) is rebuilt from its plans.
+
+    A structured model is stored as its state dict plus ``extra["structured"] = {"plans": [...], "remaining":
+    {...}}``: the dense architecture is built from the metadata, the channel plans are replayed in order
+    (``replay_channel_plans``) and the state dict is loaded into the result. Returns the model in eval mode.
+    """
+    path = Path(path)
+    meta = read_meta(path) if path.suffix == ".safetensors" and path.is_file() else None
+    structured = meta.extra.get("structured") if meta is not None else None
+    if meta is None or not structured:
+        return load_model(path, trust_pickle=trust_pickle)
+    if ":" in meta.arch and not trust_pickle:
+        raise UnsafeModelError(f"model file {path} names the user architecture {meta.arch!r}; pass --trust-pickle")
+    try:
+        plans = [PruningPlan.from_dict(d) for d in structured["plans"]]
+        model = replay_channel_plans(meta.build(), plans, torch.zeros(2, *meta.input_shape))
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except (KeyError, TypeError, RuntimeError, SafetensorError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IncompatibleModelError(f"model file {path}: the structured model does not rebuild: {first}") from None
+    return model.eval(), meta
+
+
+def load_evaluated(
+    path: Path, *, dataset: str | None, data_dir: Path | None, trust_pickle: bool = False
+) -> LoadedModel:
+    """A model file (dense, masked or structured) with the registered dataset it is used with."""
+    model, meta = load_hardened(path, trust_pickle=trust_pickle)
+    name = dataset or meta.dataset
+    if name is None:
+        raise ConfigError("--dataset is required: the model file does not name the dataset it was trained on")
+    info = dataset_info(name)
+    if tuple(meta.input_shape) != tuple(info.input_shape) or meta.num_classes != info.num_classes:
+        raise IncompatibleModelError(
+            f"--model expects inputs {tuple(meta.input_shape)} and {meta.num_classes} classes but --dataset={name} "
+            f"gives {tuple(info.input_shape)} and {info.num_classes}; use the dataset the model was trained on"
+        )
+    train, test = load_dataset(name, "train", data_dir), load_dataset(name, "test", data_dir)
+    return LoadedModel(model, meta, sha256_file(path), name, info, train, test)
+
+
+def build_attack(
+    name: str,
+    *,
+    eps: float,
+    norm: str,
+    options: dict[str, Any],
+    source: nn.Module | None = None,
+    bounds: tuple[float | Tensor, float | Tensor] = (0.0, 1.0),
+) -> Any:
+    """An evasion attack from the registry; ``options`` (``steps``, ``step_size``, ``restarts``, ``queries``,
+    ``version``; ``None`` = not given) must be parameters the attack takes. PGD's default step is
+    ``2.5 * eps / steps``. ``transfer`` runs PGD with these options on ``source``. ``bounds`` is the box of the
+    gradient attacks (FGSM, PGD; per-feature tensors allowed); the others run in [0, 1]."""
+    if ATTACKS.meta(name).get("kind") != "evasion" or name == "patch":
+        accepted = [n for n in ATTACKS.names() if ATTACKS.meta(n).get("kind") == "evasion" and n != "patch"]
+        raise ConfigError(f"--attack={name!r} is not accepted here; accepted: {', '.join(accepted)}")
+    if name == "transfer":
+        if source is None:
+            raise ConfigError("--attack transfer needs --source (the surrogate model)")
+        inner = build_attack("pgd", eps=eps, norm=norm, options=options, bounds=bounds)
+        return TransferAttack(source=source, attack=inner)
+    fields = {f.name: f for f in dataclasses.fields(ATTACKS.get(name))}
+    params: dict[str, Any] = {"eps": eps}
+    if "norm" in fields:
+        params["norm"] = norm
+    elif norm != "linf":
+        raise ConfigError(f"--norm={norm} is not accepted by --attack={name}; it is L-inf only")
+    for option, value in options.items():
+        key = _OPTION_FIELDS.get(option, option)
+        if value is None:
+            continue
+        if key not in fields:
+            raise ConfigError(f"--{option.replace('_', '-')}={value} is not a parameter of --attack={name}")
+        params[key] = value
+    if name in ("fgsm", "pgd"):
+        params["clip_min"], params["clip_max"] = bounds
+    if name == "pgd" and "step_size" not in params:
+        params["step_size"] = 2.5 * eps / int(params.get("steps", fields["steps"].default))
+    return ATTACKS.create(name, **params)
+
+
+def _params(attack: Any) -> dict[str, Any]:
+    if isinstance(attack, TransferAttack):
+        return {"attack": attack.attack.name, **_params(attack.attack)}
+    return {
+        f.name: getattr(attack, f.name) for f in dataclasses.fields(attack) if f.name not in ("clip_min", "clip_max")
+    }
+
+
+def attack_job(cfg: AttackRunConfig) -> dict[str, Any]:
+    """Attack ``cfg.model`` with ``cfg.attack``; return the JSON-ready result (nothing is written)."""
+    started, t0 = now_iso(), time.perf_counter()
+    loaded = load_evaluated(cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle)
+    space = attack_space(loaded.model, loaded.info.kind, loaded.train.x, loaded.test.x)
+    test = eval_sample(loaded.test, cfg.n_samples, cfg.seed)
+    x, y = space.inputs(test.x), test.y
+    model = space.view(loaded.model)
+    source = None
+    if cfg.source is not None:
+        src, _ = load_hardened(cfg.source, trust_pickle=cfg.trust_pickle)
+        source = space.view(src)
+    options = {
+        "steps": cfg.steps,
+        "step_size": None if cfg.step_size is None else cfg.step_size / space.eps_unit,
+        "restarts": cfg.restarts,
+        "queries": cfg.queries,
+        "version": cfg.version,
+    }
+    attack = build_attack(
+        cfg.attack, eps=cfg.eps / space.eps_unit, norm=cfg.norm, options=options, source=source, bounds=space.bounds()
+    )
+    result, _ = run_attack(
+        model,
+        attack,
+        x,
+        y,
+        name=cfg.attack,
+        norm=cfg.norm,
+        batch_size=cfg.batch_size,
+        generator=make_generator(cfg.seed),
+    )
+    head = slice(0, min(len(x), cfg.batch_size))
+    flags = [
+        flag_zero_gradients(input_gradient_norms(model, x[head], y[head], norm=cfg.norm)),
+        flag_nondeterministic(*forward_twice(model, x[head])),
+    ]
+    logger.info("%s: clean %.4f, robust %.4f", cfg.attack, result.clean_accuracy, result.robust_accuracy)
+    return {
+        "schema": ATTACK_SCHEMA,
+        "model": str(cfg.model),
+        "model_sha256": loaded.sha256,
+        "dataset": loaded.dataset,
+        "attack": {
+            "name": cfg.attack,
+            "params": _params(attack),
+            "source": None if cfg.source is None else str(cfg.source),
+        },
+        "threat_model": space.describe(cfg.eps, cfg.norm),
+        "n_samples": result.n,
+        "clean_accuracy": result.clean_accuracy,
+        "robust_accuracy": result.robust_accuracy,
+        "attack_success_rate": result.success_rate,
+        "mean_perturbation": result.mean_perturbation * space.eps_unit,
+        "attack_seconds": result.seconds,
+        "flags": [f.to_dict() for f in flags if f is not None],
+        "seconds": time.perf_counter() - t0,
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "device": str(x.device),
+        "started": started,
+        "finished": now_iso(),
+    }

@@ -1,0 +1,142 @@
+"""What the harden job runs on: the model (a file, or an MLP trained on a CSV), the fine-tuning part of the
+training split, the defender's held-out split, the test sample and the attack space and protocol."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pruneguard.config_harden import HardenConfig
+from pruneguard.data.csv import load_csv
+from pruneguard.data.datasets import DatasetInfo
+from pruneguard.data.splits import holdout_split, indices_hash
+from pruneguard.data.tensors import ArrayData
+from pruneguard.errors import ConfigError, IncompatibleModelError
+from pruneguard.evaluation.robustness import RobustnessSpec
+from pruneguard.models.io import ModelMeta, save_model
+from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.utils.io import sha256_file
+from pruneguard.workflows.attack import AttackSpace, attack_space, eval_sample, load_evaluated, load_hardened
+from pruneguard.workflows.common import LoadedModel, draw_clean_split
+
+__all__ = ["HardenData", "prepare_data", "robustness_spec", "DENSE_NAME"]
+
+logger = logging.getLogger(__name__)
+DENSE_NAME = "dense.safetensors"
+
+
+@dataclass
+class HardenData:
+    """Everything the job runs on; ``x_*`` are in attack space (see :class:`AttackSpace`)."""
+
+    loaded: LoadedModel
+    fit: ArrayData
+    clean: ArrayData
+    space: AttackSpace
+    x_test: Tensor
+    y_test: Tensor
+    x_sel: Tensor
+    y_sel: Tensor
+    sources: dict[str, Any]
+    feature_names: list[str] | None = None
+
+
+def _csv_model(cfg: HardenConfig, csv: Path, train: ArrayData, test: ArrayData, names: list[str]) -> LoadedModel:
+    """The CSV's model: ``--model`` checked against the CSV, or a small MLP trained here (saved as dense)."""
+    csv_id = {"sha256": sha256_file(csv), "label": cfg.label, "test_fraction": cfg.test_fraction, "seed": cfg.seed}
+    k, f = train.num_classes, len(names)
+    if cfg.model is not None:
+        model, meta = load_hardened(cfg.model, trust_pickle=cfg.trust_pickle)
+        if tuple(meta.input_shape) != (f,) or meta.num_classes != k:
+            raise IncompatibleModelError(
+                f"--model expects inputs {tuple(meta.input_shape)} and {meta.num_classes} classes but --csv gives "
+                f"({f},) and {k}"
+            )
+        if meta.extra.get("csv") != csv_id and meta.holdout_indices:
+            logger.warning("the model's held-out indices do not refer to this CSV split; ignoring them")
+            meta = replace(meta, holdout_indices=None, holdout_hash=None)
+        sha = sha256_file(cfg.model)
+    else:
+        fit_idx, held = holdout_split(train.y, cfg.holdout_fraction, generator=torch.Generator().manual_seed(cfg.seed))
+        xf = train.x[fit_idx].float()
+        meta = ModelMeta(
+            arch="mlp",
+            num_classes=k,
+            input_shape=(f,),
+            mean=tuple(xf.mean(0).tolist()),
+            std=tuple(xf.std(0).clamp_min(1e-6).tolist()),
+            dataset=f"csv:{csv.name}",
+            holdout_indices=held.tolist(),
+            holdout_hash=indices_hash(held),
+            extra={"csv": csv_id, "features": names},
+        )
+        model = meta.build()
+        tcfg = TrainConfig(cfg.train_epochs, min(cfg.batch_size, 64), crop_padding=0, hflip=False, seed=cfg.seed)
+        train_model(model, train.subset(fit_idx), tcfg)
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        sha = save_model(cfg.out / DENSE_NAME, model, meta)
+    info = DatasetInfo(k, (f,), meta.mean, meta.std, train.classes, kind="tabular")
+    return LoadedModel(model.eval(), meta, sha, meta.dataset or f"csv:{csv.name}", info, train, test)
+
+
+def prepare_data(cfg: HardenConfig) -> HardenData:
+    """Load the model and data; draw the defender's split, the fine-tuning part and the test sample."""
+    names = None
+    if cfg.csv is not None and cfg.label is not None:
+        train, test, names = load_csv(cfg.csv, cfg.label, test_fraction=cfg.test_fraction, seed=cfg.seed)
+        loaded = _csv_model(cfg, cfg.csv, train, test, names)
+    elif cfg.model is not None:
+        loaded = load_evaluated(cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle)
+    else:
+        raise ConfigError("--model is required (only --csv can train a small MLP itself)")
+    if cfg.feature_keep is not None and loaded.info.kind != "tabular":
+        raise ConfigError(f"--feature-keep={cfg.feature_keep} is for tabular data; {loaded.dataset} holds images")
+    held = loaded.meta.holdout_indices or []
+    pool = len(held) if held else len(loaded.train)
+    clean, clean_info = draw_clean_split(
+        loaded, clean_fraction=None, clean_samples=max(2, min(cfg.clean_samples, pool)), seed=cfg.seed
+    )
+    keep = torch.ones(len(loaded.train), dtype=torch.bool)
+    keep[torch.tensor(held, dtype=torch.long)] = False
+    fit = loaded.train.subset(torch.nonzero(keep).flatten(), name=f"{loaded.dataset}:fit")
+    space = attack_space(loaded.model, loaded.info.kind, loaded.train.x, loaded.test.x)
+    test = eval_sample(loaded.test, cfg.n_eval, cfg.seed)
+    sel = clean.subset(torch.arange(min(len(clean), cfg.n_eval)))
+    sources = {
+        **clean_info,
+        "eval": f"{len(test)} test samples (stratified, seed {cfg.seed})",
+        "selection": f"{len(sel)} samples of the defender's split (collapse decisions)",
+        "finetune": "training split minus the model's held-out indices"
+        if held
+        else "whole training split (the model records no held-out indices)",
+        "finetune_samples": len(fit),
+    }
+    return HardenData(
+        loaded, fit, clean, space, space.inputs(test.x), test.y, space.inputs(sel.x), sel.y, sources, names
+    )
+
+
+def robustness_spec(cfg: HardenConfig, data: HardenData) -> RobustnessSpec:
+    """The evaluation protocol in attack-space units; the sweep ends at a budget that breaks any model."""
+    unit, dim = data.space.eps_unit, data.x_test[0].numel()
+    large = 0.5 if cfg.norm == "linf" else 0.5 * math.sqrt(dim)
+    eps = cfg.eps / unit
+    sweep = [e / unit for e in cfg.eps_sweep] if cfg.eps_sweep else [min(m * eps, large) for m in (0.25, 0.5, 1, 2, 4)]
+    lo, hi = data.space.bounds()
+    return RobustnessSpec(
+        eps=eps,
+        clip_min=lo,
+        clip_max=hi,
+        norm=cfg.norm,
+        steps=cfg.pgd_steps,
+        square_queries=cfg.square_queries or None,
+        sweep=tuple(sorted({*sweep, large})),
+        eps_unit=unit,
+        seed=cfg.seed,
+    )
