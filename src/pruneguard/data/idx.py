@@ -6,7 +6,6 @@ import gzip
 import os
 import struct
 import zlib
-
 from typing import Any
 
 import numpy as np

@@ -72,7 +72,7 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 "scan (suspected target, score, verdict)",
                 None
                 if not report.get("scan")
-                else f"{report['scan']['suspected_target']}, {report['scan']['score']:.3f}, {report['scan']['verdict']}",
+                else "{suspected_target}, {score:.3f}, {verdict}".format(**report["scan"]),
             ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
             ["mask threshold reached", report["threshold_reached"]],
