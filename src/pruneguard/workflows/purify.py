@@ -45,7 +45,7 @@ __all__ = ["purify", "select_neurons", "write_purify_outputs", "weights_sha256",
 
 logger = logging.getLogger(__name__)
 PURIFIED_NAME = "purified.safetensors"
-_CURVE_ASR_SAMPLES = 2000
+_CURVE_ASR_SAMPLES = 1000
 
 
 def _measure(model: nn.Module, test: ArrayData, triggered: ArrayData | None, target: int | None) -> dict[str, Any]:
