@@ -37,6 +37,8 @@ from pruneguard.workflows.train import MODEL_NAME, train_job
 logger = logging.getLogger("anp_table")
 
 PAPER_ATTACKS = ("badnets", "blend", "input_aware", "label_consistent", "sig", "trojan")
+# Clean-label attacks poison images of the target class only; their rate is a share of that class.
+CLEAN_LABEL = ("sig", "label_consistent")
 ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "anp_auto")
 # The ANP paper's headline (ResNet-18, CIFAR-10, 1% clean data): its Table 1 averaged over five runs.
 PAPER_SUMMARY = "ASR < 1% on 5 of 6 attacks, mean ACC drop 1.47 points, mean ASR reduction 96.44%, 241.5 s (GPU)"
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arch", default="small_cnn")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--poison-rate", type=float, default=0.05)
+    p.add_argument("--poison-rate", type=float, default=0.05, help="share of non-target images (dirty-label)")
+    p.add_argument("--clean-label-rate", type=float, default=0.8, help="share of target-class images (SIG, LC)")
     p.add_argument("--target-label", type=int, default=0)
     p.add_argument("--anp-iterations", type=int, default=2000)
     p.add_argument("--anp-eps", type=float, default=0.4)
