@@ -54,7 +54,7 @@ def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Pa
         "dataset": args.dataset,
         "arch": args.arch,
         "attack": attack,
-        "poison_rate": args.poison_rate,
+        "poison_rate": args.clean_label_rate if attack in CLEAN_LABEL else args.poison_rate,
         "target_label": args.target_label,
         "epochs": args.epochs,
         "seed": seed,
