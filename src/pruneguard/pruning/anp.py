@@ -13,6 +13,7 @@ BatchNorm layers use batch statistics without updating their running buffers, an
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -159,8 +160,19 @@ def mask_step(
     return float(loss.detach()), float(loss_nat.detach()), acc
 
 
-def _state_matches(state: dict[str, Any], cfg: ANPConfig, n: int, data_len: int) -> bool:
-    return state.get("config") == asdict(cfg) and state.get("neurons") == n and state.get("data_len") == data_len
+def _fingerprint(model: nn.Module, data: ArrayData) -> str:
+    """SHA-256 over the model's tensors and the clean data: a saved state is only resumed for the same inputs."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for t in (data.x, data.y):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _state_matches(state: dict[str, Any], cfg: ANPConfig, fingerprint: str) -> bool:
+    return state.get("config") == asdict(cfg) and state.get("fingerprint") == fingerprint
 
 
 def anp_optimize(
@@ -191,9 +203,10 @@ def anp_optimize(
     history: list[dict[str, float]] = []
     start, seconds = 0, 0.0
     path = Path(state_path) if state_path else None
+    fingerprint = _fingerprint(model, data) if path is not None else ""
     if resume and path is not None and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if _state_matches(state, config, reparam.total, len(data)):
+        if _state_matches(state, config, fingerprint):
             with torch.no_grad():
                 mask.copy_(state["mask"].to(device))
             opt.load_state_dict(state["optimizer"])
@@ -223,8 +236,7 @@ def anp_optimize(
                         "iteration": it + 1,
                         "history": history,
                         "config": asdict(config),
-                        "neurons": reparam.total,
-                        "data_len": len(data),
+                        "fingerprint": fingerprint,
                         "seconds": seconds + time.perf_counter() - t0,
                     }
                     with atomic_write(path, "wb") as fh:

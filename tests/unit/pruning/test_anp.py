@@ -190,3 +190,13 @@ def test_masks_drop_for_neurons_that_hurt_under_perturbation() -> None:
     data = ArrayData(x, y, 2)
     res = anp_optimize(model, data, ANPConfig(iterations=150, batch_size=64, eps=0.4, augment=False))
     assert float(res.masks[2]) < float(res.masks[:2].min())
+
+
+def test_state_of_another_model_is_not_resumed(tmp_path) -> None:
+    data = tiny_data()
+    cfg = ANPConfig(iterations=6, batch_size=16, checkpoint_every=2, seed=1)
+    state = tmp_path / "s.pt"
+    anp_optimize(tiny_model(seed=5), data, cfg, state_path=state, stop_after=4)
+    fresh = anp_optimize(tiny_model(seed=0), data, cfg)
+    resumed = anp_optimize(tiny_model(seed=0), data, cfg, state_path=state, resume=True)
+    assert torch.equal(fresh.masks, resumed.masks)  # the other model's state was ignored
