@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from pruneguard.errors import ConfigError
+from pruneguard.metrics.robustness import collapse_reason
 from pruneguard.pruning.base import (
     Pruner,
     apply_plan_,
@@ -113,24 +114,6 @@ def _load_state_(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _collapse_reason(
-    metrics: dict[str, float],
-    base: dict[str, float],
-    acc_key: str,
-    max_acc_drop: float | None,
-    robust_key: str | None,
-) -> str | None:
-    if any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values()):
-        return f"non-finite metrics: {metrics}"
-    if max_acc_drop is not None:
-        drop = base[acc_key] - metrics[acc_key]
-        if drop > max_acc_drop + 1e-12:
-            return f"{acc_key} fell by {drop:.4f} (> max_acc_drop={max_acc_drop}) from {base[acc_key]:.4f}"
-    if robust_key is not None and metrics[robust_key] < base[robust_key] - 1e-12:
-        return f"{robust_key}={metrics[robust_key]:.4f} fell below the dense model's {base[robust_key]:.4f}"
-    return None
 
 
 def _validate(schedule: Sequence[float], max_acc_drop: float | None) -> list[float]:
@@ -238,7 +221,7 @@ def prune_finetune(
         apply_plan_(model, plan)
         finetune(model)
         metrics = dict(evaluate(model))
-        reason = _collapse_reason(metrics, base, acc_key, max_acc_drop, robust_key)
+        reason = collapse_reason(metrics, base, max_acc_drop=max_acc_drop, acc_key=acc_key, robust_key=robust_key)
         achieved = sparsity(model, include_classifier=bool(plan.config.get("include_classifier", True)))
         results.append(
             PruneStepResult(
