@@ -30,6 +30,7 @@ DEMO_PURIFY: dict[str, Any] = {
     "target_label": 0,
     "anp_target": "auto",
     "augment": False,
+    "iterations": 1000,
 }
 
 
