@@ -3,44 +3,19 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 
-from pruneguard.attacks.backdoor import BadNets, triggered_eval_set
-from pruneguard.data.datasets import load_dataset
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses import attention_layers, attention_loss, attention_map, finetune_defense, nad
 from pruneguard.defenses.nad import capture_outputs
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models import create_model
-from pruneguard.training.train import TrainConfig, train_model
 
 LAYERS = ["features.2", "features.6", "features"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def toy() -> tuple[nn.Module, ArrayData, ArrayData, ArrayData]:
-    """A BadNets-backdoored GAP-CNN on digits; the defender's clean split is 238 held-out training images."""
-    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    fit, clean = train.subset(torch.arange(1200)), train.subset(torch.arange(1200, len(train)))
-    attack = BadNets(target_label=0, patch_size=2)
-    poisoned = attack.poison(fit, rate=0.1, generator=torch.Generator().manual_seed(0))
-    torch.manual_seed(0)
-    model = create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
-    train_model(model, poisoned.data, TrainConfig(epochs=6, batch_size=64, lr=0.05, crop_padding=0, hflip=False))
-    return model, clean, test, triggered_eval_set(test, lambda x, y: attack(None, x, y), 0)
 
 
 @pytest.fixture(scope="module")
