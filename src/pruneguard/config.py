@@ -50,6 +50,7 @@ class PurifyConfig(RunConfig):
     batch_size: int = Field(128, ge=2)
     mask_lr: float = Field(0.2, gt=0.0, allow_inf_nan=False)
     clip_noise: bool = False
+    anp_fast: bool = False
     augment: bool = True
     anp_target: int | Literal["auto"] | None = None
     threshold: float | Literal["auto"] = 0.2
@@ -112,6 +113,7 @@ class PurifyConfig(RunConfig):
             "batch_size": self.batch_size,
             "lr": self.mask_lr,
             "clip_noise": self.clip_noise,
+            "fast": self.anp_fast,
             "augment": self.augment,
             "seed": self.seed,
             "checkpoint_every": self.checkpoint_every,

@@ -41,6 +41,9 @@ def purify(
     batch_size: int = typer.Option(128),
     mask_lr: float = typer.Option(0.2, help="SGD learning rate of the masks."),
     clip_noise: bool = typer.Option(False, help="Project the perturbation to the eps-ball (the reference does not)."),
+    anp_fast: bool = typer.Option(
+        False, help="First ascent step from the natural pass's gradient: 2 passes per iteration, not 3."
+    ),
     augment: bool = typer.Option(True, help="Crop/flip the clean batches as the reference does."),
     anp_target: str = typer.Option(
         "none", help="Targeted ANP: perturb towards this class, 'auto' (the scan's suspected target) or 'none'."
@@ -82,6 +85,7 @@ def purify(
             batch_size=batch_size,
             mask_lr=mask_lr,
             clip_noise=clip_noise,
+            anp_fast=anp_fast,
             augment=augment,
             anp_target=anp_target,
             threshold=threshold,

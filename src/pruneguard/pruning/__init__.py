@@ -1,7 +1,7 @@
 """Pruning: the Pruner protocol and plans, magnitude / channel / iterative pruning, ANP (neuron masks),
 selection rules and the pruning curve."""
 
-from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize, mask_step, perturbation_step
+from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize, fast_iteration, mask_step, perturbation_step
 from pruneguard.pruning.base import (
     PRUNERS,
     Pruner,
@@ -31,6 +31,7 @@ __all__ = [
     "NeuronReparam",
     "anp_optimize",
     "auto_count",
+    "fast_iteration",
     "curve_counts",
     "find_neuron_groups",
     "mask_step",

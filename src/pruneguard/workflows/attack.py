@@ -152,8 +152,9 @@ def build_attack(
 ) -> Any:
     """An evasion attack from the registry; ``options`` (``steps``, ``step_size``, ``restarts``, ``queries``,
     ``version``; ``None`` = not given) must be parameters the attack takes. PGD's default step is
-    ``2.5 * eps / steps``. ``transfer`` runs PGD with these options on ``source``. ``bounds`` is the box of the
-    gradient attacks (FGSM, PGD; per-feature tensors allowed); the others run in [0, 1]."""
+    ``2.5 * eps / steps``; PGD stops on each example once it is fooled (``early_stop``). ``transfer`` runs PGD
+    with these options on ``source``. ``bounds`` is the box of the gradient attacks (FGSM, PGD; per-feature
+    tensors allowed); the others run in [0, 1]."""
     if ATTACKS.meta(name).get("kind") != "evasion" or name == "patch":
         accepted = [n for n in ATTACKS.names() if ATTACKS.meta(n).get("kind") == "evasion" and n != "patch"]
         raise ConfigError(f"--attack={name!r} is not accepted here; accepted: {', '.join(accepted)}")
@@ -161,7 +162,8 @@ def build_attack(
         if source is None:
             raise ConfigError("--attack transfer needs --source (the surrogate model)")
         inner = build_attack("pgd", eps=eps, norm=norm, options=options, bounds=bounds)
-        return TransferAttack(source=source, attack=inner)
+        # full steps on the surrogate: stopping at its first fooled iterate would make weaker transfer examples
+        return TransferAttack(source=source, attack=dataclasses.replace(inner, early_stop=False))
     fields = {f.name: f for f in dataclasses.fields(ATTACKS.get(name))}
     params: dict[str, Any] = {"eps": eps}
     if "norm" in fields:
@@ -179,6 +181,8 @@ def build_attack(
         params["clip_min"], params["clip_max"] = bounds
     if name == "pgd" and "step_size" not in params:
         params["step_size"] = 2.5 * eps / int(params.get("steps", fields["steps"].default))
+    if name == "pgd":  # the examples only score this model: stop on each one once it is fooled
+        params["early_stop"] = True
     return ATTACKS.create(name, **params)
 
 

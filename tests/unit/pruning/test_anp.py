@@ -16,6 +16,7 @@ from pruneguard.pruning import (
     ANPConfig,
     NeuronReparam,
     anp_optimize,
+    fast_iteration,
     find_neuron_groups,
     mask_step,
     perturbation_step,
@@ -200,3 +201,54 @@ def test_state_of_another_model_is_not_resumed(tmp_path) -> None:
     fresh = anp_optimize(tiny_model(seed=0), data, cfg)
     resumed = anp_optimize(tiny_model(seed=0), data, cfg, state_path=state, resume=True)
     assert torch.equal(fresh.masks, resumed.masks)  # the other model's state was ignored
+
+
+def test_fast_iteration_equals_reference_when_the_ascent_starts_at_zero() -> None:
+    """Without a random start the reference's first ascent gradient is taken at zero noise, which is exactly what
+    the fast variant reuses from the natural pass: both must give the same mask update. (Targeted, they differ:
+    the reference's ascent pass sees only the non-target rows, so its BatchNorm batch statistics differ.)"""
+    model, data = tiny_model(), tiny_data()
+    rep = NeuronReparam(model, find_neuron_groups(model, data.x[:2]))
+    cfg = ANPConfig(eps=0.3, rand_init=False)
+    masks = []
+    for fast in (False, True):
+        mask = torch.full((rep.total,), 0.9, requires_grad=True)
+        opt = torch.optim.SGD([mask], lr=0.2, momentum=0.9)
+        with anp_mode(model):
+            if fast:
+                fast_iteration(rep, data.x, data.y, mask, opt, cfg, None)
+            else:
+                noise = perturbation_step(rep, data.x, data.y, mask, cfg, None)
+                mask_step(rep, data.x, data.y, mask, opt, noise, cfg.alpha)
+        masks.append(mask.detach())
+    assert not torch.equal(masks[0], torch.full_like(masks[0], 0.9))
+    torch.testing.assert_close(masks[1], masks[0], rtol=1e-5, atol=1e-6)
+
+
+def test_fast_iteration_with_several_steps_differs_and_keeps_weights_frozen() -> None:
+    model, data = tiny_model(), tiny_data()
+    before = copy.deepcopy(model.state_dict())
+    one = anp_optimize(model, data, ANPConfig(iterations=4, batch_size=16, fast=True, augment=False))
+    two = anp_optimize(model, data, ANPConfig(iterations=4, batch_size=16, fast=True, steps=2, augment=False))
+    ref = anp_optimize(model, data, ANPConfig(iterations=4, batch_size=16, augment=False))
+    assert not torch.equal(one.masks, two.masks)
+    assert not torch.equal(one.masks, ref.masks)  # the random start makes the variants differ
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_fast_variant_finds_the_toy_backdoor_neuron_too() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(256, 2)
+    y = (x[:, 0] > 0).long()
+    lin1, bn, lin2 = nn.Linear(2, 3, bias=False), nn.BatchNorm1d(3), nn.Linear(3, 2)
+    with torch.no_grad():
+        lin1.weight.copy_(torch.tensor([[4.0, 0.0], [-4.0, 0.0], [0.0, 0.05]]))
+        bn.weight.copy_(torch.tensor([1.0, 1.0, 0.1]))
+        bn.bias.zero_()
+        lin2.weight.copy_(torch.tensor([[-2.0, 2.0, 30.0], [2.0, -2.0, -30.0]]))
+        lin2.bias.zero_()
+    model = nn.Sequential(lin1, bn, nn.ReLU(), lin2).eval()
+    res = anp_optimize(model, ArrayData(x, y, 2), ANPConfig(iterations=150, batch_size=64, augment=False, fast=True))
+    assert float(res.masks[2]) < float(res.masks[:2].min())

@@ -85,6 +85,31 @@ def test_pgd_works_under_no_grad_and_keeps_float64(model: nn.Module, batch: tupl
 
 
 @pytest.mark.parametrize("norm, eps, step", [("linf", 0.1, 0.025), ("l2", 0.5, 0.125)])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_early_stop_is_never_weaker_and_stays_in_the_ball(
+    model: nn.Module, batch: tuple[Tensor, Tensor], norm: str, eps: float, step: float, targeted: bool
+) -> None:
+    x, y = batch
+    target = (y + 1) % 4 if targeted else None
+    kw = {"eps": eps, "step_size": step, "steps": 10, "norm": norm, "random_start": False, "target": target}
+    full = pgd(model, x, y, **kw)
+    early = pgd(model, x, y, early_stop=True, **kw)
+    with torch.no_grad():
+        pred_full, pred_early = model(full).argmax(1), model(early).argmax(1)
+    ok_full = pred_full == target if targeted else pred_full != y
+    ok_early = pred_early == target if targeted else pred_early != y
+    assert bool((ok_early | ~ok_full).all())  # every example the full run fools, the early-stopped run fools too
+    assert bool(ok_early.any()) and not torch.equal(early, full)  # some stopped early, so the outputs differ
+    assert bool(((early >= 0) & (early <= 1)).all())
+    dist = (early - x).flatten(1).abs().amax(1) if norm == "linf" else (early - x).flatten(1).norm(dim=1)
+    assert float(dist.max()) <= eps + 1e-5
+    with torch.no_grad():  # examples never fooled ran every step, exactly as without early stopping
+        never = ~ok_early & ~ok_full
+    if bool(never.any()):
+        torch.testing.assert_close(early[never], full[never])
+
+
+@pytest.mark.parametrize("norm, eps, step", [("linf", 0.1, 0.025), ("l2", 0.5, 0.125)])
 def test_pgd_agrees_with_art(
     model: nn.Module, batch: tuple[Tensor, Tensor], norm: str, eps: float, step: float
 ) -> None:
@@ -199,3 +224,12 @@ def test_frozen_dataclass() -> None:
     with pytest.raises(AttributeError):
         attack.eps = 0.5  # type: ignore[misc]
     assert attack == PGD(eps=8 / 255)
+
+
+def test_attack_job_pgd_stops_early_but_transfer_runs_every_step(model: nn.Module) -> None:
+    from pruneguard.workflows.attack import build_attack
+
+    direct = build_attack("pgd", eps=0.1, norm="linf", options={"steps": 5})
+    transfer = build_attack("transfer", eps=0.1, norm="linf", options={"steps": 5}, source=model)
+    assert direct.early_stop is True
+    assert transfer.attack.early_stop is False and transfer.attack.steps == 5
