@@ -177,3 +177,17 @@ def test_purify_policy_exit_codes(trained: Path, tmp_path: Path) -> None:
     bad.write_text("max_acuracy_drop: 0.1\n")
     assert main([*base, "--out", str(tmp_path / "c"), "--policy", str(bad)]) == 2
     assert not (tmp_path / "c").exists()
+
+
+def test_purify_anp_fast_is_recorded_and_its_state_is_not_resumed_by_the_reference(
+    trained: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "fast"
+    base = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "4", "--clean-fraction", "0.1"]
+    assert main([*base, "--anp-fast"]) == 0
+    fast = json.loads((out / "report.json").read_text())
+    assert fast["config"]["anp_fast"] is True
+    assert main([*base, "--resume"]) == 0  # the reference run must not pick up the fast run's masks
+    ref = json.loads((out / "report.json").read_text())
+    assert ref["config"]["anp_fast"] is False
+    assert ref["masks"] != fast["masks"]
