@@ -12,6 +12,9 @@ closing statement is derived from the numbers. No collapse stop here: every spar
 Usage:
     python benchmarks/harden_fmnist.py --out harden_fmnist.md           # full protocol (hours on a CPU)
     python benchmarks/harden_fmnist.py --quick --json                   # a few minutes: checks that it runs
+
+Finished rows are cached under ``--cache`` (default ``runs/harden_fmnist_cache/<settings hash>``): run the same
+command again after an interruption and only the missing rows are computed (the models are rebuilt, seeded).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
+import hashlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,7 +59,7 @@ from pruneguard.pruning.structured import channel_widths
 from pruneguard.pruning.structured_iterative import channel_sparsity, prune_finetune_structured
 from pruneguard.quantization import quantize
 from pruneguard.training.train import TrainConfig, train_model
-from pruneguard.utils.io import atomic_write_text
+from pruneguard.utils.io import atomic_write, atomic_write_text
 from pruneguard.utils.seed import make_generator, seed_everything
 from pruneguard.workflows.attack import eval_sample
 
@@ -94,11 +99,55 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny settings: checks the script runs")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--out", default=None, help="write the markdown table section to this file (atomically)")
+    p.add_argument(
+        "--cache",
+        default="runs/harden_fmnist_cache",
+        help="finished rows are kept here, keyed on the settings, so an interrupted run resumes ('' = off)",
+    )
     args = p.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
             setattr(args, k, v)
     return args
+
+
+class _RowCache:
+    """Finished rows (and the dense model's PGD examples, for the transfer column) under ``root/<settings key>``.
+
+    The key hashes every setting that changes a number, so rows of other settings are never mixed in."""
+
+    _IGNORED = ("json", "out", "threads", "cache", "data_dir")
+
+    def __init__(self, root: str, args: argparse.Namespace) -> None:
+        settings = {k: v for k, v in sorted(vars(args).items()) if k not in self._IGNORED}
+        settings["torch"] = torch.__version__
+        key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.dir = Path(root) / key if root else None
+
+    def _path(self, label: str, suffix: str) -> Path | None:
+        slug = "".join(c if c.isalnum() else "_" for c in label)
+        return None if self.dir is None else self.dir / f"{slug}{suffix}"
+
+    def row(self, label: str) -> dict[str, Any] | None:
+        path = self._path(label, ".json")
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+    def save_row(self, label: str, row: dict[str, Any]) -> None:
+        path = self._path(label, ".json")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(row))
+
+    def transfer(self) -> Tensor | None:
+        path = self._path("dense", "_pgd.pt")
+        return torch.load(path, weights_only=True) if path is not None and path.is_file() else None
+
+    def save_transfer(self, x_adv: Tensor) -> None:
+        path = self._path("dense", "_pgd.pt")
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path, "wb") as fh:
+                torch.save(x_adv, fh)
 
 
 def _cap(data: ArrayData, n: int | None, seed: int) -> ArrayData:
@@ -269,18 +318,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         eps=args.eps, steps=args.pgd_steps, square_queries=args.square_queries, sweep=(0.5,), seed=args.seed
     )
     variants = _variants(args, dense, fit, to_float(clean.x[:512]), clean.y[:512])
-    row, advs = _row("dense", dense, x, y, spec, args, transfer=None, sparse=0.0)
-    rows, transfer = [row], advs["pgd"]
+    cache = _RowCache(args.cache, args)
+    rows: list[dict[str, Any]] = []
+
+    def add(label: str, compute: Any) -> None:
+        row, cached = cache.row(label), True
+        if row is None:
+            row, cached = compute(), False
+            cache.save_row(label, row)
+        rows.append(row)
+        got = [row[k] for k in ("clean", "pgd", "autoattack")]
+        print(f"{label}: clean/PGD/AA {got}{' (cached)' if cached else ''}", file=sys.stderr)
+
+    transfer = cache.transfer()
+    if transfer is None:  # the dense row also yields the PGD examples scored on every other model
+        dense_row, advs = _row("dense", dense, x, y, spec, args, transfer=None, sparse=0.0)
+        transfer = advs["pgd"]
+        cache.save_transfer(transfer)
+        add("dense", lambda: dense_row)
+    else:
+        add("dense", lambda: _row("dense", dense, x, y, spec, args, transfer=None, sparse=0.0)[0])
     for name, (model, sparse) in variants.items():
         for label, build in ((name, lambda m=model: m), (f"{name} +AT", lambda m=model: _adversarial(args, m, fit))):
             if label != "dense":
-                rows.append(_row(label, build(), x, y, spec, args, transfer=transfer, sparse=sparse)[0])
-            print(f"{label}: clean/PGD/AA {[rows[-1][k] for k in ('clean', 'pgd', 'autoattack')]}", file=sys.stderr)
+                add(label, lambda b=build, lb=label, sp=sparse: _row(lb, b(), x, y, spec, args, transfer=transfer,
+                                                                     sparse=sp)[0])  # fmt: skip
     for name in ("dense", "magnitude 50%"):
         model, sparse = variants[name]
-        qmodel = quantize(model, "static_int8", calibration=clean)
-        rows.append(_row(f"{name} int8", BPDAWrapper(qmodel, model), x, y, spec, args, transfer=transfer,
-                         sparse=sparse, latency_model=qmodel)[0])  # fmt: skip
+
+        def int8_row(m: nn.Module = model, sp: float = sparse, lb: str = f"{name} int8") -> dict[str, Any]:
+            qmodel = quantize(m, "static_int8", calibration=clean)
+            return _row(lb, BPDAWrapper(qmodel, m), x, y, spec, args, transfer=transfer, sparse=sp,
+                        latency_model=qmodel)[0]  # fmt: skip
+
+        add(f"{name} int8", int8_row)
     seconds = time.perf_counter() - t0
     md = _markdown(rows, args, argv, seconds)
     statement = _statement(rows, min(args.n_aa, args.n_eval))
