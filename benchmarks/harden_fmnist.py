@@ -15,6 +15,12 @@ Usage:
 
 Finished rows are cached under ``--cache`` (default ``runs/harden_fmnist_cache/<settings hash>``): run the same
 command again after an interruption and only the missing rows are computed (the models are rebuilt, seeded).
+``--only LABEL,LABEL`` computes just those rows, so several processes can share the work (and the cache); a
+run without it then assembles the table from the cache (the models are built only when a row must be computed).
+
+    python benchmarks/harden_fmnist.py --only "dense +AT,magnitude 50% +AT" &     # one core
+    python benchmarks/harden_fmnist.py --only "magnitude 30% +AT,structured 50% +AT" &   # the other
+    python benchmarks/harden_fmnist.py --out harden_fmnist.md                      # the rest, then the table
 """
 
 from __future__ import annotations
@@ -64,6 +70,10 @@ from pruneguard.utils.seed import make_generator, seed_everything
 from pruneguard.workflows.attack import eval_sample
 
 MAGNITUDES = (0.3, 0.5, 0.7, 0.9)
+_BASES = ("dense", *(f"magnitude {s:.0%}" for s in MAGNITUDES), "structured 50%")
+INT8 = ("dense", "magnitude 50%")
+# Every row of the table, in order.
+LABELS = (*(lb for b in _BASES for lb in (b, f"{b} +AT")), *(f"{b} int8" for b in INT8))
 QUICK = {
     "train_samples": 2000,
     "epochs": 1,
@@ -100,11 +110,22 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--out", default=None, help="write the markdown table section to this file (atomically)")
     p.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated row labels to compute (others are skipped unless cached); labels: {', '.join(LABELS)}",
+    )
+    p.add_argument(
         "--cache",
         default="runs/harden_fmnist_cache",
         help="finished rows are kept here, keyed on the settings, so an interrupted run resumes ('' = off)",
     )
     args = p.parse_args(argv)
+    if args.only is not None:
+        only = [o.strip() for o in args.only.split(",") if o.strip()]
+        unknown = [o for o in only if o not in LABELS]
+        if unknown or not only:
+            p.error(f"--only: {args.only!r} names no row or unknown rows {unknown}; accepted: {', '.join(LABELS)}")
+        args.only = only
     if args.quick:
         for k, v in QUICK.items():
             setattr(args, k, v)
@@ -116,7 +137,7 @@ class _RowCache:
 
     The key hashes every setting that changes a number, so rows of other settings are never mixed in."""
 
-    _IGNORED = ("json", "out", "threads", "cache", "data_dir")
+    _IGNORED = ("json", "out", "threads", "cache", "data_dir", "only")
 
     def __init__(self, root: str, args: argparse.Namespace) -> None:
         settings = {k: v for k, v in sorted(vars(args).items()) if k not in self._IGNORED}
@@ -279,17 +300,20 @@ def _statement(rows: list[dict[str, Any]], n_aa: int) -> str:
     return f"{verdict} (noise level {noise:.3f}): " + "; ".join(parts) + "." + tail
 
 
-def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, argv: list[str], seconds: float) -> str:
+def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, argv: list[str]) -> str:
     f = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     cols = ["clean", "fgsm", "pgd", "autoattack", "square", "transfer_from_dense"]
     head = ["variant", "sparsity", "non-zero params", "clean", "FGSM", "PGD-20", "AutoAttack", "Square"]
     head += ["transfer from dense", "latency (ms)", "flags"]
+    row_min = sum(r.get("seconds", 0.0) for r in rows) / 60
+    prep_min = max((r.get("prep_seconds", 0.0) for r in rows), default=0.0) / 60
     mode = "QUICK mode: tiny settings, the numbers are not meaningful" if args.quick else "full protocol"
     lines = [
         f"## Pruning as a robustness defence: Fashion-MNIST, small_cnn, L-inf eps={args.eps:g}",
         "",
         f"Command: `python benchmarks/harden_fmnist.py {' '.join(argv)}` ({mode}); {_dt.date.today().isoformat()}, "
-        f"torch {torch.__version__}, {args.threads} CPU thread(s), {seconds / 60:.1f} min. Clean, FGSM, PGD, Square "
+        f"torch {torch.__version__}, {args.threads} CPU thread(s), {row_min:.1f} min of evaluation in all (sum of the "
+        f"rows; training and pruning the models takes {prep_min:.1f} min more per process). Clean, FGSM, PGD, Square "
         f"and transfer on {args.n_eval} test images, AutoAttack (standard) on the first {args.n_aa}; robust accuracy "
         "= correct clean and under attack. int8 rows: FGSM, PGD and AutoAttack through BPDA (float gradients). "
         f"Latency: median ms per batch of {min(256, args.n_eval)} test images.",
@@ -305,12 +329,9 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, argv: list[s
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parse(argv)
-    torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    t0 = time.perf_counter()
+def _compute_rows(args: argparse.Namespace, cache: _RowCache, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """Build the models and compute the rows ``labels`` (none of them cached); each is cached as it finishes."""
+    t_prep = time.perf_counter()
     dense, fit, clean, test = _prepare(args)
     sample = eval_sample(test, args.n_eval, args.seed)
     x, y = to_float(sample.x), sample.y
@@ -318,47 +339,68 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         eps=args.eps, steps=args.pgd_steps, square_queries=args.square_queries, sweep=(0.5,), seed=args.seed
     )
     variants = _variants(args, dense, fit, to_float(clean.x[:512]), clean.y[:512])
-    cache = _RowCache(args.cache, args)
-    rows: list[dict[str, Any]] = []
+    prep_seconds = time.perf_counter() - t_prep
+    out: dict[str, dict[str, Any]] = {}
 
-    def add(label: str, compute: Any) -> None:
-        row, cached = cache.row(label), True
-        if row is None:
-            row, cached = compute(), False
-            cache.save_row(label, row)
-        rows.append(row)
+    def done(label: str, row: dict[str, Any]) -> None:
+        row["prep_seconds"] = prep_seconds
+        cache.save_row(label, row)
+        out[label] = row
         got = [row[k] for k in ("clean", "pgd", "autoattack")]
-        print(f"{label}: clean/PGD/AA {got}{' (cached)' if cached else ''}", file=sys.stderr)
+        print(f"{label}: clean/PGD/AA {got}", file=sys.stderr)
 
     transfer = cache.transfer()
     if transfer is None:  # the dense row also yields the PGD examples scored on every other model
+        t_row = time.perf_counter()
         dense_row, advs = _row("dense", dense, x, y, spec, args, transfer=None, sparse=0.0)
+        dense_row["seconds"] = time.perf_counter() - t_row
         transfer = advs["pgd"]
         cache.save_transfer(transfer)
-        add("dense", lambda: dense_row)
-    else:
-        add("dense", lambda: _row("dense", dense, x, y, spec, args, transfer=None, sparse=0.0)[0])
-    for name, (model, sparse) in variants.items():
-        for label, build in ((name, lambda m=model: m), (f"{name} +AT", lambda m=model: _adversarial(args, m, fit))):
-            if label != "dense":
-                add(label, lambda b=build, lb=label, sp=sparse: _row(lb, b(), x, y, spec, args, transfer=transfer,
-                                                                     sparse=sp)[0])  # fmt: skip
-    for name in ("dense", "magnitude 50%"):
-        model, sparse = variants[name]
+        if cache.row("dense") is None:
+            done("dense", dense_row)
+    for label in labels:
+        if label in out:
+            continue
+        t_row = time.perf_counter()
+        base = label.removesuffix(" +AT").removesuffix(" int8")
+        model, sparse = variants[base]
+        if label.endswith(" int8"):
+            qmodel = quantize(model, "static_int8", calibration=clean)
+            row = _row(label, BPDAWrapper(qmodel, model), x, y, spec, args, transfer=transfer, sparse=sparse,
+                       latency_model=qmodel)[0]  # fmt: skip
+        elif label.endswith(" +AT"):
+            row = _row(label, _adversarial(args, model, fit), x, y, spec, args, transfer=transfer, sparse=sparse)[0]
+        else:
+            row = _row(label, model, x, y, spec, args, transfer=None if label == "dense" else transfer,
+                       sparse=sparse)[0]  # fmt: skip
+        row["seconds"] = time.perf_counter() - t_row
+        done(label, row)
+    return out
 
-        def int8_row(m: nn.Module = model, sp: float = sparse, lb: str = f"{name} int8") -> dict[str, Any]:
-            qmodel = quantize(m, "static_int8", calibration=clean)
-            return _row(lb, BPDAWrapper(qmodel, m), x, y, spec, args, transfer=transfer, sparse=sp,
-                        latency_model=qmodel)[0]  # fmt: skip
 
-        add(f"{name} int8", int8_row)
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parse(argv)
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    t0 = time.perf_counter()
+    cache = _RowCache(args.cache, args)
+    cached = {lb: r for lb in LABELS if (r := cache.row(lb)) is not None}
+    for lb in cached:
+        print(f"{lb}: cached", file=sys.stderr)
+    wanted = [lb for lb in (args.only or LABELS) if lb not in cached]
+    computed = _compute_rows(args, cache, wanted) if wanted else {}
+    rows = [r for lb in LABELS if (r := computed.get(lb, cached.get(lb))) is not None]
+    missing = [lb for lb in LABELS if lb not in computed and lb not in cached]
     seconds = time.perf_counter() - t0
-    md = _markdown(rows, args, argv, seconds)
+    md = _markdown(rows, args, argv)
     statement = _statement(rows, min(args.n_aa, args.n_eval))
-    if args.out:
+    if missing:
+        print(f"rows not computed yet (run without --only to finish): {', '.join(missing)}", file=sys.stderr)
+    elif args.out:
         atomic_write_text(args.out, md)
     print(json.dumps({"rows": rows, "statement": statement, "seconds": seconds}) if args.json else md)
-    return {"rows": rows, "statement": statement, "markdown": md}
+    return {"rows": rows, "statement": statement, "markdown": md, "missing": missing}
 
 
 if __name__ == "__main__":
