@@ -9,7 +9,9 @@ Models are trained once and cached under --cache, keyed by the hash of their tra
 defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` is pruneguard's ANP followed by
 a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
 (--max-acc-drop); `anp_targeted` is the demo's recipe: the neuron-sensitivity scan names the suspected target
-class, ANP's perturbation pushes clean non-target images towards it, no crop/flip, threshold 0.2. ASR is
+class, ANP's perturbation pushes clean non-target images towards it, no crop/flip, threshold 0.2;
+`anp_unlearn` is the demo's full recipe: `anp_targeted`, then a trigger reversed to the suspected class on the
+pruned model and unlearned on the clean split (`purify --unlearn`). ASR is
 measured on the test set for the table only: no defence sees it (nor the true target label).
 """
 
@@ -41,7 +43,7 @@ logger = logging.getLogger("anp_table")
 PAPER_ATTACKS = ("badnets", "blend", "input_aware", "label_consistent", "sig", "trojan")
 # Clean-label attacks poison images of the target class only; their rate is a share of that class.
 CLEAN_LABEL = ("sig", "label_consistent")
-ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "anp_auto", "anp_targeted")
+ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn")
 # The ANP paper's headline (ResNet-18, CIFAR-10, 1% clean data): its Table 1 averaged over five runs.
 PAPER_SUMMARY = "ASR < 1% on 5 of 6 attacks, mean ACC drop 1.47 points, mean ASR reduction 96.44%, 241.5 s (GPU)"
 
@@ -107,10 +109,10 @@ def run_defense(
         model, _ = fine_pruning(loaded.model, clean, epochs=args.ft_epochs, seed=seed)
     elif defense == "nad":
         model, _ = nad(loaded.model, clean, epochs=args.ft_epochs, teacher_epochs=args.ft_epochs, seed=seed)
-    elif defense in ("anp", "anp_ft", "anp_auto", "anp_targeted"):
+    elif defense in ("anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn"):
         extra: dict[str, Any] = {}
-        if defense == "anp_targeted":
-            extra = {"anp_target": "auto", "augment": False}
+        if defense in ("anp_targeted", "anp_unlearn"):
+            extra = {"anp_target": "auto", "augment": False, "unlearn": defense == "anp_unlearn"}
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":

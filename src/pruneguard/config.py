@@ -59,6 +59,10 @@ class PurifyConfig(RunConfig):
     max_acc_drop: float = Field(0.02, ge=0.0, lt=1.0)
     finetune_epochs: int = Field(0, ge=0)
     finetune_lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
+    unlearn: bool = False
+    unlearn_steps: int = Field(400, ge=1)
+    unlearn_epochs: int = Field(5, ge=1)
+    unlearn_lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(100, ge=1)

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from pruneguard.cli.app import app, main
-from pruneguard.models import read_meta
+from pruneguard.models import load_model, read_meta
 from pruneguard.utils.io import sha256_file
 
 runner = CliRunner()
@@ -191,3 +192,36 @@ def test_purify_anp_fast_is_recorded_and_its_state_is_not_resumed_by_the_referen
     ref = json.loads((out / "report.json").read_text())
     assert ref["config"]["anp_fast"] is False
     assert ref["masks"] != fast["masks"]
+
+
+def test_purify_unlearn_reports_each_stage_and_keeps_pruned_neurons(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "unlearn"
+    args = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "10", "--clean-fraction", "0.1"]
+    args += ["--eval-attack", "badnets", "--unlearn", "--unlearn-steps", "30", "--unlearn-epochs", "2"]
+    args += ["--prune-count", "2"]
+    assert main(args) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["scan"] is not None  # untargeted ANP: the scan names the class to reverse a trigger to
+    assert rep["unlearn"]["trigger"]["target"] == rep["scan"]["suspected_target"]
+    assert 0 < rep["unlearn"]["trigger"]["mask_share"] <= 1
+    assert set(rep["after_pruning"]) >= {"accuracy", "asr"}
+    assert rep["after_pruning"] != rep["after"]  # the unlearning changed the model
+    assert "unlearning" in (out / "report.html").read_text()
+    purified, _ = load_model(out / "purified.safetensors")
+    zeroed = 0  # neurons whose scale (BatchNorm) or whole weight row (conv/linear without a norm) is zero
+    for m in purified.modules():
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            zeroed += int((m.weight == 0).sum())
+        elif isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+            zeroed += int((m.weight.flatten(1).abs().sum(1) == 0).sum())
+    assert zeroed >= 2  # the pruned neurons stayed zero through the unlearning fine-tune
+
+
+def test_purify_unlearn_refuses_tabular_data(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tab"
+    assert main(["train", "--dataset", "breast_cancer", "--arch", "mlp", "--epochs", "1", "--out", str(out)]) == 0
+    code, err = _run_bad(
+        ["purify", "--model", str(out / "model.safetensors"), "--out", str(tmp_path / "p"), "--unlearn"], capsys
+    )
+    assert code == 2 and "--unlearn" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p" / "report.json").exists()

@@ -18,9 +18,11 @@ from pruneguard.workflows.purify import write_purify_outputs
 def summary_lines(report: dict) -> list[str]:
     b, a = report["before"], report["after"]
     f = lambda v: "  n/a " if v is None else f"{v:6.4f}"  # noqa: E731
+    mid = report.get("after_pruning")
     return [
         f"{'':8}{'accuracy':>10}{'ASR':>10}",
         f"{'before':8}{f(b['accuracy']):>10}{f(b['asr']):>10}",
+        *([f"{'pruned':8}{f(mid['accuracy']):>10}{f(mid['asr']):>10}"] if mid else []),
         f"{'after':8}{f(a['accuracy']):>10}{f(a['asr']):>10}",
         f"pruned {report['pruned_neurons']}/{report['total_neurons']} neurons ({report['pruning_rule']}), "
         f"{report['clean_samples']} clean samples, {report['seconds']:.0f} s",
@@ -54,6 +56,12 @@ def purify(
     max_acc_drop: float = typer.Option(0.02, help="For --threshold auto: allowed clean-split accuracy drop."),
     finetune_epochs: int = typer.Option(0, help="Fine-tune on the clean split after pruning (0: off)."),
     finetune_lr: float = typer.Option(0.01),
+    unlearn: bool = typer.Option(
+        False, help="After pruning: reverse a trigger to the suspected class (Neural Cleanse) and unlearn it."
+    ),
+    unlearn_steps: int = typer.Option(400, help="Optimisation steps of the trigger reversal."),
+    unlearn_epochs: int = typer.Option(5, help="Unlearning epochs on the clean split plus stamped copies."),
+    unlearn_lr: float = typer.Option(0.01, help="Learning rate of the unlearning fine-tune."),
     eval_attack: Optional[str] = typer.Option(None, help="Trigger to measure ASR with (benchmarking only)."),  # noqa: UP045
     target_label: Optional[int] = typer.Option(None, help="Target label of --eval-attack."),  # noqa: UP045
     seed: int = typer.Option(0),
@@ -94,6 +102,10 @@ def purify(
             max_acc_drop=max_acc_drop,
             finetune_epochs=finetune_epochs,
             finetune_lr=finetune_lr,
+            unlearn=unlearn,
+            unlearn_steps=unlearn_steps,
+            unlearn_epochs=unlearn_epochs,
+            unlearn_lr=unlearn_lr,
             eval_attack=eval_attack,
             target_label=target_label,
             checkpoint_every=checkpoint_every,

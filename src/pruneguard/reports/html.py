@@ -44,14 +44,16 @@ def img(b64: str, alt: str) -> str:
 
 
 def render_purify_html(report: dict[str, Any]) -> str:
-    b, a = report["before"], report["after"]
+    b, a, mid = report["before"], report["after"], report.get("after_pruning")
     summary = table(
         ["", "test accuracy", "ASR", "clean-split accuracy"],
         [
             ["before", b["accuracy"], b.get("asr"), b.get("clean_split_accuracy")],
+            *([["after pruning only", mid["accuracy"], mid.get("asr"), None]] if mid else []),
             ["after", a["accuracy"], a.get("asr"), a.get("clean_split_accuracy")],
         ],
     )
+    unl = report.get("unlearn")
     facts = table(
         ["fact", "value"],
         [
@@ -75,6 +77,13 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 else "{suspected_target}, {score:.3f}, {verdict}".format(**report["scan"]),
             ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
+            [
+                "unlearning (reversed trigger: class, mask share, success; epochs)",
+                None
+                if not unl
+                else f"{unl['trigger']['target']}, {unl['trigger']['mask_share']:.4f}, "
+                f"{unl['trigger']['success_rate']:.3f}; {unl['epochs']} epochs",
+            ],
             ["mask threshold reached", report["threshold_reached"]],
             ["seconds", report["seconds"]],
             ["seed", report["seed"]],

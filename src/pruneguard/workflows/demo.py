@@ -31,6 +31,7 @@ DEMO_PURIFY: dict[str, Any] = {
     "anp_target": "auto",
     "augment": False,
     "iterations": 1000,
+    "unlearn": True,
 }
 
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from pruneguard.config import PurifyConfig
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
+from pruneguard.defenses.unlearning import UnlearnConfig, reverse_trigger, unlearn_
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.io import ModelMeta, save_model
@@ -120,8 +121,14 @@ def purify(
     logger.info("before: %s", before)
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    anp_kwargs, scan_info = cfg.anp_kwargs(), None
-    if cfg.anp_target == "auto":  # targeted ANP towards the class the neuron-sensitivity scan suspects
+    anp_kwargs = cfg.anp_kwargs()
+    scan_info: dict[str, Any] | None = None
+    if isinstance(cfg.anp_target, int) and cfg.anp_target >= loaded.meta.num_classes:
+        raise ConfigError(f"--anp-target={cfg.anp_target} is outside [0, {loaded.meta.num_classes - 1}]")
+    if cfg.unlearn and clean.x.dim() != 4:
+        raise ConfigError(f"--unlearn reverses an image trigger; dataset {loaded.dataset} has no images")
+    if cfg.anp_target == "auto" or (cfg.unlearn and cfg.anp_target is None):
+        # the class the neuron-sensitivity scan suspects: targeted ANP pushes towards it, unlearning reverses it
         scan = scan_model(model, clean, ScanConfig(seed=cfg.seed))
         scan_info = {
             "score": scan.score,
@@ -131,9 +138,8 @@ def purify(
             "target_share": scan.target_share,
             "seconds": scan.seconds,
         }
-        anp_kwargs["target_class"] = scan.suspected_target
-    elif isinstance(cfg.anp_target, int) and cfg.anp_target >= loaded.meta.num_classes:
-        raise ConfigError(f"--anp-target={cfg.anp_target} is outside [0, {loaded.meta.num_classes - 1}]")
+        if cfg.anp_target == "auto":
+            anp_kwargs["target_class"] = scan.suspected_target
     anp_cfg = ANPConfig(**anp_kwargs)
     result = anp_optimize(
         model, clean, anp_cfg, state_path=cfg.out / "anp_state.pt", resume=cfg.resume, progress=progress
@@ -147,6 +153,12 @@ def purify(
 
     purified = copy.deepcopy(model)
     prune_neurons_(purified, result.groups, pruned)
+    after_pruning = _measure(purified, loaded.test, triggered, target) if cfg.unlearn or cfg.finetune_epochs else None
+    unlearn_info: dict[str, Any] | None = None
+    if cfg.unlearn:
+        suspect = anp_cfg.target_class if scan_info is None else int(scan_info["suspected_target"])
+        assert suspect is not None  # no scan ran only because --anp-target named the class
+        unlearn_info = _unlearn(cfg, purified, clean, suspect)
     finetune: dict[str, Any] | None = None
     if cfg.finetune_epochs > 0:
         ft_cfg = TrainConfig(
@@ -179,6 +191,8 @@ def purify(
         "pruning_rule": rule,
         "threshold": cfg.threshold if cfg.threshold == "auto" else float(cfg.threshold),
         "threshold_reached": reached,
+        "after_pruning": after_pruning,
+        "unlearn": unlearn_info,
         "finetune": finetune,
         "anp": {
             "iterations": result.iterations,
@@ -200,6 +214,23 @@ def purify(
         "finished": now_iso(),
     }
     return report, purified, loaded.meta
+
+
+def _unlearn(cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int) -> dict[str, Any]:
+    """Reverse a trigger to the suspected class on the pruned model, then unlearn it (in place)."""
+    ucfg = UnlearnConfig(
+        steps=cfg.unlearn_steps, batch_size=cfg.batch_size, epochs=cfg.unlearn_epochs, finetune_lr=cfg.unlearn_lr
+    )
+    trig = reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(cfg.seed))
+    seconds = unlearn_(model, clean, trig, ucfg, seed=cfg.seed)
+    logger.info("unlearned the reversed trigger (%.1fs)", seconds)
+    return {
+        "trigger": trig.to_dict(),
+        "epochs": cfg.unlearn_epochs,
+        "lr": cfg.unlearn_lr,
+        "stamp_fraction": ucfg.stamp_fraction,
+        "seconds": trig.seconds + seconds,
+    }
 
 
 def weights_sha256(model: nn.Module) -> str:

@@ -1,0 +1,193 @@
+"""Trigger reversal and unlearning (Neural Cleanse, Wang et al. 2019, its "unlearning" mitigation).
+
+For a suspected target class ``t``, find the smallest mask ``m`` (``1×H×W`` in [0, 1]) and pattern ``p``
+(``C×H×W`` in [0, 1]) such that stamping clean images, ``x' = (1 − m)·x + m·p``, sends them to ``t``: minimise
+``CE(f(x'), t) + cost·|m|₁`` with Adam on tanh-parametrised ``m`` and ``p``, raising ``cost`` while the stamp
+succeeds on ≥ ``success`` of a batch and lowering it while it does not (the paper's schedule). Then fine-tune on
+the clean split plus stamped copies of 20% of it (the paper's share) that keep their *true* labels, so the model
+unlearns the shortcut. Only the defender's clean data is used; the trigger is never known.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
+from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
+from pruneguard.errors import ConfigError
+from pruneguard.training.train import TrainConfig
+from pruneguard.utils.progress import track
+
+__all__ = ["ReversedTrigger", "UnlearnConfig", "reverse_trigger", "stamp", "unlearn_"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UnlearnConfig:
+    """Settings of the reversal (``steps`` Adam steps on batches of non-target clean images) and the unlearning."""
+
+    steps: int = 600
+    batch_size: int = 128
+    lr: float = 0.1
+    init_cost: float = 1e-3
+    success: float = 0.99
+    patience: int = 10
+    cost_factor: float = 1.5
+    epochs: int = 5
+    finetune_lr: float = 0.01
+    stamp_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"--unlearn-steps={self.steps} must be >= 1")
+        if not 0 < self.success <= 1:
+            raise ConfigError(f"success={self.success} must be in (0, 1]")
+        if not 0 < self.stamp_fraction <= 1:
+            raise ConfigError(f"--unlearn-stamp-fraction={self.stamp_fraction} must be in (0, 1]")
+        if self.epochs < 1:
+            raise ConfigError(f"--unlearn-epochs={self.epochs} must be >= 1")
+        if not self.finetune_lr > 0 or not math.isfinite(self.finetune_lr):
+            raise ConfigError(f"--unlearn-lr={self.finetune_lr} must be a positive number")
+
+
+@dataclass(frozen=True)
+class ReversedTrigger:
+    """The smallest successful stamp found: ``mask`` (1×H×W), ``pattern`` (C×H×W), both in [0, 1]."""
+
+    target: int
+    mask: Tensor
+    pattern: Tensor
+    success_rate: float
+    mask_l1: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "target": self.target,
+            "success_rate": self.success_rate,
+            "mask_l1": self.mask_l1,
+            "mask_share": self.mask_l1 / self.mask.numel(),
+            "seconds": self.seconds,
+        }
+
+
+def stamp(x: Tensor, mask: Tensor, pattern: Tensor) -> Tensor:
+    """``(1 − mask)·x + mask·pattern``: the Neural Cleanse trigger model (images in [0, 1])."""
+    return (1 - mask) * x + mask * pattern
+
+
+def reverse_trigger(
+    model: nn.Module,
+    data: ArrayData,
+    target: int,
+    config: UnlearnConfig = UnlearnConfig(),
+    *,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> ReversedTrigger:
+    """Optimise a stamp that sends non-target clean images of ``data`` to ``target``; the model is not changed."""
+    if data.x.dim() != 4:
+        raise ConfigError(f"trigger reversal needs images (N, C, H, W); got data of shape {tuple(data.x.shape)}")
+    if not 0 <= target < data.num_classes:
+        raise ConfigError(f"target={target} is outside [0, {data.num_classes - 1}]")
+    others = data.subset(torch.nonzero(data.y != target).flatten())
+    if len(others) == 0:
+        raise ConfigError(f"the clean split has no image outside class {target} to reverse a trigger on")
+    device = next(model.parameters()).device
+    gen = generator or torch.Generator().manual_seed(0)
+    _, c, h, w = data.x.shape
+    m_raw = (torch.rand(1, h, w, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
+    p_raw = (torch.rand(c, h, w, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([m_raw, p_raw], lr=config.lr, betas=(0.5, 0.9))
+    was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    cost, up, down = config.init_cost, 0, 0
+    best: tuple[float, Tensor, Tensor, float] | None = None
+    t0 = time.perf_counter()
+    try:
+        batches = _cycle(others, config.batch_size, gen, device)
+        for _ in track(range(config.steps), desc=f"reverse trigger -> {target}", enabled=progress):
+            x = next(batches)
+            mask, pattern = (torch.tanh(m_raw) + 1) / 2, (torch.tanh(p_raw) + 1) / 2
+            logits = model(stamp(x, mask, pattern))
+            ce = F.cross_entropy(logits, torch.full_like(logits[:, 0], target, dtype=torch.long))
+            l1 = mask.sum()
+            opt.zero_grad(set_to_none=True)
+            (ce + cost * l1).backward()
+            opt.step()
+            rate = float((logits.argmax(1) == target).float().mean())
+            if rate >= config.success and (best is None or float(l1.detach()) < best[0]):
+                best = (float(l1.detach()), mask.detach().clone(), pattern.detach().clone(), rate)
+            up, down = (up + 1, 0) if rate >= config.success else (0, down + 1)
+            if up >= config.patience:
+                cost, up = cost * config.cost_factor, 0
+            elif down >= config.patience:
+                cost, down = cost / config.cost_factor**1.5, 0
+    finally:
+        for p, f in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(f)
+        model.train(was_training)
+    if best is None:  # never reached the success rate: keep the last stamp and say how well it does
+        mask, pattern = ((torch.tanh(t) + 1) / 2 for t in (m_raw.detach(), p_raw.detach()))
+        best = (float(mask.sum()), mask, pattern, 0.0)
+    best_l1, best_mask, best_pattern, _ = best
+    rate = _success_rate(model, others, best_mask, best_pattern, target, config.batch_size)
+    seconds = time.perf_counter() - t0
+    logger.info("reversed trigger -> %d: |m|_1 %.1f, success %.3f (%.1fs)", target, best_l1, rate, seconds)
+    return ReversedTrigger(target, best_mask.cpu(), best_pattern.cpu(), rate, best_l1, seconds)
+
+
+def _cycle(data: ArrayData, batch_size: int, gen: torch.Generator, device: torch.device) -> Iterator[Tensor]:
+    while True:
+        for x, _ in iterate_batches(data, batch_size, shuffle=True, generator=gen, device=device):
+            yield x
+
+
+@torch.no_grad()
+def _success_rate(model: nn.Module, data: ArrayData, mask: Tensor, pattern: Tensor, target: int, bs: int) -> float:
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    hits = 0
+    for x, _ in iterate_batches(data, bs, shuffle=False, device=device):
+        hits += int((model(stamp(x, mask.to(device), pattern.to(device))).argmax(1) == target).sum())
+    model.train(was)
+    return hits / max(1, len(data))
+
+
+def unlearn_(
+    model: nn.Module,
+    data: ArrayData,
+    trigger: ReversedTrigger,
+    config: UnlearnConfig = UnlearnConfig(),
+    *,
+    seed: int = 0,
+) -> float:
+    """Fine-tune ``model`` in place on ``data`` plus stamped copies of a seeded ``stamp_fraction`` of it, all with
+    their true labels; pruned (zero) weights stay zero. Returns the seconds taken."""
+    gen = torch.Generator().manual_seed(seed)
+    n = max(1, round(config.stamp_fraction * len(data)))
+    pick = torch.randperm(len(data), generator=gen)[:n]
+    x = to_float(data.x)
+    stamped = stamp(x[pick], trigger.mask, trigger.pattern)
+    mixed = ArrayData(torch.cat([x, stamped]), torch.cat([data.y, data.y[pick]]), data.num_classes, data.name)
+    cfg = TrainConfig(
+        epochs=config.epochs,
+        lr=config.finetune_lr,
+        batch_size=min(config.batch_size, 64),
+        seed=seed,
+        crop_padding=0,
+        hflip=False,
+    )
+    return fine_tune_(model, mixed, cfg, keep_zero=zero_masks(model)).seconds
