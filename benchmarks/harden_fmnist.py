@@ -294,6 +294,8 @@ def _statement(rows: list[dict[str, Any]], n_aa: int) -> str:
             parts.append(f"{label}, {', '.join(helped)} beat {base} under AutoAttack beyond the noise level ({gain})")
         else:
             parts.append(f"{label}, no pruned model beat {base} under AutoAttack beyond the noise level ({gain})")
+    if not parts:
+        return "No pruned row next to its dense baseline yet: nothing to compare."
     verdict = "Pruning helped robustness here" if helped_any else "Pruning did not help robustness here"
     masked = [r["variant"] for r in rows if r["flags"]]
     tail = f" Rows with gradient-masking flags (not trustworthy): {', '.join(masked)}." if masked else ""

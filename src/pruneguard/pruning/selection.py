@@ -62,11 +62,19 @@ def pruning_curve(
     masks: Tensor,
     evaluators: dict[str, Callable[[nn.Module], float]],
     counts: Sequence[int],
+    *,
+    stop_drop: float | None = None,
 ) -> list[dict[str, float]]:
-    """Prune neurons in mask order on a copy of ``model`` and evaluate at each count in ``counts``."""
+    """Prune neurons in mask order on a copy of ``model`` and evaluate at each count in ``counts``.
+
+    With ``stop_drop``, the curve ends at the first count whose first evaluator (clean accuracy) has fallen more
+    than ``stop_drop`` below the unpruned model's: past a collapse the points cost time and say nothing new.
+    """
     work = copy.deepcopy(model)
     order = prune_order(masks)
-    rows, done = [], 0
+    rows: list[dict[str, float]] = []
+    done = 0
+    first = next(iter(evaluators), None)
     for k in sorted(set(int(c) for c in counts)):
         if k > done:
             prune_neurons_(work, groups, order[done:k])
@@ -75,6 +83,8 @@ def pruning_curve(
         for name, fn in evaluators.items():
             row[name] = fn(work)
         rows.append(row)
+        if stop_drop is not None and first is not None and rows[0][first] - row[first] > stop_drop:
+            break
     return rows
 
 

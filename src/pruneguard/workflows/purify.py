@@ -47,6 +47,7 @@ __all__ = ["purify", "select_neurons", "write_purify_outputs", "weights_sha256",
 logger = logging.getLogger(__name__)
 PURIFIED_NAME = "purified.safetensors"
 _CURVE_ASR_SAMPLES = 1000
+_CURVE_STOP_DROP = 0.3
 
 
 def _measure(model: nn.Module, test: ArrayData, triggered: ArrayData | None, target: int | None) -> dict[str, Any]:
@@ -148,7 +149,9 @@ def purify(
     if triggered is not None and target is not None:
         sub = triggered.subset(torch.arange(min(len(triggered), _CURVE_ASR_SAMPLES)))
         evaluators["asr"] = lambda m: evaluate_asr(m, sub, target)
-    curve = pruning_curve(model, result.groups, result.masks, evaluators, curve_counts(result.masks))
+    # the curve ends once clean-split accuracy has lost 30 points (or the auto threshold's allowance, if larger)
+    stop = max(_CURVE_STOP_DROP, cfg.max_acc_drop + 0.05)
+    curve = pruning_curve(model, result.groups, result.masks, evaluators, curve_counts(result.masks), stop_drop=stop)
     pruned, rule, reached = select_neurons(cfg, result.masks, curve)
 
     purified = copy.deepcopy(model)

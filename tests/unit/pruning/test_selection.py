@@ -56,3 +56,15 @@ def test_pruning_curve_counts_and_leaves_model_intact() -> None:
     assert [r["zeros"] for r in rows] == [0.0, 2.0, 4.0]
     assert [r["pruned"] for r in rows] == [0, 2, 4]
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_pruning_curve_stops_after_the_clean_accuracy_collapses() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2)).eval()
+    groups = find_neuron_groups(model, torch.rand(2, 4))
+    # a fake accuracy that falls 0.1 per pruned neuron
+    acc = lambda m: 1.0 - 0.1 * float((m[1].weight == 0).sum())  # noqa: E731
+    rows = pruning_curve(model, groups, torch.linspace(0, 1, 6), {"acc": acc}, range(7), stop_drop=0.25)
+    assert [r["pruned"] for r in rows] == [0, 1, 2, 3]  # 3 is the first point beyond the drop; then it stops
+    full = pruning_curve(model, groups, torch.linspace(0, 1, 6), {"acc": acc}, range(7))
+    assert len(full) == 7
