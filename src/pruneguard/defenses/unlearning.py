@@ -23,7 +23,9 @@ from torch import Tensor, nn
 from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.errors import ConfigError
+from pruneguard.evaluation.predict import evaluate_asr
 from pruneguard.training.train import TrainConfig
+from pruneguard.utils.modes import eval_mode, frozen
 from pruneguard.utils.progress import track
 
 __all__ = ["ReversedTrigger", "UnlearnConfig", "reverse_trigger", "stamp", "unlearn_"]
@@ -108,14 +110,10 @@ def reverse_trigger(
     m_raw = (torch.rand(1, h, w, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
     p_raw = (torch.rand(c, h, w, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
     opt = torch.optim.Adam([m_raw, p_raw], lr=config.lr, betas=(0.5, 0.9))
-    was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     cost, up, down = config.init_cost, 0, 0
-    best: tuple[float, Tensor, Tensor, float] | None = None
+    best: tuple[float, Tensor, Tensor] | None = None
     t0 = time.perf_counter()
-    try:
+    with frozen(model), eval_mode(model):
         batches = _cycle(others, config.batch_size, gen, device)
         for _ in track(range(config.steps), desc=f"reverse trigger -> {target}", enabled=progress):
             x = next(batches)
@@ -128,42 +126,27 @@ def reverse_trigger(
             opt.step()
             rate = float((logits.argmax(1) == target).float().mean())
             if rate >= config.success and (best is None or float(l1.detach()) < best[0]):
-                best = (float(l1.detach()), mask.detach().clone(), pattern.detach().clone(), rate)
+                best = (float(l1.detach()), mask.detach().clone(), pattern.detach().clone())
             up, down = (up + 1, 0) if rate >= config.success else (0, down + 1)
             if up >= config.patience:
                 cost, up = cost * config.cost_factor, 0
             elif down >= config.patience:
                 cost, down = cost / config.cost_factor**1.5, 0
-    finally:
-        for p, f in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(f)
-        model.train(was_training)
     if best is None:  # never reached the success rate: keep the last stamp and say how well it does
         mask, pattern = ((torch.tanh(t) + 1) / 2 for t in (m_raw.detach(), p_raw.detach()))
-        best = (float(mask.sum()), mask, pattern, 0.0)
-    best_l1, best_mask, best_pattern, _ = best
-    rate = _success_rate(model, others, best_mask, best_pattern, target, config.batch_size)
+        best = (float(mask.sum()), mask, pattern)
+    best_l1, best_mask, best_pattern = best[0], best[1].cpu(), best[2].cpu()
+    stamped = ArrayData(stamp(to_float(others.x), best_mask, best_pattern), others.y, others.num_classes)
+    rate = evaluate_asr(model, stamped, target)  # all of ``others`` is outside the target class
     seconds = time.perf_counter() - t0
     logger.info("reversed trigger -> %d: |m|_1 %.1f, success %.3f (%.1fs)", target, best_l1, rate, seconds)
-    return ReversedTrigger(target, best_mask.cpu(), best_pattern.cpu(), rate, best_l1, seconds)
+    return ReversedTrigger(target, best_mask, best_pattern, rate, best_l1, seconds)
 
 
 def _cycle(data: ArrayData, batch_size: int, gen: torch.Generator, device: torch.device) -> Iterator[Tensor]:
     while True:
         for x, _ in iterate_batches(data, batch_size, shuffle=True, generator=gen, device=device):
             yield x
-
-
-@torch.no_grad()
-def _success_rate(model: nn.Module, data: ArrayData, mask: Tensor, pattern: Tensor, target: int, bs: int) -> float:
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    hits = 0
-    for x, _ in iterate_batches(data, bs, shuffle=False, device=device):
-        hits += int((model(stamp(x, mask.to(device), pattern.to(device))).argmax(1) == target).sum())
-    model.train(was)
-    return hits / max(1, len(data))
 
 
 def unlearn_(
