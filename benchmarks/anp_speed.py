@@ -29,6 +29,7 @@ from pruneguard.pruning import (
     mask_step,
     perturbation_step,
 )
+from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.modes import anp_mode
 
 
@@ -101,6 +102,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    malloc_tuned = tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
     resnet = measure("preact_resnet18", (3, 32, 32), args.batch, args.repeats)
     demo = measure("small_cnn", (1, 28, 28), args.batch, max(args.repeats, 10))
     out = {
@@ -113,6 +115,7 @@ def main() -> None:
         "repeats": args.repeats,
         "device": "cpu",
         "torch": torch.__version__,
+        "malloc_tuned": malloc_tuned,
     }
     if args.json:
         print(json.dumps(out, indent=2))

@@ -33,6 +33,7 @@ import torch
 from pruneguard.config import PurifyConfig, TrainRunConfig
 from pruneguard.defenses import fine_pruning, finetune_defense, nad
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr
+from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set
 from pruneguard.workflows.purify import purify
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.epochs, args.anp_iterations, args.ft_epochs = 1, 200, 2
     torch.set_num_threads(args.threads)
+    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     attacks = [a for a in args.attacks.split(",") if a]
     defenses = [d for d in args.defenses.split(",") if d]

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from pruneguard.attacks.evasion import pgd
 from pruneguard.models import create_model
+from pruneguard.utils.allocator import tune_allocator
 
 EPS, STEP_SIZE, STEPS = 8 / 255, 2 / 255, 20
 
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
     torch.manual_seed(0)
 
     model, x, y, data = _model_and_batch(args.batch)

@@ -65,6 +65,7 @@ from pruneguard.pruning.structured import channel_widths
 from pruneguard.pruning.structured_iterative import channel_sparsity, prune_finetune_structured
 from pruneguard.quantization import quantize
 from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.io import atomic_write, atomic_write_text
 from pruneguard.utils.seed import make_generator, seed_everything
 from pruneguard.workflows.attack import eval_sample
@@ -384,6 +385,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     args = _parse(argv)
     torch.set_num_threads(args.threads)
+    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
     seed_everything(args.seed)
     t0 = time.perf_counter()
     cache = _RowCache(args.cache, args)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from pruneguard.config import TrainRunConfig
+from pruneguard.utils.allocator import tune_allocator
 from pruneguard.workflows.scan import ScanRunConfig, scan
 from pruneguard.workflows.train import MODEL_NAME, train_job
 
@@ -209,6 +210,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the full result as JSON (else a summary)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
     res = run(args.quick, args.cache, log=True)
     if args.json:
         print(json.dumps(res, indent=2))

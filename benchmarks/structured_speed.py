@@ -26,6 +26,7 @@ from pruneguard.data.tensors import ArrayData
 from pruneguard.models import create_model
 from pruneguard.pruning import remove_channels
 from pruneguard.quantization import default_backend, quantize
+from pruneguard.utils.allocator import tune_allocator
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -66,6 +67,7 @@ def _time_interleaved(variants: dict[str, Callable[[], Tensor]], repeats: int, w
 def main(argv: list[str] | None = None) -> dict[str, object]:
     args = _parse(argv)
     torch.set_num_threads(args.threads)
+    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
     torch.manual_seed(args.seed)
     shape = tuple(args.input_shape)
     mean, std = (CIFAR_MEAN, CIFAR_STD) if shape[0] == 3 else ((0.5,), (0.25,))

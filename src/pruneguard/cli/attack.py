@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import apply_threads, emit_json, prepare_out, write_result
+from pruneguard.cli.common import configure_runtime, emit_json, prepare_out, write_result
 from pruneguard.config import validate_config
 from pruneguard.config_harden import AttackRunConfig
 from pruneguard.utils.seed import seed_everything
@@ -70,7 +70,7 @@ def attack(
             trust_pickle=trust_pickle,
         ),
     )
-    apply_threads(threads)
+    configure_runtime(threads)
     prepare_out(out, overwrite=overwrite, inputs=(model,) + ((source,) if source is not None else ()))
     seed_everything(seed)
     result = attack_job(cfg)

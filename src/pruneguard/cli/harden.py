@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import apply_threads, emit_json, prepare_out
+from pruneguard.cli.common import configure_runtime, emit_json, prepare_out
 from pruneguard.config import validate_config
 from pruneguard.config_harden import HardenConfig
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
@@ -114,7 +114,7 @@ def harden(
         ),
     )
     rules = load_policy(policy) if policy is not None else None
-    apply_threads(threads)
+    configure_runtime(threads)
     inputs = tuple(p for p in (model, csv, policy) if p is not None)
     prepare_out(out, overwrite=overwrite, resume=resume, inputs=inputs)
     seed_everything(seed)

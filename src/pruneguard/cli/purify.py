@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import apply_threads, emit_json, parse_json_option, prepare_out, progress_enabled
+from pruneguard.cli.common import configure_runtime, emit_json, parse_json_option, prepare_out, progress_enabled
 from pruneguard.config import PurifyConfig, validate_config
 from pruneguard.policy import evaluate_policy, load_policy, policy_exit_code, policy_record
 from pruneguard.utils.seed import seed_everything
@@ -117,7 +117,7 @@ def purify(
         ),
     )
     rules = load_policy(policy) if policy is not None else None  # a bad policy fails before any work
-    apply_threads(threads)
+    configure_runtime(threads)
     prepare_out(out, overwrite=overwrite, resume=resume, inputs=(model,))
     seed_everything(seed)
     report, purified, meta = purify_job(cfg, progress=progress_enabled())

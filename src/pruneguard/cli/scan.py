@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import apply_threads, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.common import configure_runtime, emit_json, prepare_out, progress_enabled
 from pruneguard.config import validate_config
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
 from pruneguard.scan.sensitivity import ScanConfig
@@ -76,7 +76,7 @@ def scan(
         ),
     )
     rules = load_policy(policy) if policy is not None else None
-    apply_threads(threads)
+    configure_runtime(threads)
     prepare_out(out, overwrite=overwrite, inputs=(model,) + ((policy,) if policy is not None else ()))
     seed_everything(seed)
     report = scan_job(cfg, policy=rules, progress=progress_enabled())

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import apply_threads, emit_json, prepare_out, progress_enabled, write_result
+from pruneguard.cli.common import configure_runtime, emit_json, prepare_out, progress_enabled, write_result
 from pruneguard.config import TrainRunConfig, validate_config
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.train import train_job
@@ -56,7 +56,7 @@ def train(
             resume=resume,
         ),
     )
-    apply_threads(threads)
+    configure_runtime(threads)
     prepare_out(out, overwrite=overwrite, resume=resume)
     seed_everything(seed)
     result, _ = train_job(cfg, progress=progress_enabled())

@@ -1,8 +1,11 @@
 """Neurons of a model as ANP sees them, and the functional re-parametrisation that masks/perturbs them.
 
 A *neuron group* is a layer whose output channels carry one mask each: every BatchNorm with an affine scale
-(mask on its scale, as in the paper), and every conv/linear layer whose output does not feed a norm layer
-directly (mask on its output channels; the author's stated equivalence). The final classifier is never masked.
+(mask on its scale, as in the paper), and every conv/linear layer whose output reaches no norm layer (mask on
+its output channels; the author's stated equivalence). A conv output reaches a norm layer when only channel-wise
+operations lie between them (ReLU, pooling, a residual addition): a pre-activation ResNet's ``conv -> add -> BN``
+is covered by that BN's mask, as in the reference code, which masks BatchNorm layers only. The final classifier
+is never masked.
 
 Masking uses ``torch.func.functional_call`` with re-scaled parameters, so the model object itself is never
 modified and no gradient is ever computed for its weights.
@@ -47,21 +50,24 @@ def find_neuron_groups(model: nn.Module, example: Tensor) -> list[NeuronGroup]:
     names = {m: n for n, m in model.named_modules()}
     order: list[nn.Module] = []
     outputs: dict[int, tuple[nn.Module, Tensor]] = {}  # tensors kept alive so ids stay unique
+    nodes: dict[object, nn.Module] = {}  # autograd node that produced a conv/linear output -> that layer
     normed: set[nn.Module] = set()
 
     def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         order.append(module)
-        if isinstance(module, _NORMS) and inputs and id(inputs[0]) in outputs:
-            normed.add(outputs[id(inputs[0])][0])
+        if isinstance(module, _NORMS) and inputs and isinstance(inputs[0], Tensor):
+            normed.update(_layers_reaching(inputs[0], nodes))
         if isinstance(module, _LAYERS) and isinstance(output, Tensor):
             outputs[id(output)] = (module, output)
+            if output.grad_fn is not None:
+                nodes[output.grad_fn] = module
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _NORMS + _LAYERS)]
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
-            out = model(example)
+        with torch.enable_grad():  # the autograd graph shows which layers feed each norm layer
+            out = model(example.detach().clone().requires_grad_(True))
     except Exception as exc:  # a model that cannot run the example input does not fit the data
         raise IncompatibleModelError(
             f"the model cannot run an input of shape {tuple(example.shape)}: {str(exc).splitlines()[0]}"
@@ -89,6 +95,27 @@ def find_neuron_groups(model: nn.Module, example: Tensor) -> list[NeuronGroup]:
     if not groups:
         raise IncompatibleModelError("the model has no maskable neurons (no BatchNorm and no hidden conv/linear)")
     return groups
+
+
+# Autograd nodes a norm layer's mask passes through unchanged per channel (positively homogeneous or additive).
+_CHANNELWISE = ("AddBackward", "ReluBackward", "MaxPool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool",
+                "CloneBackward", "ToCopyBackward")  # fmt: skip
+
+
+def _layers_reaching(x: Tensor, nodes: dict[object, nn.Module]) -> set[nn.Module]:
+    """The conv/linear layers whose outputs reach ``x`` through channel-wise operations only."""
+    found: set[nn.Module] = set()
+    stack, seen = [x.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if node in nodes:
+            found.add(nodes[node])
+        elif type(node).__name__.startswith(_CHANNELWISE):
+            stack.extend(n for n, _ in node.next_functions)
+    return found
 
 
 class NeuronReparam:

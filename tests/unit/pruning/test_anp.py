@@ -61,6 +61,36 @@ def test_conv_without_norm_is_masked_on_output_channels() -> None:
     assert [(g.module, g.kind, g.size) for g in groups] == [("0", "conv", 4), ("3", "linear", 5)]
 
 
+class _PreActBlock(nn.Module):
+    """conv -> (+ shortcut) -> BN: the conv reaches a norm layer only through the residual addition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        h = h + self.conv(torch.relu(self.bn1(h)))
+        return self.head(torch.relu(self.bn2(h)).mean((2, 3)))
+
+
+def test_conv_reaching_norm_through_residual_add_is_covered_by_the_norm() -> None:
+    # as the reference code on PreAct-ResNet: only the BatchNorm layers carry masks
+    groups = find_neuron_groups(_PreActBlock(), torch.rand(2, 1, 8, 8))
+    assert [(g.module, g.kind) for g in groups] == [("bn1", "norm"), ("bn2", "norm")]
+
+
+def test_conv_behind_a_channel_mixing_op_stays_masked() -> None:
+    # conv -> flatten -> BatchNorm1d over C*H*W features: the norm's neurons are not the conv's channels
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 6), nn.BatchNorm1d(6), nn.Linear(6, 2))
+    groups = find_neuron_groups(model, torch.rand(2, 1, 8, 8))
+    assert [(g.module, g.kind) for g in groups] == [("0", "conv"), ("3", "norm")]
+
+
 def test_mask_one_and_zero_noise_leave_outputs_unchanged() -> None:
     model, x = tiny_model(), torch.rand(6, 1, 8, 8)
     groups = find_neuron_groups(model, x[:2])
