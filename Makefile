@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
-THREADS ?= 1
+THREADS ?= auto
 
 .PHONY: setup demo test lint bench data clean
 

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import configure_runtime, emit_json, prepare_out, write_result
+from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, write_result
 from pruneguard.config import validate_config
 from pruneguard.config_harden import AttackRunConfig
 from pruneguard.utils.seed import seed_everything
@@ -42,7 +42,7 @@ def attack(
     n_samples: int = typer.Option(1000, help="Test samples attacked (stratified, seeded)."),
     batch_size: int = typer.Option(256),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads."),
+    threads: str = typer.Option("1", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),

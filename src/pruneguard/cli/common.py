@@ -13,7 +13,7 @@ import yaml
 
 from pruneguard.errors import ConfigError
 from pruneguard.utils.allocator import tune_allocator
-from pruneguard.utils.device import set_threads
+from pruneguard.utils.device import parse_threads, set_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 
 __all__ = ["setup_logging", "prepare_out", "write_result", "progress_enabled", "emit_json", "State"]
@@ -67,10 +67,15 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def configure_runtime(threads: int) -> None:
+THREADS_HELP = "torch CPU threads: a number, or auto (times 1 vs all cores now and takes the faster)."
+
+
+def configure_runtime(threads: str | int) -> int:
     """Thread count, and glibc heap settings that spare each iteration its page faults (see utils.allocator)."""
-    set_threads(threads)
+    n = parse_threads(threads)
+    set_threads(n)
     tune_allocator()
+    return n
 
 
 def parse_json_option(name: str, text: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import configure_runtime, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, progress_enabled
 from pruneguard.cli.purify import summary_lines
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.demo import run_demo
@@ -17,7 +17,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files."),  # noqa: UP045
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads."),
+    threads: str = typer.Option("1", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import configure_runtime, emit_json, prepare_out
+from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out
 from pruneguard.config import validate_config
 from pruneguard.config_harden import HardenConfig
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
@@ -69,7 +69,7 @@ def harden(
     feature_importance: str = typer.Option("gradient", help="Feature importance: gradient or weight."),
     policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. min_robust_accuracy); exit 3 if it fails."),  # noqa: UP045
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads."),
+    threads: str = typer.Option("1", help=THREADS_HELP),
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),

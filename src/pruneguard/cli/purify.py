@@ -7,7 +7,14 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import configure_runtime, emit_json, parse_json_option, prepare_out, progress_enabled
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    configure_runtime,
+    emit_json,
+    parse_json_option,
+    prepare_out,
+    progress_enabled,
+)
 from pruneguard.config import PurifyConfig, validate_config
 from pruneguard.policy import evaluate_policy, load_policy, policy_exit_code, policy_record
 from pruneguard.utils.seed import seed_everything
@@ -65,7 +72,7 @@ def purify(
     eval_attack: Optional[str] = typer.Option(None, help="Trigger to measure ASR with (benchmarking only)."),  # noqa: UP045
     target_label: Optional[int] = typer.Option(None, help="Target label of --eval-attack."),  # noqa: UP045
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads."),
+    threads: str = typer.Option("1", help=THREADS_HELP),
     checkpoint_every: int = typer.Option(100, help="Save the ANP state every N iterations."),
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import configure_runtime, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, progress_enabled
 from pruneguard.config import validate_config
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
 from pruneguard.scan.sensitivity import ScanConfig
@@ -50,7 +50,7 @@ def scan(
     threshold: float = typer.Option(_DEFAULT.threshold, help="Scores above this are 'suspicious'."),
     policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. max_scan_score); exit 3 when a rule fails."),  # noqa: UP045
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads."),
+    threads: str = typer.Option("1", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),

@@ -7,7 +7,14 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import configure_runtime, emit_json, prepare_out, progress_enabled, write_result
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    configure_runtime,
+    emit_json,
+    prepare_out,
+    progress_enabled,
+    write_result,
+)
 from pruneguard.config import TrainRunConfig, validate_config
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.train import train_job
@@ -29,7 +36,7 @@ def train(
     schedule: str = typer.Option("cosine", help="cosine, step or constant."),
     augment: bool = typer.Option(True, help="Random crop and horizontal flip."),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(1, help="torch CPU threads."),
+    threads: str = typer.Option("1", help=THREADS_HELP),
     resume: bool = typer.Option(False, help="Continue from the run folder's last epoch checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),

@@ -213,6 +213,7 @@ def purify(
         "versions": versions(),
         "git_commit": git_commit(),
         "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
         "started": started,
         "finished": now_iso(),
     }
