@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from pruneguard.errors import ConfigError
 
-__all__ = ["resolve_device", "set_threads", "parse_threads", "probe_threads"]
+__all__ = ["resolve_device", "set_threads", "parse_threads", "probe_threads", "retune_threads"]
 
 logger = logging.getLogger(__name__)
+_AUTO = {"on": False}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -45,7 +46,9 @@ def set_threads(threads: int) -> None:
 def parse_threads(value: str | int) -> int:
     """``--threads``: a count >= 1, or ``auto`` (:func:`probe_threads` decides now)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
+        _AUTO["on"] = True
         return probe_threads()
+    _AUTO["on"] = False
     try:
         n = int(value)
     except (TypeError, ValueError):
@@ -87,3 +90,14 @@ def probe_threads(candidates: tuple[int, ...] | None = None, rounds: int = 5, sl
             best = c
     logger.info("threads auto: %s -> %d", {c: round(t * 1e3, 1) for c, t in med.items()}, best)
     return best
+
+
+def retune_threads(stage: str) -> int:
+    """Before a long stage: with ``--threads auto``, measure again and set the count (the load may have changed
+    since start-up, e.g. the disk write-back after an install); otherwise leave it. Returns the count in use."""
+    if _AUTO["on"]:
+        n = probe_threads()
+        if n != torch.get_num_threads():
+            logger.info("threads auto: %d for %s", n, stage)
+        torch.set_num_threads(n)
+    return torch.get_num_threads()

@@ -33,6 +33,7 @@ from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
 from pruneguard.training.train import TrainConfig
+from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from pruneguard.workflows.common import (
     LoadedModel,
@@ -142,6 +143,7 @@ def purify(
         if cfg.anp_target == "auto":
             anp_kwargs["target_class"] = scan.suspected_target
     anp_cfg = ANPConfig(**anp_kwargs)
+    retune_threads("ANP")
     result = anp_optimize(
         model, clean, anp_cfg, state_path=cfg.out / "anp_state.pt", resume=cfg.resume, progress=progress
     )

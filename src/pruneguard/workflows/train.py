@@ -20,6 +20,7 @@ from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write, sha256_file
 from pruneguard.workflows.common import trigger_set
 
@@ -94,6 +95,7 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
     ckpt = cfg.out / "checkpoint.pt"
     if not cfg.resume:
         ckpt.unlink(missing_ok=True)
+    retune_threads("training")
     result = train_model(model, fit, tcfg, checkpoint=ckpt, progress=progress)
     metrics: dict[str, Any] = {"accuracy": evaluate_accuracy(model, test), "asr": None}
     if attack is not None:

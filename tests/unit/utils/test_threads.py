@@ -9,7 +9,7 @@ import torch
 
 from pruneguard.cli.app import main
 from pruneguard.errors import ConfigError
-from pruneguard.utils.device import parse_threads, probe_threads
+from pruneguard.utils.device import parse_threads, probe_threads, retune_threads
 
 
 def test_parse_threads_counts_and_rejects_bad_values() -> None:
@@ -25,6 +25,7 @@ def test_probe_threads_picks_a_candidate_and_restores_the_count() -> None:
     cores = os.cpu_count() or 1
     assert parse_threads("auto") in {1, cores}
     assert torch.get_num_threads() == before
+    parse_threads("1")  # auto mode off again
 
 
 def test_cli_bad_threads_is_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
@@ -32,3 +33,15 @@ def test_cli_bad_threads_is_a_one_line_error(capsys: pytest.CaptureFixture[str],
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--threads='many'" in err
     assert not (tmp_path / "d").exists()
+
+
+def test_retune_threads_measures_again_only_in_auto_mode() -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(parse_threads("1"))
+        assert retune_threads("stage") == 1  # a fixed count is left alone
+        parse_threads("auto")
+        assert retune_threads("stage") in {1, os.cpu_count() or 1}
+    finally:
+        parse_threads("1")  # leave auto mode off for the rest of the session
+        torch.set_num_threads(before)
