@@ -114,11 +114,14 @@ def run_defense(
         extra: dict[str, Any] = {}
         if defense in ("anp_targeted", "anp_unlearn"):
             extra = {"anp_target": "auto", "augment": False, "unlearn": defense == "anp_unlearn"}
+            if defense == "anp_unlearn":
+                extra["unlearn_trigger"] = args.unlearn_trigger
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":
             extra = {"threshold": "auto", "max_acc_drop": args.max_acc_drop, "finetune_epochs": args.ft_epochs}
-        cfg = _purify_cfg(model_path, out, attack, seed, fraction, args, **extra)
+        # an ANP state saved in ``out`` by an earlier run with the same config and model is reused (resume)
+        cfg = _purify_cfg(model_path, out, attack, seed, fraction, args, resume=True, **extra)
         report, model, _ = purify(cfg, loaded=copy.copy(loaded))
     else:
         raise ValueError(f"unknown defence {defense!r}; accepted: {', '.join(ALL_DEFENSES)}")
@@ -202,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anp-ft-threshold", type=float, default=0.2)
     p.add_argument("--max-acc-drop", type=float, default=0.02)
     p.add_argument("--ft-epochs", type=int, default=10)
+    p.add_argument("--unlearn-trigger", default="patch", choices=("patch", "blend", "both"), help="for anp_unlearn")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default="runs/anp_table")
     p.add_argument("--quick", action="store_true", help="1 epoch, 200 ANP iterations, 2 fine-tune epochs")

@@ -63,6 +63,7 @@ class PurifyConfig(RunConfig):
     unlearn_steps: int = Field(400, ge=1)
     unlearn_epochs: int = Field(5, ge=1)
     unlearn_lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
+    unlearn_trigger: Literal["patch", "blend", "both"] = "patch"
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(100, ge=1)

@@ -198,12 +198,13 @@ def test_purify_unlearn_reports_each_stage_and_keeps_pruned_neurons(trained: Pat
     out = tmp_path / "unlearn"
     args = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "10", "--clean-fraction", "0.1"]
     args += ["--eval-attack", "badnets", "--unlearn", "--unlearn-steps", "30", "--unlearn-epochs", "2"]
-    args += ["--prune-count", "2"]
+    args += ["--prune-count", "2", "--unlearn-trigger", "both"]
     assert main(args) == 0
     rep = json.loads((out / "report.json").read_text())
     assert rep["scan"] is not None  # untargeted ANP: the scan names the class to reverse a trigger to
     assert rep["unlearn"]["trigger"]["target"] == rep["scan"]["suspected_target"]
     assert 0 < rep["unlearn"]["trigger"]["mask_share"] <= 1
+    assert [t["kind"] for t in rep["unlearn"]["triggers"]] == ["patch", "blend"]
     assert set(rep["after_pruning"]) >= {"accuracy", "asr"}
     assert rep["after_pruning"] != rep["after"]  # the unlearning changed the model
     assert "unlearning" in (out / "report.html").read_text()
@@ -225,3 +226,10 @@ def test_purify_unlearn_refuses_tabular_data(tmp_path: Path, capsys) -> None:
     )
     assert code == 2 and "--unlearn" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p" / "report.json").exists()
+
+
+def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "u"
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-trigger", "star"], capsys)
+    assert code == 2 and "unlearn_trigger" in err.replace("-", "_") and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -69,6 +69,9 @@ def purify(
     unlearn_steps: int = typer.Option(400, help="Optimisation steps of the trigger reversal."),
     unlearn_epochs: int = typer.Option(5, help="Unlearning epochs on the clean split plus stamped copies."),
     unlearn_lr: float = typer.Option(0.01, help="Learning rate of the unlearning fine-tune."),
+    unlearn_trigger: str = typer.Option(
+        "patch", help="Trigger shape to reverse: patch (Neural Cleanse), blend (one weight for all pixels), both."
+    ),
     eval_attack: Optional[str] = typer.Option(None, help="Trigger to measure ASR with (benchmarking only)."),  # noqa: UP045
     target_label: Optional[int] = typer.Option(None, help="Target label of --eval-attack."),  # noqa: UP045
     seed: int = typer.Option(0),
@@ -113,6 +116,7 @@ def purify(
             unlearn_steps=unlearn_steps,
             unlearn_epochs=unlearn_epochs,
             unlearn_lr=unlearn_lr,
+            unlearn_trigger=unlearn_trigger,
             eval_attack=eval_attack,
             target_label=target_label,
             checkpoint_every=checkpoint_every,

@@ -6,6 +6,11 @@ For a suspected target class ``t``, find the smallest mask ``m`` (``1×H×W`` in
 succeeds on ≥ ``success`` of a batch and lowering it while it does not (the paper's schedule). Then fine-tune on
 the clean split plus stamped copies of 20% of it (the paper's share) that keep their *true* labels, so the model
 unlearns the shortcut. Only the defender's clean data is used; the trigger is never known.
+
+``kind="blend"`` (not in Neural Cleanse) reverses a whole-image trigger instead of a patch: the mask is one scalar
+``a`` for every pixel, ``x' = (1 − a)·x + a·p``, the form of the Blend attack (and, for small ``a``, of additive
+signals such as SIG). A patch-shaped mask fits such triggers badly: the smallest patch that flips a model to
+the target need not be the backdoor's shortcut. Its "L1" is ``a·H·W`` so both kinds report a comparable share.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +33,9 @@ from pruneguard.training.train import TrainConfig
 from pruneguard.utils.modes import eval_mode, frozen
 from pruneguard.utils.progress import track
 
-__all__ = ["ReversedTrigger", "UnlearnConfig", "reverse_trigger", "stamp", "unlearn_"]
+__all__ = ["ReversedTrigger", "UnlearnConfig", "reverse_trigger", "stamp", "unlearn_", "TRIGGER_KINDS"]
+
+TRIGGER_KINDS = ("patch", "blend")
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +78,11 @@ class ReversedTrigger:
     success_rate: float
     mask_l1: float
     seconds: float
+    kind: str = "patch"
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | str]:
         return {
+            "kind": self.kind,
             "target": self.target,
             "success_rate": self.success_rate,
             "mask_l1": self.mask_l1,
@@ -95,8 +104,14 @@ def reverse_trigger(
     *,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    kind: str = "patch",
 ) -> ReversedTrigger:
-    """Optimise a stamp that sends non-target clean images of ``data`` to ``target``; the model is not changed."""
+    """Optimise a stamp that sends non-target clean images of ``data`` to ``target``; the model is not changed.
+
+    ``kind``: ``"patch"`` (a per-pixel mask, Neural Cleanse) or ``"blend"`` (one blending weight for all pixels).
+    """
+    if kind not in TRIGGER_KINDS:
+        raise ConfigError(f"--unlearn-trigger={kind!r} is not accepted; accepted: {', '.join(TRIGGER_KINDS)}, both")
     if data.x.dim() != 4:
         raise ConfigError(f"trigger reversal needs images (N, C, H, W); got data of shape {tuple(data.x.shape)}")
     if not 0 <= target < data.num_classes:
@@ -107,7 +122,8 @@ def reverse_trigger(
     device = next(model.parameters()).device
     gen = generator or torch.Generator().manual_seed(0)
     _, c, h, w = data.x.shape
-    m_raw = (torch.rand(1, h, w, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
+    m_shape = (1, h, w) if kind == "patch" else (1, 1, 1)
+    m_raw = (torch.rand(m_shape, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
     p_raw = (torch.rand(c, h, w, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
     opt = torch.optim.Adam([m_raw, p_raw], lr=config.lr, betas=(0.5, 0.9))
     cost, up, down = config.init_cost, 0, 0
@@ -120,7 +136,7 @@ def reverse_trigger(
             mask, pattern = (torch.tanh(m_raw) + 1) / 2, (torch.tanh(p_raw) + 1) / 2
             logits = model(stamp(x, mask, pattern))
             ce = F.cross_entropy(logits, torch.full_like(logits[:, 0], target, dtype=torch.long))
-            l1 = mask.sum()
+            l1 = mask.sum() * (h * w / mask.numel())
             opt.zero_grad(set_to_none=True)
             (ce + cost * l1).backward()
             opt.step()
@@ -134,13 +150,14 @@ def reverse_trigger(
                 cost, down = cost / config.cost_factor**1.5, 0
     if best is None:  # never reached the success rate: keep the last stamp and say how well it does
         mask, pattern = ((torch.tanh(t) + 1) / 2 for t in (m_raw.detach(), p_raw.detach()))
-        best = (float(mask.sum()), mask, pattern)
-    best_l1, best_mask, best_pattern = best[0], best[1].cpu(), best[2].cpu()
+        best = (float(mask.sum()) * h * w / mask.numel(), mask, pattern)
+    best_l1, best_pattern = best[0], best[2].cpu()
+    best_mask = best[1].cpu().expand(1, h, w).contiguous()
     stamped = ArrayData(stamp(to_float(others.x), best_mask, best_pattern), others.y, others.num_classes)
     rate = evaluate_asr(model, stamped, target)  # all of ``others`` is outside the target class
     seconds = time.perf_counter() - t0
-    logger.info("reversed trigger -> %d: |m|_1 %.1f, success %.3f (%.1fs)", target, best_l1, rate, seconds)
-    return ReversedTrigger(target, best_mask, best_pattern, rate, best_l1, seconds)
+    logger.info("reversed %s trigger -> %d: |m|_1 %.1f, success %.3f (%.1fs)", kind, target, best_l1, rate, seconds)
+    return ReversedTrigger(target, best_mask, best_pattern, rate, best_l1, seconds, kind)
 
 
 def _cycle(data: ArrayData, batch_size: int, gen: torch.Generator, device: torch.device) -> Iterator[Tensor]:
@@ -152,19 +169,23 @@ def _cycle(data: ArrayData, batch_size: int, gen: torch.Generator, device: torch
 def unlearn_(
     model: nn.Module,
     data: ArrayData,
-    trigger: ReversedTrigger,
+    trigger: ReversedTrigger | Sequence[ReversedTrigger],
     config: UnlearnConfig = UnlearnConfig(),
     *,
     seed: int = 0,
 ) -> float:
-    """Fine-tune ``model`` in place on ``data`` plus stamped copies of a seeded ``stamp_fraction`` of it, all with
-    their true labels; pruned (zero) weights stay zero. Returns the seconds taken."""
+    """Fine-tune ``model`` in place on ``data`` plus, per trigger, stamped copies of a seeded ``stamp_fraction``
+    of it, all with their true labels; pruned (zero) weights stay zero. Returns the seconds taken."""
+    triggers = [trigger] if isinstance(trigger, ReversedTrigger) else list(trigger)
     gen = torch.Generator().manual_seed(seed)
     n = max(1, round(config.stamp_fraction * len(data)))
-    pick = torch.randperm(len(data), generator=gen)[:n]
     x = to_float(data.x)
-    stamped = stamp(x[pick], trigger.mask, trigger.pattern)
-    mixed = ArrayData(torch.cat([x, stamped]), torch.cat([data.y, data.y[pick]]), data.num_classes, data.name)
+    xs, ys = [x], [data.y]
+    for trig in triggers:
+        pick = torch.randperm(len(data), generator=gen)[:n]
+        xs.append(stamp(x[pick], trig.mask, trig.pattern))
+        ys.append(data.y[pick])
+    mixed = ArrayData(torch.cat(xs), torch.cat(ys), data.num_classes, data.name)
     cfg = TrainConfig(
         epochs=config.epochs,
         lr=config.finetune_lr,

@@ -78,11 +78,14 @@ def render_purify_html(report: dict[str, Any]) -> str:
             ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
             [
-                "unlearning (reversed trigger: class, mask share, success; epochs)",
+                "unlearning (reversed triggers: kind, class, mask share, success; epochs)",
                 None
                 if not unl
-                else f"{unl['trigger']['target']}, {unl['trigger']['mask_share']:.4f}, "
-                f"{unl['trigger']['success_rate']:.3f}; {unl['epochs']} epochs",
+                else "; ".join(
+                    f"{t.get('kind', 'patch')}, {t['target']}, {t['mask_share']:.4f}, {t['success_rate']:.3f}"
+                    for t in unl.get("triggers", [unl["trigger"]])
+                )
+                + f"; {unl['epochs']} epochs",
             ],
             ["mask threshold reached", report["threshold_reached"]],
             ["seconds", report["seconds"]],

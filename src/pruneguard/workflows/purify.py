@@ -227,15 +227,20 @@ def _unlearn(cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int
     ucfg = UnlearnConfig(
         steps=cfg.unlearn_steps, batch_size=cfg.batch_size, epochs=cfg.unlearn_epochs, finetune_lr=cfg.unlearn_lr
     )
-    trig = reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(cfg.seed))
-    seconds = unlearn_(model, clean, trig, ucfg, seed=cfg.seed)
-    logger.info("unlearned the reversed trigger (%.1fs)", seconds)
+    kinds = ("patch", "blend") if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
+    trigs = [
+        reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(cfg.seed), kind=k)
+        for k in kinds
+    ]
+    seconds = unlearn_(model, clean, trigs, ucfg, seed=cfg.seed)
+    logger.info("unlearned the reversed trigger(s) (%.1fs)", seconds)
     return {
-        "trigger": trig.to_dict(),
+        "trigger": trigs[0].to_dict(),
+        "triggers": [t.to_dict() for t in trigs],
         "epochs": cfg.unlearn_epochs,
         "lr": cfg.unlearn_lr,
         "stamp_fraction": ucfg.stamp_fraction,
-        "seconds": trig.seconds + seconds,
+        "seconds": sum(t.seconds for t in trigs) + seconds,
     }
 
 

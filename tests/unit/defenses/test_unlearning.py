@@ -7,10 +7,15 @@ import copy
 import pytest
 import torch
 
+from pruneguard.attacks.backdoor import Blend, triggered_eval_set
+from pruneguard.data import load_dataset
 from pruneguard.data.tensors import ArrayData
+from pruneguard.defenses import unlearning
 from pruneguard.defenses.unlearning import ReversedTrigger, UnlearnConfig, reverse_trigger, stamp, unlearn_
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
+from pruneguard.models import create_model
+from pruneguard.training.train import TrainConfig, train_model
 
 CFG = UnlearnConfig(steps=300, batch_size=64, lr=0.1, epochs=15, finetune_lr=0.02)
 
@@ -50,14 +55,19 @@ def test_a_clean_class_needs_a_larger_stamp_than_the_backdoor_target(toy, revers
     assert other.mask_l1 > 1.5 * reversed_toy.mask_l1
 
 
-def test_unlearning_removes_the_backdoor_and_keeps_accuracy(toy, reversed_toy) -> None:
-    model, clean, test, triggered = toy
+def _assert_unlearned(toy_set, trigger: ReversedTrigger) -> None:
+    """The backdoor (ASR > 0.8) loses 70% of its ASR by unlearning ``trigger``; accuracy drops < 8 points."""
+    model, clean, test, triggered = toy_set
     acc0, asr0 = evaluate_accuracy(model, test), evaluate_asr(model, triggered, 0)
     assert asr0 > 0.8
     tuned = copy.deepcopy(model)
-    unlearn_(tuned, clean, reversed_toy, CFG)
+    unlearn_(tuned, clean, trigger, CFG)
     assert evaluate_asr(tuned, triggered, 0) < 0.3 * asr0
     assert evaluate_accuracy(tuned, test) > acc0 - 0.08
+
+
+def test_unlearning_removes_the_backdoor_and_keeps_accuracy(toy, reversed_toy) -> None:
+    _assert_unlearned(toy, reversed_toy)
 
 
 def test_unlearning_keeps_pruned_weights_at_zero(toy, reversed_toy) -> None:
@@ -81,3 +91,62 @@ def test_bad_input_is_refused(toy) -> None:
         UnlearnConfig(stamp_fraction=0)
     with pytest.raises(ConfigError, match="--unlearn-epochs=0"):
         UnlearnConfig(epochs=0)
+
+
+@pytest.fixture(scope="module")
+def blend_toy():
+    """The toy of conftest with a Blend trigger (alpha 0.2, whole-image noise) instead of a patch."""
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    fit, clean = train.subset(torch.arange(1200)), train.subset(torch.arange(1200, len(train)))
+    attack = Blend(target_label=0)
+    poisoned = attack.poison(fit, rate=0.1, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
+    train_model(model, poisoned.data, TrainConfig(epochs=6, batch_size=64, lr=0.05, crop_padding=0, hflip=False))
+    return model, clean, test, triggered_eval_set(test, lambda x, y: attack(None, x, y), 0)
+
+
+def test_blend_reversal_finds_one_weight_and_a_weaker_blend_to_the_target(blend_toy) -> None:
+    model, clean, _, _ = blend_toy
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    t = reverse_trigger(model, clean, 0, CFG, generator=gen(), kind="blend")
+    assert t.kind == "blend" and t.to_dict()["kind"] == "blend" and t.mask.shape == (1, 8, 8)
+    assert bool((t.mask == t.mask.flatten()[0]).all())  # one blending weight for every pixel
+    assert t.success_rate >= 0.9
+    other = reverse_trigger(model, clean, 3, CFG, generator=gen(), kind="blend")
+    assert t.mask_l1 < 0.5 * other.mask_l1
+
+
+def test_unlearning_a_reversed_blend_removes_a_blend_backdoor(blend_toy) -> None:
+    model, clean, _, _ = blend_toy
+    t = reverse_trigger(model, clean, 0, CFG, generator=torch.Generator().manual_seed(0), kind="blend")
+    _assert_unlearned(blend_toy, t)
+
+
+def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypatch) -> None:
+    model, clean, _, _ = toy
+    seen = {}
+
+    def fake_fine_tune(m, data, cfg, keep_zero=None):
+        seen["x"], seen["y"] = data.x, data.y
+        return type("R", (), {"seconds": 0.0})()
+
+    monkeypatch.setattr(unlearning, "fine_tune_", fake_fine_tune)
+    h, w = clean.x.shape[-2:]
+    mask_a = torch.zeros(1, h, w)
+    mask_a[0, 0, 0] = 1.0
+    a = ReversedTrigger(0, mask_a, torch.ones(1, h, w), 1.0, 1.0, 0.0)
+    b = ReversedTrigger(0, torch.full((1, h, w), 0.5), torch.zeros(1, h, w), 1.0, 0.5 * h * w, 0.0, "blend")
+    unlearn_(model, clean, [a, b], UnlearnConfig(stamp_fraction=0.25))
+    n, k = len(clean), round(0.25 * len(clean))
+    assert seen["x"].shape[0] == n + 2 * k
+    first, second = seen["x"][n : n + k], seen["x"][n + k :]
+    assert bool((first[:, 0, 0, 0] == 1.0).all())  # patch stamp: the corner pixel set to the pattern
+    assert float(second.max()) <= 0.5 + 1e-6  # blend with a black pattern at weight 0.5 halves every pixel
+    assert torch.equal(seen["y"][:n], clean.y)  # true labels kept
+
+
+def test_unknown_trigger_kind_is_refused(toy) -> None:
+    model, clean, _, _ = toy
+    with pytest.raises(ConfigError, match="--unlearn-trigger='star'"):
+        reverse_trigger(model, clean, 0, CFG, kind="star")
