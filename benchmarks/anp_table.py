@@ -113,7 +113,7 @@ def run_defense(
     elif defense in ("anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn"):
         extra: dict[str, Any] = {}
         if defense in ("anp_targeted", "anp_unlearn"):
-            extra = {"anp_target": "auto", "augment": False, "unlearn": defense == "anp_unlearn"}
+            extra = {"anp_target": args.anp_target, "augment": False, "unlearn": defense == "anp_unlearn"}
             if defense == "anp_unlearn":
                 extra["unlearn_trigger"] = args.unlearn_trigger
         if defense == "anp_ft":
@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anp-ft-threshold", type=float, default=0.2)
     p.add_argument("--max-acc-drop", type=float, default=0.02)
     p.add_argument("--ft-epochs", type=int, default=10)
+    p.add_argument("--anp-target", default="auto", choices=("auto", "reversal"), help="anp_targeted/anp_unlearn")
     p.add_argument("--unlearn-trigger", default="patch", choices=("patch", "blend", "both"), help="for anp_unlearn")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default="runs/anp_table")

@@ -55,7 +55,9 @@ def purify(
     ),
     augment: bool = typer.Option(True, help="Crop/flip the clean batches as the reference does."),
     anp_target: str = typer.Option(
-        "none", help="Targeted ANP: perturb towards this class, 'auto' (the scan's suspected target) or 'none'."
+        "none",
+        help="Targeted ANP: perturb towards this class, 'auto' (the neuron-sensitivity scan's suspect), "
+        "'reversal' (the class a reversed blend trigger reaches most easily, Neural Cleanse style) or 'none'.",
     ),
     threshold: str = typer.Option("0.2", help="Prune masks <= this value, or 'auto'."),
     prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045
