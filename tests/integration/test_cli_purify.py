@@ -233,3 +233,16 @@ def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Pat
     code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-trigger", "star"], capsys)
     assert code == 2 and "unlearn_trigger" in err.replace("-", "_") and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_purify_reversal_target_drives_targeted_anp_and_the_unlearning(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rev"
+    args = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "5", "--clean-fraction", "0.1"]
+    args += ["--anp-target", "reversal", "--unlearn", "--unlearn-steps", "20", "--unlearn-epochs", "1"]
+    assert main(args) == 0
+    rep = json.loads((out / "report.json").read_text())
+    rev = rep["reversal_scan"]
+    assert len(rev["mask_l1"]) == 10 and rev["suspected_target"] == min(range(10), key=rev["mask_l1"].__getitem__)
+    assert rep["config"]["anp_target"] == "reversal" and rep["scan"] is None
+    assert rep["unlearn"]["trigger"]["target"] == rev["suspected_target"]
+    assert "reversal scan" in (out / "report.html").read_text()

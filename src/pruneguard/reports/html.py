@@ -76,6 +76,12 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 if not report.get("scan")
                 else "{suspected_target}, {score:.3f}, {verdict}".format(**report["scan"]),
             ],
+            [
+                "reversal scan (suspected target, anomaly index)",
+                None
+                if not report.get("reversal_scan")
+                else "{suspected_target}, {anomaly_index:.2f}".format(**report["reversal_scan"]),
+            ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
             [
                 "unlearning (reversed triggers: kind, class, mask share, success; epochs)",

@@ -11,7 +11,14 @@ from pruneguard.attacks.backdoor import Blend, triggered_eval_set
 from pruneguard.data import load_dataset
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses import unlearning
-from pruneguard.defenses.unlearning import ReversedTrigger, UnlearnConfig, reverse_trigger, stamp, unlearn_
+from pruneguard.defenses.unlearning import (
+    ReversedTrigger,
+    UnlearnConfig,
+    reversal_scan,
+    reverse_trigger,
+    stamp,
+    unlearn_,
+)
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models import create_model
@@ -150,3 +157,12 @@ def test_unknown_trigger_kind_is_refused(toy) -> None:
     model, clean, _, _ = toy
     with pytest.raises(ConfigError, match="--unlearn-trigger='star'"):
         reverse_trigger(model, clean, 0, CFG, kind="star")
+
+
+def test_reversal_scan_names_the_blend_target_as_an_outlier(blend_toy) -> None:
+    model, clean, _, _ = blend_toy
+    res = reversal_scan(model, clean, UnlearnConfig(steps=150, batch_size=64), seed=0)
+    assert res["kind"] == "blend" and len(res["mask_l1"]) == 10
+    assert res["suspected_target"] == 0
+    assert res["mask_l1"][0] == min(res["mask_l1"])
+    assert res["anomaly_index"] > 2  # Neural Cleanse's outlier rule
