@@ -242,7 +242,8 @@ def test_purify_reversal_target_drives_targeted_anp_and_the_unlearning(trained: 
     assert main(args) == 0
     rep = json.loads((out / "report.json").read_text())
     rev = rep["reversal_scan"]
-    assert len(rev["mask_l1"]) == 10 and rev["suspected_target"] == min(range(10), key=rev["mask_l1"].__getitem__)
+    sizes = rev["kinds"][rev["kind"]]["mask_l1"]
+    assert len(sizes) == 10 and rev["suspected_target"] == min(range(10), key=sizes.__getitem__)
     assert rep["config"]["anp_target"] == "reversal" and rep["scan"] is None
     assert rep["unlearn"]["trigger"]["target"] == rev["suspected_target"]
     assert "reversal scan" in (out / "report.html").read_text()

@@ -159,10 +159,11 @@ def test_unknown_trigger_kind_is_refused(toy) -> None:
         reverse_trigger(model, clean, 0, CFG, kind="star")
 
 
-def test_reversal_scan_names_the_blend_target_as_an_outlier(blend_toy) -> None:
-    model, clean, _, _ = blend_toy
-    res = reversal_scan(model, clean, UnlearnConfig(steps=150, batch_size=64), seed=0)
-    assert res["kind"] == "blend" and len(res["mask_l1"]) == 10
-    assert res["suspected_target"] == 0
-    assert res["mask_l1"][0] == min(res["mask_l1"])
-    assert res["anomaly_index"] > 2  # Neural Cleanse's outlier rule
+@pytest.mark.parametrize("which", ["toy", "blend_toy"])
+def test_reversal_scan_names_the_backdoor_target(which, request) -> None:
+    model, clean, _, _ = request.getfixturevalue(which)
+    res = reversal_scan(model, clean, UnlearnConfig(steps=80, batch_size=64), seed=0)
+    assert set(res["kinds"]) == {"patch", "blend"} and res["suspected_target"] == 0
+    best = res["kinds"][res["kind"]]
+    assert len(best["mask_l1"]) == 10 and best["mask_l1"][0] == min(best["mask_l1"])
+    assert res["anomaly_index"] == max(k["anomaly_index"] for k in res["kinds"].values()) > 1
