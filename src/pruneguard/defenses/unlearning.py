@@ -42,9 +42,11 @@ __all__ = [
     "stamp",
     "unlearn_",
     "TRIGGER_KINDS",
+    "SCAN_STEPS",
 ]
 
 TRIGGER_KINDS = ("patch", "blend")
+SCAN_STEPS = 150  # reversal steps per class in reversal_scan: it only ranks classes, no stamp is kept
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +174,7 @@ def reverse_trigger(
 def reversal_scan(
     model: nn.Module,
     data: ArrayData,
-    config: UnlearnConfig = UnlearnConfig(steps=150),
+    config: UnlearnConfig = UnlearnConfig(steps=SCAN_STEPS),
     *,
     kinds: Sequence[str] = TRIGGER_KINDS,
     seed: int = 0,
@@ -188,9 +190,9 @@ def reversal_scan(
     t0 = time.perf_counter()
     per_kind: dict[str, dict[str, Any]] = {}
     for kind in kinds:
-        gen = lambda: torch.Generator().manual_seed(seed)  # noqa: E731
         sizes = [
-            reverse_trigger(model, data, c, config, generator=gen(), kind=kind).mask_l1 for c in range(data.num_classes)
+            reverse_trigger(model, data, c, config, generator=torch.Generator().manual_seed(seed), kind=kind).mask_l1
+            for c in range(data.num_classes)
         ]
         l1 = torch.tensor(sizes)
         median = float(torch.quantile(l1, 0.5))  # the mean of the two middle values for an even count

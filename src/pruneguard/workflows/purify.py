@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from pruneguard.config import PurifyConfig
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
-from pruneguard.defenses.unlearning import UnlearnConfig, reversal_scan, reverse_trigger, unlearn_
+from pruneguard.defenses.unlearning import SCAN_STEPS, UnlearnConfig, reversal_scan, reverse_trigger, unlearn_
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.io import ModelMeta, save_model
@@ -146,7 +146,9 @@ def purify(
     if cfg.anp_target == "reversal":
         if clean.x.dim() != 4:
             raise ConfigError(f"--anp-target=reversal reverses an image trigger; dataset {loaded.dataset} has none")
-        reversal_info = reversal_scan(model, clean, UnlearnConfig(steps=150, batch_size=cfg.batch_size), seed=cfg.seed)
+        reversal_info = reversal_scan(
+            model, clean, UnlearnConfig(steps=SCAN_STEPS, batch_size=cfg.batch_size), seed=cfg.seed
+        )
         anp_kwargs["target_class"] = reversal_info["suspected_target"]
         logger.info("reversal scan suspects class %d", reversal_info["suspected_target"])
     anp_cfg = ANPConfig(**anp_kwargs)
