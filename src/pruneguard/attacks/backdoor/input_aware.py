@@ -80,9 +80,13 @@ class InputAwareGenerator(nn.Module):
 
 
 def diversity_loss(x1: Tensor, x2: Tensor, g1: Tensor, g2: Tensor) -> Tensor:
-    """Mean over pairs of ``||x1 - x2|| / ||g1 - g2||`` (RMS distances, as the reference code)."""
-    dx = (x1 - x2).pow(2).flatten(1).mean(1).sqrt()
-    dg = (g1 - g2).pow(2).flatten(1).mean(1).sqrt()
+    """Mean over pairs of ``||x1 - x2|| / ||g1 - g2||`` (RMS distances, as the reference code).
+
+    The mean squares are floored at ``_EPS ** 2`` before the square root: identical outputs (a saturated
+    ``tanh`` makes two masks exactly equal, as on Fashion-MNIST's black backgrounds) would otherwise give the
+    square root an infinite gradient and the generator NaN weights."""
+    dx = (x1 - x2).pow(2).flatten(1).mean(1).clamp_min(_EPS**2).sqrt()
+    dg = (g1 - g2).pow(2).flatten(1).mean(1).clamp_min(_EPS**2).sqrt()
     return (dx / (dg + _EPS)).mean()
 
 
@@ -133,6 +137,8 @@ def _train_masks(
             loss.backward()
             opt.step()
             total += float(loss.detach())
+        if not math.isfinite(total):
+            raise ConfigError(f"IAB mask training diverged in epoch {epoch + 1} (loss={total})")
         logger.info("IAB mask epoch %d: loss %.4f", epoch + 1, total)
     net.mask_net.eval().requires_grad_(False)
 

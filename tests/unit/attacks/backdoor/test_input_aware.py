@@ -155,3 +155,12 @@ def test_poison_trains_the_generator_itself_and_a_fresh_model_learns_it(digits) 
     asr = evaluate_asr(model, triggered_eval_set(test, lambda x, y: attack(None, x, y), 0), 0)
     assert evaluate_accuracy(model, test) > 0.85
     assert asr > 0.4  # chance: about 0.1
+
+
+def test_diversity_loss_gradient_stays_finite_for_identical_outputs() -> None:
+    # a saturated tanh makes two masks exactly equal; the square root must not turn that into NaN gradients
+    x1, x2 = torch.rand(4, 1, 6, 6), torch.rand(4, 1, 6, 6)
+    g = torch.zeros(4, 1, 6, 6, requires_grad=True)
+    loss = diversity_loss(x1, x2, g, g.detach().clone())
+    loss.backward()
+    assert torch.isfinite(loss) and g.grad is not None and bool(torch.isfinite(g.grad).all())
