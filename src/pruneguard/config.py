@@ -135,6 +135,7 @@ class TrainRunConfig(RunConfig):
     arch: str = "small_cnn"
     width: float = Field(1.0, gt=0.0)
     attack: str | None = None
+    attack_params: dict[str, float | int | bool | str] = Field(default_factory=dict)
     poison_rate: float = Field(0.05, gt=0.0, le=1.0)
     target_label: int = Field(0, ge=0)
     holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0)

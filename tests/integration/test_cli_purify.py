@@ -247,3 +247,30 @@ def test_purify_reversal_target_drives_targeted_anp_and_the_unlearning(trained: 
     assert rep["config"]["anp_target"] == "reversal" and rep["scan"] is None
     assert rep["unlearn"]["trigger"]["target"] == rev["suspected_target"]
     assert "reversal scan" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "params,needles",
+    [
+        ('{"freq": 3}', ["freq", "accepted: delta, frequency, test_delta"]),
+        ('{"delta": 20}', ["delta=20", "20/255"]),
+        ("[1]", ["--attack-params", "JSON object"]),
+    ],
+)
+def test_train_bad_attack_params_are_one_line_and_touch_nothing(
+    tmp_path: Path, capsys, params: str, needles: list[str]
+) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--attack", "sig", "--attack-params", params, "--out", str(out)]
+    code, err = _run_bad(args, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not out.exists()
+    for needle in needles:
+        assert needle in err
+
+
+def test_train_attack_params_reach_the_attack_and_the_model_file(tmp_path: Path) -> None:
+    out = tmp_path / "sig"
+    args = ["train", "--dataset", "digits", "--attack", "sig", "--epochs", "1", "--out", str(out)]
+    assert main([*args, "--attack-params", '{"delta": 0.3, "frequency": 3}']) == 0
+    params = read_meta(out / "model.safetensors").extra["attack"]["params"]
+    assert params["delta"] == pytest.approx(0.3) and params["frequency"] == 3

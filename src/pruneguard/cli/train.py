@@ -11,13 +11,15 @@ from pruneguard.cli.common import (
     THREADS_HELP,
     configure_runtime,
     emit_json,
+    parse_json_option,
     prepare_out,
     progress_enabled,
     write_result,
 )
 from pruneguard.config import TrainRunConfig, validate_config
+from pruneguard.data.datasets import dataset_info
 from pruneguard.utils.seed import seed_everything
-from pruneguard.workflows.train import train_job
+from pruneguard.workflows.train import make_attack, train_job
 
 
 def train(
@@ -26,7 +28,10 @@ def train(
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files."),  # noqa: UP045
     arch: str = typer.Option("small_cnn", help="Zoo name or package.module:factory."),
     width: float = typer.Option(1.0, help="Channel width multiplier (zoo models)."),
-    attack: Optional[str] = typer.Option(None, help="Backdoor attack to poison with (badnets, blend)."),  # noqa: UP045
+    attack: Optional[str] = typer.Option(None, help="Backdoor attack to poison with (pruneguard list attacks)."),  # noqa: UP045
+    attack_params: str = typer.Option(
+        "{}", help="The attack's parameters as a JSON object, e.g. '{\"delta\": 0.157}' for sig."
+    ),
     poison_rate: float = typer.Option(0.05, help="Share of non-target training images poisoned."),
     target_label: int = typer.Option(0, help="The attacker's target class."),
     holdout_fraction: float = typer.Option(0.1, help="Training data held out for the defender."),
@@ -51,6 +56,7 @@ def train(
             arch=arch,
             width=width,
             attack=attack,
+            attack_params=parse_json_option("--attack-params", attack_params),
             poison_rate=poison_rate,
             target_label=target_label,
             holdout_fraction=holdout_fraction,
@@ -63,6 +69,7 @@ def train(
             resume=resume,
         ),
     )
+    make_attack(cfg, dataset_info(cfg.dataset).num_classes)  # bad attack parameters fail before --out is touched
     configure_runtime(threads)
     prepare_out(out, overwrite=overwrite, resume=resume)
     seed_everything(seed)

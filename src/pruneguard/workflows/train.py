@@ -31,21 +31,31 @@ MODEL_NAME = "model.safetensors"
 TRIGGER_NAME = "trigger_net.safetensors"
 
 
-def _make_attack(cfg: TrainRunConfig, num_classes: int) -> Any:
+def make_attack(cfg: TrainRunConfig, num_classes: int) -> Any:
+    """The configured backdoor attack (None for a clean run); bad names or parameters are a ConfigError."""
     if cfg.attack is None:
         return None
     if not cfg.target_label < num_classes:
         raise ConfigError(f"--target-label={cfg.target_label} is outside [0, {num_classes - 1}]")
     if ATTACKS.meta(cfg.attack).get("kind") != "backdoor":
         raise ConfigError(f"--attack={cfg.attack!r} is not a backdoor attack")
-    return ATTACKS.create(cfg.attack, target_label=cfg.target_label)
+    if cfg.attack_params:
+        cls = ATTACKS.get(cfg.attack)
+        accepted = [f.name for f in fields(cls) if f.init and f.name != "target_label"]
+        unknown = sorted(set(cfg.attack_params) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"--attack-params names {', '.join(unknown)}, not a parameter of {cfg.attack}; "
+                f"accepted: {', '.join(accepted)}"
+            )
+    return ATTACKS.create(cfg.attack, target_label=cfg.target_label, **cfg.attack_params)
 
 
 def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str, Any], nn.Module]:
     """Train a model as configured and write ``model.safetensors`` (with held-out indices) into ``cfg.out``."""
     started, t0 = now_iso(), time.perf_counter()
     info = dataset_info(cfg.dataset)
-    attack = _make_attack(cfg, info.num_classes)
+    attack = make_attack(cfg, info.num_classes)
     train, test = (
         load_dataset(cfg.dataset, "train", cfg.data_dir),
         load_dataset(cfg.dataset, "test", cfg.data_dir),
