@@ -4,15 +4,18 @@
     python benchmarks/anp_table.py --attacks sig,blend --defenses anp --seeds 1 --json
     python benchmarks/anp_table.py --quick --out-md runs/anp_table.md        # a smoke run
 
-Models are trained once and cached under --cache, keyed by the hash of their training config. The clean split
+Models are trained once and cached under --cache, keyed by the hash of their training config; each defence's
+result is kept there too (`rows/`), keyed by the model and the options it depends on, so the table can be
+computed by one process per core (`--attacks`) and assembled by a last run that finds every row. The clean split
 (--clean-fraction of the training split, drawn from the 10% held out from model training) is the same for every
 defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` is pruneguard's ANP followed by
 a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
-(--max-acc-drop); `anp_targeted` is the demo's recipe: the neuron-sensitivity scan names the suspected target
-class, ANP's perturbation pushes clean non-target images towards it, no crop/flip, threshold 0.2;
-`anp_unlearn` is the demo's full recipe: `anp_targeted`, then a trigger reversed to the suspected class on the
-pruned model and unlearned on the clean split (`purify --unlearn`). ASR is
-measured on the test set for the table only: no defence sees it (nor the true target label).
+(--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `reversal`, the
+trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan) and ANP's perturbation pushing clean
+non-target images towards it, no crop/flip, threshold 0.2, --recipe-iterations; `anp_unlearn` is pruneguard's
+full recipe: `anp_targeted`, then the triggers reversed to the suspected class on the pruned model
+(--unlearn-trigger: patch, blend or both) unlearned on the clean split (`purify --unlearn`). ASR is measured on
+the test set for the table only: no defence sees it (nor the true target label).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import copy
 import hashlib
 import json
 import logging
+import shutil
 import statistics
 import sys
 import time
@@ -65,6 +69,9 @@ def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Pa
         "seed": seed,
         "width": args.width,
     }
+    params = json.loads(args.attack_params).get(attack or "", {})
+    if params:  # only when set, so that the keys of models trained with the defaults stay as they were
+        cfg["attack_params"] = params
     folder = Path(args.cache) / f"{attack or 'clean'}-s{seed}-{_key(cfg)}"
     model_path = folder / MODEL_NAME
     if model_path.is_file():
@@ -85,11 +92,10 @@ def _purify_cfg(
         data_dir=args.data_dir,
         clean_fraction=fraction,
         seed=seed,
-        iterations=args.anp_iterations,
         eval_attack=attack,
         target_label=args.target_label,
         eps=args.anp_eps,
-        **{"augment": args.anp_augment, **kw},
+        **{"augment": args.anp_augment, "iterations": args.anp_iterations, **kw},
     )
 
 
@@ -113,16 +119,30 @@ def run_defense(
     elif defense in ("anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn"):
         extra: dict[str, Any] = {}
         if defense in ("anp_targeted", "anp_unlearn"):
-            extra = {"anp_target": args.anp_target, "augment": False, "unlearn": defense == "anp_unlearn"}
+            extra = {
+                "anp_target": args.anp_target,
+                "augment": False,
+                "unlearn": defense == "anp_unlearn",
+                "iterations": args.recipe_iterations,
+            }
             if defense == "anp_unlearn":
                 extra["unlearn_trigger"] = args.unlearn_trigger
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":
             extra = {"threshold": "auto", "max_acc_drop": args.max_acc_drop, "finetune_epochs": args.ft_epochs}
-        # an ANP state saved in ``out`` by an earlier run with the same config and model is reused (resume)
+        # an ANP state saved in ``out`` by an earlier run with the same config and model is reused (resume);
+        # anp_ft and anp_auto learn the very masks of anp (same ANP config), so they start from its state
+        shared = out.parent / f"{model_path.parent.name}-anp-{fraction}" / "anp_state.pt"
+        reused = 0.0
+        if defense in ("anp_ft", "anp_auto") and shared.is_file() and not (out / "anp_state.pt").is_file():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shared, out / "anp_state.pt")
+            reused = float(torch.load(shared, map_location="cpu", weights_only=True)["seconds"])
         cfg = _purify_cfg(model_path, out, attack, seed, fraction, args, resume=True, **extra)
         report, model, _ = purify(cfg, loaded=copy.copy(loaded))
+        if reused and report["anp"]["seconds"] == reused:  # resumed: the mask learning is charged to this row too
+            t0 -= reused
     else:
         raise ValueError(f"unknown defence {defense!r}; accepted: {', '.join(ALL_DEFENSES)}")
     seconds = time.perf_counter() - t0 if defense != "none" else 0.0
@@ -131,6 +151,45 @@ def run_defense(
         "asr": evaluate_asr(model, triggered, trig.target_label),
         "seconds": seconds,
     }
+
+
+# The options a defence's result depends on (besides the model, the defence and the clean fraction).
+ROW_OPTIONS = (
+    "anp_iterations",
+    "recipe_iterations",
+    "anp_eps",
+    "anp_augment",
+    "anp_ft_threshold",
+    "max_acc_drop",
+    "ft_epochs",
+    "anp_target",
+    "unlearn_trigger",
+    "target_label",
+    "data_dir",
+)
+
+
+def cached_defense(
+    defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """``run_defense``, its result kept in ``--cache/rows`` under a key of the model, the defence and every option
+    it depends on: a run split over processes (one per core, ``--attacks``) is assembled by a later run that
+    finds each row there. ``--fresh-rows`` recomputes them."""
+    key = _key(
+        {
+            "model": model_path.parent.name,
+            "defense": defense,
+            "fraction": fraction,
+            **{k: str(getattr(args, k)) for k in ROW_OPTIONS},
+        }
+    )
+    path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{fraction}-{key}.json"
+    if path.is_file() and not args.fresh_rows:
+        logger.info("reusing %s", path)
+        return dict(json.loads(path.read_text()))
+    res = run_defense(defense, model_path, attack, seed, fraction, args)
+    atomic_write_json(path, res)
+    return res
 
 
 def markdown(rows: list[dict[str, Any]], clean_acc: dict[int, float], args: argparse.Namespace) -> str:
@@ -164,8 +223,8 @@ def markdown(rows: list[dict[str, Any]], clean_acc: dict[int, float], args: argp
                     else "–"
                 )
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
+        base = {(r["attack"], r["seed"]): r for r in rows if r["defense"] == "none"}
         for d in defenses:
-            base = {(r["attack"], r["seed"]): r for r in sel if r["defense"] == "none"}
             rs = [r for r in sel if r["defense"] == d]
             if not rs or not base:
                 continue
@@ -199,14 +258,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poison-rate", type=float, default=0.05, help="share of non-target images (dirty-label)")
     p.add_argument("--clean-label-rate", type=float, default=0.8, help="share of target-class images (SIG, LC)")
     p.add_argument("--target-label", type=int, default=0)
+    p.add_argument(
+        "--attack-params",
+        default="{}",
+        help='per attack, as JSON: \'{"sig": {"delta": 0.157}}\' (train --attack-params)',
+    )
     p.add_argument("--anp-iterations", type=int, default=2000)
     p.add_argument("--anp-eps", type=float, default=0.4)
     p.add_argument("--anp-augment", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--anp-ft-threshold", type=float, default=0.2)
     p.add_argument("--max-acc-drop", type=float, default=0.02)
     p.add_argument("--ft-epochs", type=int, default=10)
-    p.add_argument("--anp-target", default="auto", choices=("auto", "reversal"), help="anp_targeted/anp_unlearn")
-    p.add_argument("--unlearn-trigger", default="patch", choices=("patch", "blend", "both"), help="for anp_unlearn")
+    p.add_argument("--recipe-iterations", type=int, default=1000, help="ANP iterations of anp_targeted/anp_unlearn")
+    p.add_argument("--anp-target", default="reversal", choices=("auto", "reversal"), help="anp_targeted/anp_unlearn")
+    p.add_argument("--unlearn-trigger", default="both", choices=("patch", "blend", "both"), help="for anp_unlearn")
+    p.add_argument("--small-defenses", default="anp", help="the defences also run with --small-fraction clean data")
+    p.add_argument("--fresh-rows", action="store_true", help="recompute rows kept in --cache/rows")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default="runs/anp_table")
     p.add_argument("--quick", action="store_true", help="1 epoch, 200 ANP iterations, 2 fine-tune epochs")
@@ -214,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-md", type=Path, default=None, help="write the markdown table here (atomically)")
     args = p.parse_args(argv)
     if args.quick:
-        args.epochs, args.anp_iterations, args.ft_epochs = 1, 200, 2
+        args.epochs, args.anp_iterations, args.recipe_iterations, args.ft_epochs = 1, 200, 200, 2
     torch.set_num_threads(args.threads)
     tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
@@ -229,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         for attack in attacks:
             model_path = trained_model(attack, seed, args)
             fractions = [(args.clean_fraction, defenses)]
-            if args.small_fraction and any(d.startswith("anp") for d in defenses):
-                fractions.append((args.small_fraction, [d for d in defenses if d.startswith("anp")]))
+            small = [d for d in args.small_defenses.split(",") if d in defenses]
+            if args.small_fraction and small:
+                fractions.append((args.small_fraction, small))
             for frac, defs in fractions:
                 for d in defs:
-                    res = run_defense(d, model_path, attack, seed, frac, args)
+                    res = cached_defense(d, model_path, attack, seed, frac, args)
                     rows.append({"attack": attack, "defense": d, "clean_fraction": frac, "seed": seed, **res})
                     logger.info("%s", rows[-1])
     if args.out_md:

@@ -1,0 +1,66 @@
+"""benchmarks/anp_table.py keeps each defence's row in the cache, keyed by everything the row depends on."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def anp_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("anp_table", ROOT / "benchmarks" / "anp_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["anp_table"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_path: Path, monkeypatch) -> None:
+    calls: list[tuple[str, float]] = []
+
+    def fake(defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: Any) -> dict:
+        calls.append((defense, fraction))
+        return {"accuracy": 0.5 + len(calls) / 100, "asr": 0.1, "seconds": 1.0}
+
+    monkeypatch.setattr(anp_table, "run_defense", fake)
+    model = tmp_path / "blend-s0-abc" / "model.safetensors"
+    args = anp_table.main.__globals__["argparse"].Namespace(
+        cache=str(tmp_path / "cache"), fresh_rows=False, **{k: 1 for k in anp_table.ROW_OPTIONS}
+    )
+    first = anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
+    assert anp_table.cached_defense("anp", model, "blend", 0, 0.01, args) == first and len(calls) == 1
+    anp_table.cached_defense("anp", model, "blend", 0, 0.001, args)  # another clean fraction
+    args.anp_iterations = 2  # an option the row depends on
+    changed = anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
+    assert len(calls) == 3 and changed != first
+    args.fresh_rows = True
+    anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
+    assert len(calls) == 4
+
+
+def test_attack_params_enter_the_model_key_only_when_set(anp_table: ModuleType, tmp_path: Path, monkeypatch) -> None:
+    made: list[Path] = []
+
+    def fake_train(run: Any) -> tuple[dict, None]:
+        made.append(run.out)
+        assert run.attack_params == ({"delta": 0.2} if "delta" in str(run.attack_params) else {})
+        return {"test": {"accuracy": 0.9}}, None
+
+    monkeypatch.setattr(anp_table, "train_job", fake_train)
+    base = {"cache": str(tmp_path), "dataset": "fashion_mnist", "data_dir": None, "arch": "small_cnn", "width": 1.0,
+            "clean_label_rate": 0.8, "poison_rate": 0.05, "target_label": 0, "epochs": 1}  # fmt: skip
+    ns = anp_table.main.__globals__["argparse"].Namespace
+    plain = anp_table.trained_model("sig", 0, ns(attack_params="{}", **base))
+    other = anp_table.trained_model("blend", 0, ns(attack_params='{"sig": {"delta": 0.2}}', **base))
+    strong = anp_table.trained_model("sig", 0, ns(attack_params='{"sig": {"delta": 0.2}}', **base))
+    assert plain.parent != strong.parent and len(made) == 3
+    # the blend model's key ignores sig's parameters: same folder as with no parameters at all
+    assert other.parent == anp_table.trained_model("blend", 0, ns(attack_params="{}", **base)).parent
