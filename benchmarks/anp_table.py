@@ -49,6 +49,8 @@ PAPER_ATTACKS = ("badnets", "blend", "input_aware", "label_consistent", "sig", "
 # Clean-label attacks poison images of the target class only; their rate is a share of that class.
 CLEAN_LABEL = ("sig", "label_consistent")
 ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn")
+# Defences that prune with anp's masks: run after anp, they start from its saved state.
+ON_ANP_MASKS = ("anp_ft", "anp_auto")
 # The ANP paper's headline (ResNet-18, CIFAR-10, 1% clean data): its Table 1 averaged over five runs.
 PAPER_SUMMARY = "ASR < 1% on 5 of 6 attacks, mean ACC drop 1.47 points, mean ASR reduction 96.44%, 241.5 s (GPU)"
 
@@ -132,17 +134,14 @@ def run_defense(
         if defense == "anp_auto":
             extra = {"threshold": "auto", "max_acc_drop": args.max_acc_drop, "finetune_epochs": args.ft_epochs}
         # an ANP state saved in ``out`` by an earlier run with the same config and model is reused (resume);
-        # anp_ft and anp_auto learn the very masks of anp (same ANP config), so they start from its state
+        # anp_ft and anp_auto learn the very masks of anp (same ANP config), so they start from its state and
+        # their row's time is their own step only (the table adds anp's, see ``charged_seconds``)
         shared = out.parent / f"{model_path.parent.name}-anp-{fraction}" / "anp_state.pt"
-        reused = 0.0
-        if defense in ("anp_ft", "anp_auto") and shared.is_file() and not (out / "anp_state.pt").is_file():
+        if defense in ON_ANP_MASKS and shared.is_file() and not (out / "anp_state.pt").is_file():
             out.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shared, out / "anp_state.pt")
-            reused = float(torch.load(shared, map_location="cpu", weights_only=True)["seconds"])
         cfg = _purify_cfg(model_path, out, attack, seed, fraction, args, resume=True, **extra)
         report, model, _ = purify(cfg, loaded=copy.copy(loaded))
-        if reused and report["anp"]["seconds"] == reused:  # resumed: the mask learning is charged to this row too
-            t0 -= reused
     else:
         raise ValueError(f"unknown defence {defense!r}; accepted: {', '.join(ALL_DEFENSES)}")
     seconds = time.perf_counter() - t0 if defense != "none" else 0.0
@@ -192,52 +191,87 @@ def cached_defense(
     return res
 
 
+def _mean(values: list[float]) -> float:
+    return statistics.mean(values) if values else float("nan")
+
+
+def attack_bars(rows: list[dict[str, Any]], clean_acc: dict[int, float]) -> list[str]:
+    """The issue's bar per attack, from the No-defence rows: ASR >= 90% (80% clean-label), ACC within 2 points."""
+    lines = ["| attack | ACC / ASR, no defence | ASR bar | ACC drop vs clean model | met |", "|---|---|---|---|---|"]
+    clean = _mean(list(clean_acc.values()))
+    for a in dict.fromkeys(r["attack"] for r in rows):
+        rs = [r for r in rows if r["attack"] == a and r["defense"] == "none"]
+        if not rs:
+            continue
+        acc, asr = _mean([r["accuracy"] for r in rs]), _mean([r["asr"] for r in rs])
+        bar = 0.8 if a in CLEAN_LABEL else 0.9
+        drop = clean - acc
+        met = asr >= bar and drop <= 0.02
+        lines.append(
+            f"| {a} | {acc * 100:.2f} / {asr * 100:.2f} | {bar:.0%} | {drop * 100:.2f} | {'yes' if met else 'no'} |"
+        )
+    return lines
+
+
+def charged_seconds(row: dict[str, Any], rows: list[dict[str, Any]]) -> float:
+    """A row's time, plus anp's mask learning for the defences that start from anp's masks."""
+    if row["defense"] not in ON_ANP_MASKS:
+        return float(row["seconds"])
+    same = ("attack", "seed", "clean_fraction")
+    anp = [r for r in rows if r["defense"] == "anp" and all(r[k] == row[k] for k in same)]
+    return float(row["seconds"]) + (float(anp[0]["seconds"]) if anp else 0.0)  # no anp row: it learned its own
+
+
 def markdown(rows: list[dict[str, Any]], clean_acc: dict[int, float], args: argparse.Namespace) -> str:
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     defenses = [d for d in ALL_DEFENSES if any(r["defense"] == d for r in rows)]
     fractions = sorted({r["clean_fraction"] for r in rows}, reverse=True)
     lines = [
-        f"Fashion-MNIST ({args.arch}, {args.epochs} epochs, poison rate {args.poison_rate}, target "
-        f"{args.target_label}); ACC / ASR in %, mean over seeds {list(range(args.seeds))}; "
-        f"clean model ACC {statistics.mean(clean_acc.values()) * 100:.2f}"
-        if clean_acc
-        else ""
+        f"Fashion-MNIST ({args.arch}, {args.epochs} epochs, poison rate {args.poison_rate} of non-target images "
+        f"(clean-label: {args.clean_label_rate} of the target class), target {args.target_label}); ACC / ASR in %, "
+        f"mean over seeds {list(range(args.seeds))}"
+        + (f"; clean model ACC {_mean(list(clean_acc.values())) * 100:.2f}" if clean_acc else "")
     ]
+    if clean_acc:
+        lines += ["", *attack_bars(rows, clean_acc)]
+    base = {(r["attack"], r["seed"]): r for r in rows if r["defense"] == "none"}
     for frac in fractions:
         sel = [r for r in rows if r["clean_fraction"] == frac]
+        # the no-defence column is the same at every clean fraction (no defence sees the clean data)
+        cols = ["none"] + [d for d in defenses if d != "none" and any(r["defense"] == d for r in sel)]
         lines += [
             "",
             f"Clean data: {frac * 100:g}% of the training split",
             "",
-            "| attack | " + " | ".join(defenses) + " |",
-            "|---|" + "---|" * len(defenses),
+            "| attack | " + " | ".join(cols) + " |",
+            "|---|" + "---|" * len(cols),
         ]
         for a in attacks:
             cells = []
-            for d in defenses:
-                rs = [r for r in sel if r["attack"] == a and r["defense"] == d]
+            for d in cols:
+                rs = [r for r in (rows if d == "none" else sel) if r["attack"] == a and r["defense"] == d]
                 cells.append(
-                    f"{statistics.mean(r['accuracy'] for r in rs) * 100:.2f} / "
-                    f"{statistics.mean(r['asr'] for r in rs) * 100:.2f}"
+                    f"{_mean([r['accuracy'] for r in rs]) * 100:.2f} / {_mean([r['asr'] for r in rs]) * 100:.2f}"
                     if rs
                     else "–"
                 )
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
-        base = {(r["attack"], r["seed"]): r for r in rows if r["defense"] == "none"}
-        for d in defenses:
-            rs = [r for r in sel if r["defense"] == d]
-            if not rs or not base:
+        paper = [a for a in attacks if a in PAPER_ATTACKS]
+        lines += [
+            "",
+            f"Over the paper's attacks present ({', '.join(paper)}):",
+            "",
+            "| defence | mean ACC drop (points) | mean ASR (%) | ASR <= 1% | mean time (s) |",
+            "|---|---|---|---|---|",
+        ]
+        for d in cols:
+            rs = [r for r in sel if r["defense"] == d and r["attack"] in paper and (r["attack"], r["seed"]) in base]
+            if not rs or d == "none":
                 continue
-            drop = statistics.mean(
-                base[(r["attack"], r["seed"])]["accuracy"] - r["accuracy"]
-                for r in rs
-                if (r["attack"], r["seed"]) in base
-            )
+            drop = _mean([base[(r["attack"], r["seed"])]["accuracy"] - r["accuracy"] for r in rs])
             lines.append(
-                f"- {d}: mean ACC drop {drop * 100:.2f} points, mean ASR "
-                f"{statistics.mean(r['asr'] for r in rs) * 100:.2f}%, ASR <= 1% on "
-                f"{sum(r['asr'] <= 0.01 for r in rs)}/{len(rs)}, mean time "
-                f"{statistics.mean(r['seconds'] for r in rs):.1f} s"
+                f"| {d} | {drop * 100:.2f} | {_mean([r['asr'] for r in rs]) * 100:.2f} | "
+                f"{sum(r['asr'] <= 0.01 for r in rs)}/{len(rs)} | {_mean([charged_seconds(r, rows) for r in rs]):.0f} |"
             )
     lines += ["", f"Paper (ANP, ResNet-18 on CIFAR-10, 1% clean data): {PAPER_SUMMARY}.", ""]
     return "\n".join(lines)

@@ -64,3 +64,14 @@ def test_attack_params_enter_the_model_key_only_when_set(anp_table: ModuleType, 
     assert plain.parent != strong.parent and len(made) == 3
     # the blend model's key ignores sig's parameters: same folder as with no parameters at all
     assert other.parent == anp_table.trained_model("blend", 0, ns(attack_params="{}", **base)).parent
+
+
+def test_defences_on_anp_masks_are_charged_anp_time(anp_table: ModuleType) -> None:
+    rows = [
+        {"attack": "blend", "seed": 0, "clean_fraction": 0.01, "defense": "anp", "seconds": 300.0},
+        {"attack": "blend", "seed": 0, "clean_fraction": 0.01, "defense": "anp_ft", "seconds": 20.0},
+        {"attack": "blend", "seed": 0, "clean_fraction": 0.001, "defense": "anp", "seconds": 100.0},
+        {"attack": "sig", "seed": 0, "clean_fraction": 0.01, "defense": "anp_auto", "seconds": 310.0},
+        {"attack": "sig", "seed": 0, "clean_fraction": 0.01, "defense": "nad", "seconds": 12.0},
+    ]
+    assert [anp_table.charged_seconds(r, rows) for r in rows] == [300.0, 320.0, 100.0, 310.0, 12.0]
