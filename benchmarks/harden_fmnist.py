@@ -114,7 +114,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default=None,
-        help=f"comma-separated row labels to compute (others are skipped unless cached); labels: {', '.join(LABELS)}",
+        # argparse %-formats help strings: the labels' "%" must be doubled
+        help="comma-separated row labels to compute (others are skipped unless cached); labels: "
+        + ", ".join(LABELS).replace("%", "%%"),
     )
     p.add_argument(
         "--cache",
@@ -338,6 +340,11 @@ def _markdown(rows: list[dict[str, Any]], args: argparse.Namespace, argv: list[s
     return "\n".join(lines)
 
 
+def _base(label: str) -> str:
+    """The variant a row label is built from: ``magnitude 50% +AT`` and ``magnitude 50% int8`` -> ``magnitude 50%``."""
+    return label.removesuffix(" +AT").removesuffix(" int8")
+
+
 def _compute_rows(args: argparse.Namespace, cache: _RowCache, labels: list[str]) -> dict[str, dict[str, Any]]:
     """Build the models and compute the rows ``labels`` (none of them cached); each is cached as it finishes."""
     t_prep = time.perf_counter()
@@ -347,7 +354,7 @@ def _compute_rows(args: argparse.Namespace, cache: _RowCache, labels: list[str])
     spec = RobustnessSpec(
         eps=args.eps, steps=args.pgd_steps, square_queries=args.square_queries, sweep=(0.5,), seed=args.seed
     )
-    needed = {lb.removesuffix(" +AT").removesuffix(" int8") for lb in labels}
+    needed = {_base(lb) for lb in labels}
     variants = _variants(args, dense, fit, to_float(clean.x[:512]), clean.y[:512], needed)
     prep_seconds = time.perf_counter() - t_prep
     out: dict[str, dict[str, Any]] = {}
@@ -372,8 +379,7 @@ def _compute_rows(args: argparse.Namespace, cache: _RowCache, labels: list[str])
         if label in out:
             continue
         t_row = time.perf_counter()
-        base = label.removesuffix(" +AT").removesuffix(" int8")
-        model, sparse = variants[base]
+        model, sparse = variants[_base(label)]
         if label.endswith(" int8"):
             qmodel = quantize(model, "static_int8", calibration=clean)
             row = _row(label, BPDAWrapper(qmodel, model), x, y, spec, args, transfer=transfer, sparse=sparse,
