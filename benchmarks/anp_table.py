@@ -185,7 +185,8 @@ def cached_defense(
     path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{fraction}-{key}.json"
     if path.is_file() and not args.fresh_rows:
         logger.info("reusing %s", path)
-        return dict(json.loads(path.read_text()))
+        row: dict[str, Any] = json.loads(path.read_text())
+        return row
     res = run_defense(defense, model_path, attack, seed, fraction, args)
     atomic_write_json(path, res)
     return res

@@ -16,7 +16,14 @@ from torch import Tensor, nn
 from pruneguard.config import PurifyConfig
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
-from pruneguard.defenses.unlearning import SCAN_STEPS, UnlearnConfig, reversal_scan, reverse_trigger, unlearn_
+from pruneguard.defenses.unlearning import (
+    SCAN_STEPS,
+    TRIGGER_KINDS,
+    UnlearnConfig,
+    reversal_scan,
+    reverse_trigger,
+    unlearn_,
+)
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.io import ModelMeta, save_model
@@ -237,7 +244,7 @@ def _unlearn(cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int
     ucfg = UnlearnConfig(
         steps=cfg.unlearn_steps, batch_size=cfg.batch_size, epochs=cfg.unlearn_epochs, finetune_lr=cfg.unlearn_lr
     )
-    kinds = ("patch", "blend") if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
+    kinds = TRIGGER_KINDS if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
     trigs = [
         reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(cfg.seed), kind=k)
         for k in kinds
