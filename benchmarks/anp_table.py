@@ -52,6 +52,10 @@ ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "anp_auto"
 # Defences that prune with anp's masks: run after anp, they start from its saved state.
 ON_ANP_MASKS = ("anp_ft", "anp_auto")
 # The ANP paper's headline (ResNet-18, CIFAR-10, 1% clean data): its Table 1 averaged over five runs.
+# Bumped when an attack's training recipe changes, so that cached models of the old recipe are not reused (the
+# key of an attack without an entry stays as it was). input_aware 2: the victim is trained jointly with the
+# trigger generator (IAB's threat model) instead of on a static poisoned set.
+ATTACK_REVISIONS = {"input_aware": 2}
 PAPER_SUMMARY = "ASR < 1% on 5 of 6 attacks, mean ACC drop 1.47 points, mean ASR reduction 96.44%, 241.5 s (GPU)"
 
 
@@ -71,6 +75,8 @@ def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Pa
         "seed": seed,
         "width": args.width,
     }
+    if attack in ATTACK_REVISIONS:
+        cfg["attack_revision"] = ATTACK_REVISIONS[attack]
     params = json.loads(args.attack_params).get(attack or "", {})
     if params:  # only when set, so that the keys of models trained with the defaults stay as they were
         cfg["attack_params"] = params
@@ -79,7 +85,8 @@ def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Pa
     if model_path.is_file():
         return model_path
     logger.info("training %s (seed %d) into %s", attack or "clean", seed, folder)
-    run = TrainRunConfig(out=folder, data_dir=args.data_dir, resume=True, **cfg)
+    train_cfg = {k: v for k, v in cfg.items() if k != "attack_revision"}
+    run = TrainRunConfig(out=folder, data_dir=args.data_dir, resume=True, **train_cfg)
     report, _ = train_job(run)
     atomic_write_json(folder / "result.json", report)
     return model_path
@@ -192,13 +199,28 @@ def cached_defense(
     return res
 
 
+def clean_floor(clean_path: Path, model_path: Path, attack: str, args: argparse.Namespace) -> float:
+    """The ASR metric of the *clean* model on ``attack``'s triggered test set: the floor a purified model can
+    reach (non-target images a model without a backdoor sends to the target class anyway)."""
+    clean = load_for_defense(clean_path, data_dir=args.data_dir)
+    attacked = load_for_defense(model_path, data_dir=args.data_dir)
+    trig = make_trigger(attack, attacked.meta, args.target_label, model_path)
+    return evaluate_asr(clean.model, trigger_set(trig, clean.test), args.target_label)
+
+
 def _mean(values: list[float]) -> float:
     return statistics.mean(values) if values else float("nan")
 
 
-def attack_bars(rows: list[dict[str, Any]], clean_acc: dict[int, float]) -> list[str]:
-    """The issue's bar per attack, from the No-defence rows: ASR >= 90% (80% clean-label), ACC within 2 points."""
-    lines = ["| attack | ACC / ASR, no defence | ASR bar | ACC drop vs clean model | met |", "|---|---|---|---|---|"]
+def attack_bars(
+    rows: list[dict[str, Any]], clean_acc: dict[int, float], floors: dict[tuple[str, int], float]
+) -> list[str]:
+    """The issue's bar per attack, from the No-defence rows: ASR >= 90% (80% clean-label), ACC within 2 points;
+    and the clean model's ASR on the same triggered images (the floor)."""
+    lines = [
+        "| attack | ACC / ASR, no defence | ASR bar | ACC drop vs clean model | met | clean model's ASR (floor) |",
+        "|---|---|---|---|---|---|",
+    ]
     clean = _mean(list(clean_acc.values()))
     for a in dict.fromkeys(r["attack"] for r in rows):
         rs = [r for r in rows if r["attack"] == a and r["defense"] == "none"]
@@ -208,8 +230,10 @@ def attack_bars(rows: list[dict[str, Any]], clean_acc: dict[int, float]) -> list
         bar = 0.8 if a in CLEAN_LABEL else 0.9
         drop = clean - acc
         met = asr >= bar and drop <= 0.02
+        floor = _mean([v for (fa, _), v in floors.items() if fa == a])
         lines.append(
-            f"| {a} | {acc * 100:.2f} / {asr * 100:.2f} | {bar:.0%} | {drop * 100:.2f} | {'yes' if met else 'no'} |"
+            f"| {a} | {acc * 100:.2f} / {asr * 100:.2f} | {bar:.0%} | {drop * 100:.2f} | {'yes' if met else 'no'} "
+            f"| {floor * 100:.2f} |"
         )
     return lines
 
@@ -223,7 +247,13 @@ def charged_seconds(row: dict[str, Any], rows: list[dict[str, Any]]) -> float:
     return float(row["seconds"]) + (float(anp[0]["seconds"]) if anp else 0.0)  # no anp row: it learned its own
 
 
-def markdown(rows: list[dict[str, Any]], clean_acc: dict[int, float], args: argparse.Namespace) -> str:
+def markdown(
+    rows: list[dict[str, Any]],
+    clean_acc: dict[int, float],
+    args: argparse.Namespace,
+    floors: dict[tuple[str, int], float] | None = None,
+) -> str:
+    floors = floors or {}
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     defenses = [d for d in ALL_DEFENSES if any(r["defense"] == d for r in rows)]
     fractions = sorted({r["clean_fraction"] for r in rows}, reverse=True)
@@ -234,7 +264,7 @@ def markdown(rows: list[dict[str, Any]], clean_acc: dict[int, float], args: argp
         + (f"; clean model ACC {_mean(list(clean_acc.values())) * 100:.2f}" if clean_acc else "")
     ]
     if clean_acc:
-        lines += ["", *attack_bars(rows, clean_acc)]
+        lines += ["", *attack_bars(rows, clean_acc, floors)]
     base = {(r["attack"], r["seed"]): r for r in rows if r["defense"] == "none"}
     for frac in fractions:
         sel = [r for r in rows if r["clean_fraction"] == frac]
@@ -262,17 +292,20 @@ def markdown(rows: list[dict[str, Any]], clean_acc: dict[int, float], args: argp
             "",
             f"Over the paper's attacks present ({', '.join(paper)}):",
             "",
-            "| defence | mean ACC drop (points) | mean ASR (%) | ASR <= 1% | mean time (s) |",
-            "|---|---|---|---|---|",
+            "| defence | mean ACC drop (points) | mean ASR (%) | ASR <= 1% | ASR <= clean model's | mean time (s) |",
+            "|---|---|---|---|---|---|",
         ]
         for d in cols:
             rs = [r for r in sel if r["defense"] == d and r["attack"] in paper and (r["attack"], r["seed"]) in base]
             if not rs or d == "none":
                 continue
             drop = _mean([base[(r["attack"], r["seed"])]["accuracy"] - r["accuracy"] for r in rs])
+            at_floor = [r["asr"] <= floors[(r["attack"], r["seed"])] for r in rs if (r["attack"], r["seed"]) in floors]
             lines.append(
                 f"| {d} | {drop * 100:.2f} | {_mean([r['asr'] for r in rs]) * 100:.2f} | "
-                f"{sum(r['asr'] <= 0.01 for r in rs)}/{len(rs)} | {_mean([charged_seconds(r, rows) for r in rs]):.0f} |"
+                f"{sum(r['asr'] <= 0.01 for r in rs)}/{len(rs)} | "
+                + (f"{sum(at_floor)}/{len(at_floor)}" if at_floor else "–")
+                + f" | {_mean([charged_seconds(r, rows) for r in rs]):.0f} |"
             )
     lines += ["", f"Paper (ANP, ResNet-18 on CIFAR-10, 1% clean data): {PAPER_SUMMARY}.", ""]
     return "\n".join(lines)
@@ -324,12 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     defenses = [d for d in args.defenses.split(",") if d]
     rows: list[dict[str, Any]] = []
     clean_acc: dict[int, float] = {}
+    floors: dict[tuple[str, int], float] = {}
     for seed in range(args.seeds):
+        clean_path = None
         if not args.json or args.out_md:
             clean_path = trained_model(None, seed, args)
             clean_acc[seed] = json.loads((clean_path.parent / "result.json").read_text())["test"]["accuracy"]
         for attack in attacks:
             model_path = trained_model(attack, seed, args)
+            if clean_path is not None:
+                floors[(attack, seed)] = clean_floor(clean_path, model_path, attack, args)
             fractions = [(args.clean_fraction, defenses)]
             small = [d for d in args.small_defenses.split(",") if d in defenses]
             if args.small_fraction and small:
@@ -340,13 +377,22 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"attack": attack, "defense": d, "clean_fraction": frac, "seed": seed, **res})
                     logger.info("%s", rows[-1])
     if args.out_md:
-        atomic_write_text(args.out_md, markdown(rows, clean_acc, args))
+        atomic_write_text(args.out_md, markdown(rows, clean_acc, args, floors))
     if args.json:
         print(
-            json.dumps({"rows": rows, "clean_model_accuracy": clean_acc, "config": vars(args)}, indent=2, default=str)
+            json.dumps(
+                {
+                    "rows": rows,
+                    "clean_model_accuracy": clean_acc,
+                    "clean_model_asr": [{"attack": a, "seed": sd, "asr": v} for (a, sd), v in floors.items()],
+                    "config": vars(args),
+                },
+                indent=2,
+                default=str,
+            )
         )
     else:
-        print(markdown(rows, clean_acc, args))
+        print(markdown(rows, clean_acc, args, floors))
     return 0
 
 

@@ -274,3 +274,22 @@ def test_train_attack_params_reach_the_attack_and_the_model_file(tmp_path: Path)
     assert main([*args, "--attack-params", '{"delta": 0.3, "frequency": 3}']) == 0
     params = read_meta(out / "model.safetensors").extra["attack"]["params"]
     assert params["delta"] == pytest.approx(0.3) and params["frequency"] == 3
+
+
+def test_train_input_aware_trains_the_victim_jointly_and_a_purify_run_reads_its_trigger(tmp_path: Path) -> None:
+    out = tmp_path / "iab"
+    args = ["train", "--dataset", "digits", "--attack", "input_aware", "--epochs", "6", "--batch-size", "32"]
+    params = '{"mask_epochs": 1, "hidden": 8, "mask_density": 0.1}'
+    assert main([*args, "--poison-rate", "0.1", "--no-augment", "--attack-params", params, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["attack"]["poisoned"] == "joint" and result["attack"]["params"]["mode"] == "joint"
+    assert result["attack"]["trigger_net"]["sha256"] == sha256_file(out / "trigger_net.safetensors")
+    assert result["test"]["asr"] > 0.8 and result["test"]["accuracy"] > 0.9  # 0.91 and 0.98 here; chance 0.1
+    purified = tmp_path / "purified"
+    code = main(
+        ["purify", "--model", str(out / "model.safetensors"), "--iterations", "5", "--eval-attack", "input_aware"]
+        + ["--out", str(purified)]
+    )
+    assert code == 0
+    report = json.loads((purified / "report.json").read_text())
+    assert report["before"]["asr"] == pytest.approx(result["test"]["asr"], abs=0.05)

@@ -8,10 +8,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from pruneguard.data.augment import augment_batch
 from pruneguard.data.tensors import ArrayData, iterate_batches
@@ -19,7 +20,7 @@ from pruneguard.errors import ConfigError
 from pruneguard.utils.io import atomic_write
 from pruneguard.utils.progress import track
 
-__all__ = ["TrainConfig", "TrainResult", "train_model"]
+__all__ = ["BatchHook", "TrainConfig", "TrainResult", "train_model"]
 
 logger = logging.getLogger(__name__)
 _SCHEDULES = ("cosine", "step", "constant")
@@ -50,6 +51,23 @@ class TrainConfig:
             raise ConfigError(f"--schedule={self.schedule!r} is not a schedule; accepted: {', '.join(_SCHEDULES)}")
 
 
+class BatchHook(Protocol):
+    """A party that rewrites every training batch and learns alongside the model (an attacker who controls the
+    training, e.g. IAB's trigger generator). ``batch`` returns the inputs, their labels and an extra loss term
+    (a scalar, 0 for none) added to the cross-entropy; ``zero_grad`` / ``step`` run with the model's optimizer;
+    the state dict goes into the training checkpoint so a resumed run ends where an uninterrupted one would."""
+
+    def batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    def zero_grad(self) -> None: ...
+
+    def step(self) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 @dataclass
 class TrainResult:
     epochs_run: int
@@ -74,11 +92,14 @@ def train_model(
     checkpoint: str | os.PathLike[str] | None = None,
     progress: bool = False,
     stop_after: int | None = None,
+    hook: BatchHook | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data``; write ``checkpoint`` after every epoch and resume from it if present.
 
     The device is read from the model's parameters; data batches are moved to it. ``stop_after`` ends after that
     many epochs in total (to test resumption); a resumed run ends bit-identical to an uninterrupted one on CPU.
+    ``hook`` rewrites each (augmented) batch and is trained with the model (see :class:`BatchHook`); a checkpoint
+    written with a hook only resumes a run with one, and the other way round.
     """
     device = next(model.parameters()).device
     opt = torch.optim.SGD(
@@ -93,8 +114,10 @@ def train_model(
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        if state.get("config") == asdict(config):
+        if state.get("config") == asdict(config) and ("hook" in state) == (hook is not None):
             model.load_state_dict(state["model"])
+            if hook is not None:
+                hook.load_state_dict(state["hook"])
             opt.load_state_dict(state["optimizer"])
             gen.set_state(state["generator"])
             start_epoch, result.history = int(state["epoch"]), list(state["history"])
@@ -114,11 +137,20 @@ def train_model(
             for g in opt.param_groups:
                 g["lr"] = _lr_at(config, epoch, it, iters)
             x = augment_batch(x, padding=config.crop_padding, hflip=config.hflip, generator=gen)
+            extra = None
+            if hook is not None:
+                x, y, extra = hook.batch(x, y)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
+            if extra is not None:
+                loss = loss + extra
             opt.zero_grad(set_to_none=True)
+            if hook is not None:
+                hook.zero_grad()
             loss.backward()
             opt.step()
+            if hook is not None:
+                hook.step()
             total += y.numel()
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += float(loss.detach()) * y.numel()
@@ -135,6 +167,8 @@ def train_model(
                 "history": result.history,
                 "config": asdict(config),
             }
+            if hook is not None:
+                state["hook"] = hook.state_dict()
             with atomic_write(ckpt, "wb") as fh:
                 torch.save(state, fh)
     model.eval()

@@ -64,7 +64,12 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
     train_idx, held = holdout_split(train.y, cfg.holdout_fraction, generator=gen)
     fit = train.subset(train_idx, name=f"{cfg.dataset}:fit")
     poison_info: dict[str, Any] | None = None
-    if attack is not None:
+    hook = None
+    if attack is not None and getattr(attack, "mode", None) == "joint":
+        # the attacker controls the training (IAB): the victim learns together with the trigger generator
+        hook = attack.joint_hook(fit, rate=cfg.poison_rate)
+        poison_info = {"name": cfg.attack, "params": _params(attack), "rate": cfg.poison_rate, "poisoned": "joint"}
+    elif attack is not None:
         poisoned = attack.poison(fit, rate=cfg.poison_rate, generator=gen)
         fit = poisoned.data
         poison_info = {
@@ -106,7 +111,7 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
     if not cfg.resume:
         ckpt.unlink(missing_ok=True)
     retune_threads("training")
-    result = train_model(model, fit, tcfg, checkpoint=ckpt, progress=progress)
+    result = train_model(model, fit, tcfg, checkpoint=ckpt, progress=progress, hook=hook)
     metrics: dict[str, Any] = {"accuracy": evaluate_accuracy(model, test), "asr": None}
     if attack is not None:
         metrics["asr"] = evaluate_asr(model, trigger_set(attack, test), attack.target_label)

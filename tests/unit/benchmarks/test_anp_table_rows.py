@@ -75,3 +75,32 @@ def test_defences_on_anp_masks_are_charged_anp_time(anp_table: ModuleType) -> No
         {"attack": "sig", "seed": 0, "clean_fraction": 0.01, "defense": "nad", "seconds": 12.0},
     ]
     assert [anp_table.charged_seconds(r, rows) for r in rows] == [300.0, 320.0, 100.0, 310.0, 12.0]
+
+
+def test_a_recipe_revision_gives_the_attack_a_new_model_key(anp_table: ModuleType, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(anp_table, "train_job", lambda run: ({"test": {"accuracy": 0.9}}, None))
+    base = {"cache": str(tmp_path), "dataset": "fashion_mnist", "data_dir": None, "arch": "small_cnn", "width": 1.0,
+            "clean_label_rate": 0.8, "poison_rate": 0.05, "target_label": 0, "epochs": 1}  # fmt: skip
+    args = anp_table.main.__globals__["argparse"].Namespace(attack_params="{}", **base)
+    revised = anp_table.trained_model("input_aware", 0, args)
+    monkeypatch.setattr(anp_table, "ATTACK_REVISIONS", {})
+    assert anp_table.trained_model("input_aware", 0, args).parent != revised.parent
+
+
+def test_markdown_compares_each_defence_with_the_clean_models_asr(anp_table: ModuleType) -> None:
+    def row(attack: str, defense: str, asr: float) -> dict:
+        return {"attack": attack, "defense": defense, "clean_fraction": 0.01, "seed": 0, "accuracy": 0.9, "asr": asr,
+                "seconds": 1.0}  # fmt: skip
+
+    rows = [row("badnets", "none", 0.99), row("sig", "none", 0.85), row("badnets", "anp", 0.008),
+            row("sig", "anp", 0.012)]  # fmt: skip
+    args = anp_table.main.__globals__["argparse"].Namespace(
+        arch="small_cnn", epochs=4, poison_rate=0.05, clean_label_rate=0.8, target_label=0, seeds=1
+    )
+    text = anp_table.markdown(rows, {0: 0.91}, args, {("badnets", 0): 0.0066, ("sig", 0): 0.0041})
+    assert "| badnets | 90.00 / 99.00 | 90% | 1.00 | yes | 0.66 |" in text
+    assert "| sig | 90.00 / 85.00 | 80% | 1.00 | yes | 0.41 |" in text
+    # badnets 0.8% is at or under 1% but above the clean model's 0.66%; sig is above both
+    assert "| anp | 0.00 | 1.00 | 1/2 | 0/2 | 1 |" in text
+    floors = {("badnets", 0): 0.01, ("sig", 0): 0.02}
+    assert "| anp | 0.00 | 1.00 | 1/2 | 2/2 | 1 |" in anp_table.markdown(rows, {0: 0.91}, args, floors)

@@ -11,7 +11,7 @@ from torch import nn
 
 from pruneguard.attacks import ATTACKS
 from pruneguard.attacks.backdoor import InputAware, InputAwareGenerator, train_input_aware, triggered_eval_set
-from pruneguard.attacks.backdoor.input_aware import diversity_loss
+from pruneguard.attacks.backdoor.input_aware import JointTrigger, density_excess, diversity_loss
 from pruneguard.data.datasets import load_dataset
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
@@ -49,6 +49,7 @@ def joint(data: ArrayData, seed: int = 0) -> tuple[nn.Module, InputAwareGenerato
         batch_size=32,
         lr=0.05,
         hidden=8,
+        mask_density=0.1,  # 6 of the 64 pixels of a digits image (the default 3.2% is 2 pixels)
         generator=torch.Generator().manual_seed(seed),
     )
     return model, net
@@ -164,3 +165,69 @@ def test_diversity_loss_gradient_stays_finite_for_identical_outputs() -> None:
     loss = diversity_loss(x1, x2, g, g.detach().clone())
     loss.backward()
     assert torch.isfinite(loss) and g.grad is not None and bool(torch.isfinite(g.grad).all())
+
+
+def test_joint_hook_batch_poisons_a_share_crosses_the_next_and_keeps_the_rest(digits) -> None:
+    torch.manual_seed(0)
+    net = InputAwareGenerator(1, hidden=4)
+    with torch.no_grad():  # masks fully on, so every trigger changes its image
+        net.mask_net.decoder[-1].bias.fill_(5.0)
+    hook = JointTrigger(net, target_label=3, rate=0.25, cross_rate=0.25)
+    x, y = digits[0].float_x()[:16], digits[0].y[:16]
+    inputs, labels, extra = hook.batch(x, y)
+    assert inputs.shape == x.shape and labels.tolist() == [3] * 4 + y[4:].tolist()
+    with torch.no_grad():
+        own = x[:4] + (net.patterns(x[:4]) - x[:4]) * net.masks(x[:4])
+        src = x.roll(1, 0)[4:8]
+        crossed = x[4:8] + (net.patterns(src) - x[4:8]) * net.masks(src)
+    assert torch.allclose(inputs[:4], own, atol=1e-6) and torch.allclose(inputs[4:8], crossed, atol=1e-6)
+    assert torch.equal(inputs[8:], x[8:]) and not torch.equal(inputs[:8], x[:8])
+    assert extra.dim() == 0 and bool(torch.isfinite(extra)) and extra.requires_grad
+    assert not any(p.requires_grad for p in net.mask_net.parameters())  # the mask network stays frozen
+    before = [p.detach().clone() for p in net.pattern_net.parameters()]
+    hook.zero_grad()
+    extra.backward()
+    hook.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.pattern_net.parameters(), strict=True))
+
+
+def test_joint_training_resumes_with_the_generator_bit_identical(digits, tmp_path) -> None:
+    small = digits[0].subset(torch.arange(128))
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, crop_padding=0, hflip=False, seed=3)
+
+    def run(stop_after=None, checkpoint=None) -> tuple[nn.Module, InputAware, list]:
+        attack = InputAware(target_label=0, mask_epochs=1, hidden=4)
+        model = tiny_classifier()
+        hook = attack.joint_hook(small, rate=0.1)
+        res = train_model(model, small, cfg, checkpoint=checkpoint, stop_after=stop_after, hook=hook)
+        return model, attack, res.history
+
+    full_model, full_attack, full_history = run()
+    ckpt = tmp_path / "ckpt.pt"
+    run(stop_after=1, checkpoint=ckpt)  # the process "dies" after epoch 1
+    assert "hook" in torch.load(ckpt, weights_only=True)
+    model, attack, _ = run(checkpoint=ckpt)
+    x = small.float_x()[:8]
+    assert torch.equal(full_attack(None, x, small.y[:8]), attack(None, x, small.y[:8]))
+    for a, b in zip(full_model.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # a checkpoint written without a hook is not resumed by a run with one (and the other way round)
+    plain = tmp_path / "plain.pt"
+    plain_history = train_model(tiny_classifier(), small, cfg, checkpoint=plain, stop_after=1).history
+    hooked = InputAware(target_label=0, mask_epochs=1, hidden=4).joint_hook(small, rate=0.1)
+    res = train_model(tiny_classifier(), small, cfg, checkpoint=plain, hook=hooked)
+    assert res.history == full_history and res.history[0] != plain_history[0]  # trained from the start
+
+
+def test_mode_is_validated() -> None:
+    assert InputAware().mode == "joint"
+    with pytest.raises(ConfigError, match="mode='static'"):
+        InputAware(mode="static")
+
+
+def test_density_excess_charges_only_the_coverage_above_the_density() -> None:
+    masks = torch.zeros(2, 1, 10, 10)
+    masks[0, 0, :1] = 1.0  # covers 10% of its image
+    masks[1, 0, 0, :2] = 1.0  # covers 2%: under the density, free
+    assert float(density_excess(masks, 0.032)) == pytest.approx((0.10 - 0.032) / 2)
+    assert float(density_excess(masks[1:], 0.032)) == 0.0
