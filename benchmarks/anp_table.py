@@ -136,6 +136,7 @@ def run_defense(
             }
             if defense == "anp_unlearn":
                 extra["unlearn_trigger"] = args.unlearn_trigger
+                extra["unlearn_rounds"] = args.unlearn_rounds
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":
@@ -173,6 +174,9 @@ ROW_OPTIONS = (
     "target_label",
     "data_dir",
 )
+# Options only some defences depend on: they enter only those rows' keys (added after rows were kept, so the
+# other rows' keys stay as they were).
+DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds",)}
 
 
 def cached_defense(
@@ -187,6 +191,7 @@ def cached_defense(
             "defense": defense,
             "fraction": fraction,
             **{k: str(getattr(args, k)) for k in ROW_OPTIONS},
+            **{k: str(getattr(args, k)) for k in DEFENSE_OPTIONS.get(defense, ())},
         }
     )
     path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{fraction}-{key}.json"
@@ -340,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe-iterations", type=int, default=1000, help="ANP iterations of anp_targeted/anp_unlearn")
     p.add_argument("--anp-target", default="reversal", choices=("auto", "reversal"), help="anp_targeted/anp_unlearn")
     p.add_argument("--unlearn-trigger", default="both", choices=("patch", "blend", "both"), help="for anp_unlearn")
+    p.add_argument(
+        "--unlearn-rounds",
+        type=int,
+        default=2,
+        help="anp_unlearn: reverse-then-unlearn rounds (purify --unlearn-rounds)",
+    )
     p.add_argument("--small-defenses", default="anp", help="the defences also run with --small-fraction clean data")
     p.add_argument("--fresh-rows", action="store_true", help="recompute rows kept in --cache/rows")
     p.add_argument("--threads", type=int, default=1)

@@ -64,6 +64,7 @@ class PurifyConfig(RunConfig):
     unlearn_epochs: int = Field(5, ge=1)
     unlearn_lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
     unlearn_trigger: Literal["patch", "blend", "both"] = "patch"
+    unlearn_rounds: int = Field(1, ge=1)
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(100, ge=1)

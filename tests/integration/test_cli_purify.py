@@ -218,6 +218,20 @@ def test_purify_unlearn_reports_each_stage_and_keeps_pruned_neurons(trained: Pat
     assert zeroed >= 2  # the pruned neurons stayed zero through the unlearning fine-tune
 
 
+def test_purify_unlearn_rounds_reverse_again_on_the_unlearned_model(trained: Path, tmp_path: Path) -> None:
+    args = ["purify", "--model", str(trained), "--iterations", "10", "--clean-fraction", "0.1", "--prune-count", "2"]
+    args += ["--eval-attack", "badnets", "--unlearn", "--unlearn-steps", "30", "--unlearn-epochs", "2"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert main([*args, "--unlearn-rounds", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = (json.loads((tmp_path / d / "report.json").read_text())["unlearn"] for d in ("one", "two"))
+    assert [t["round"] for t in two["triggers"]] == [1, 2] and two["rounds"] == 2
+    assert two["triggers"][0] == one["triggers"][0] | {"seconds": two["triggers"][0]["seconds"]}  # same first round
+    assert two["triggers"][1]["mask_l1"] != two["triggers"][0]["mask_l1"]  # reversed anew on the unlearned model
+    m1, _ = load_model(tmp_path / "one" / "purified.safetensors")
+    m2, _ = load_model(tmp_path / "two" / "purified.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
+
+
 def test_purify_unlearn_refuses_tabular_data(tmp_path: Path, capsys) -> None:
     out = tmp_path / "tab"
     assert main(["train", "--dataset", "breast_cancer", "--arch", "mlp", "--epochs", "1", "--out", str(out)]) == 0

@@ -71,6 +71,9 @@ def purify(
     unlearn_steps: int = typer.Option(400, help="Optimisation steps of the trigger reversal."),
     unlearn_epochs: int = typer.Option(5, help="Unlearning epochs on the clean split plus stamped copies."),
     unlearn_lr: float = typer.Option(0.01, help="Learning rate of the unlearning fine-tune."),
+    unlearn_rounds: int = typer.Option(
+        1, help="Reverse-then-unlearn rounds; each later round reverses on the unlearned model and unlearns all."
+    ),
     unlearn_trigger: str = typer.Option(
         "patch", help="Trigger shape to reverse: patch (Neural Cleanse), blend (one weight for all pixels), both."
     ),
@@ -118,6 +121,7 @@ def purify(
             unlearn_steps=unlearn_steps,
             unlearn_epochs=unlearn_epochs,
             unlearn_lr=unlearn_lr,
+            unlearn_rounds=unlearn_rounds,
             unlearn_trigger=unlearn_trigger,
             eval_attack=eval_attack,
             target_label=target_label,

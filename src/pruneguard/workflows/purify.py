@@ -19,6 +19,7 @@ from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.defenses.unlearning import (
     SCAN_STEPS,
     TRIGGER_KINDS,
+    ReversedTrigger,
     UnlearnConfig,
     reversal_scan,
     reverse_trigger,
@@ -245,15 +246,22 @@ def _unlearn(cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int
         steps=cfg.unlearn_steps, batch_size=cfg.batch_size, epochs=cfg.unlearn_epochs, finetune_lr=cfg.unlearn_lr
     )
     kinds = TRIGGER_KINDS if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
-    trigs = [
-        reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(cfg.seed), kind=k)
-        for k in kinds
-    ]
-    seconds = unlearn_(model, clean, trigs, ucfg, seed=cfg.seed)
-    logger.info("unlearned the reversed trigger(s) (%.1fs)", seconds)
+    trigs: list[ReversedTrigger] = []
+    rounds: list[int] = []
+    seconds = 0.0
+    for r in range(cfg.unlearn_rounds):  # a later round looks for what the earlier unlearning left
+        gen_seed = cfg.seed + r
+        for k in kinds:
+            trigs.append(
+                reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(gen_seed), kind=k)
+            )
+            rounds.append(r + 1)
+        seconds += unlearn_(model, clean, trigs, ucfg, seed=gen_seed)
+        logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", r + 1, len(trigs), seconds)
     return {
         "trigger": trigs[0].to_dict(),
-        "triggers": [t.to_dict() for t in trigs],
+        "triggers": [{**t.to_dict(), "round": n} for t, n in zip(trigs, rounds, strict=True)],
+        "rounds": cfg.unlearn_rounds,
         "epochs": cfg.unlearn_epochs,
         "lr": cfg.unlearn_lr,
         "stamp_fraction": ucfg.stamp_fraction,
