@@ -225,6 +225,7 @@ def test_purify_unlearn_rounds_reverse_again_on_the_unlearned_model(trained: Pat
     assert main([*args, "--unlearn-rounds", "2", "--out", str(tmp_path / "two")]) == 0
     one, two = (json.loads((tmp_path / d / "report.json").read_text())["unlearn"] for d in ("one", "two"))
     assert [t["round"] for t in two["triggers"]] == [1, 2] and two["rounds"] == 2
+    assert "epochs × 2 round(s)" in (tmp_path / "two" / "report.html").read_text()
     assert two["triggers"][0] == one["triggers"][0] | {"seconds": two["triggers"][0]["seconds"]}  # same first round
     assert two["triggers"][1]["mask_l1"] != two["triggers"][0]["mask_l1"]  # reversed anew on the unlearned model
     m1, _ = load_model(tmp_path / "one" / "purified.safetensors")

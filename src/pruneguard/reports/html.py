@@ -84,14 +84,15 @@ def render_purify_html(report: dict[str, Any]) -> str:
             ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
             [
-                "unlearning (reversed triggers: kind, class, mask share, success; epochs)",
+                "unlearning (reversed triggers: round, kind, class, mask share, success; epochs per round)",
                 None
                 if not unl
                 else "; ".join(
-                    f"{t.get('kind', 'patch')}, {t['target']}, {t['mask_share']:.4f}, {t['success_rate']:.3f}"
+                    f"{t.get('round', 1)}, {t.get('kind', 'patch')}, {t['target']}, {t['mask_share']:.4f}, "
+                    f"{t['success_rate']:.3f}"
                     for t in unl.get("triggers", [unl["trigger"]])
                 )
-                + f"; {unl['epochs']} epochs",
+                + f"; {unl['epochs']} epochs × {unl.get('rounds', 1)} round(s)",
             ],
             ["mask threshold reached", report["threshold_reached"]],
             ["seconds", report["seconds"]],
