@@ -264,9 +264,9 @@ def train_input_aware(
     data augmentation. ``model`` takes [0, 1] images (zoo models normalise inside). ``generator`` seeds the
     generator's initialisation, the batch orders and the image pairing; the global RNG is not used. The model
     and the returned generator end in eval mode. Cost: ``mask_epochs`` passes of the mask network, then
-    ``epochs`` passes of the classifier and the generator (about 1.5x a plain training epoch). For a model
-    trained with a schedule, augmentation and checkpoints, pass a :class:`JointTrigger` to ``train_model``
-    (as ``pruneguard train --attack input_aware`` does).
+    ``epochs`` passes of the classifier and the generator (the pattern network runs on the backdoor and cross
+    shares of each batch only). For a model trained with a schedule, augmentation and checkpoints, pass a
+    :class:`JointTrigger` to ``train_model`` (as ``pruneguard train --attack input_aware`` does).
 
     Example:
         >>> net = train_input_aware(model, train, target_label=0, epochs=20, generator=torch.Generator().manual_seed(0))
