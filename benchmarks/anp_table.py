@@ -13,8 +13,10 @@ a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-sp
 (--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `reversal`, the
 trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan) and ANP's perturbation pushing clean
 non-target images towards it, no crop/flip, threshold 0.2, --recipe-iterations; `anp_unlearn` is pruneguard's
-full recipe: `anp_targeted`, then the triggers reversed to the suspected class on the pruned model
-(--unlearn-trigger: patch, blend or both) unlearned on the clean split (`purify --unlearn`). ASR is measured on
+full recipe: `anp_targeted` with the pruning capped at a clean-split accuracy drop (--recipe-cap, `purify
+--cap-acc-drop`), then the triggers reversed to the suspected class on the pruned model (--unlearn-trigger: patch,
+blend or both) unlearned on the clean split (`purify --unlearn`) in --unlearn-rounds rounds, distilling the pruned
+model on clean images meanwhile (--unlearn-distill, `purify --unlearn-distill`). ASR is measured on
 the test set for the table only: no defence sees it (nor the true target label).
 """
 
@@ -137,6 +139,8 @@ def run_defense(
             if defense == "anp_unlearn":
                 extra["unlearn_trigger"] = args.unlearn_trigger
                 extra["unlearn_rounds"] = args.unlearn_rounds
+                extra["unlearn_distill"] = args.unlearn_distill
+                extra["cap_acc_drop"] = args.recipe_cap
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":
@@ -176,7 +180,7 @@ ROW_OPTIONS = (
 )
 # Options only some defences depend on: they enter only those rows' keys (added after rows were kept, so the
 # other rows' keys stay as they were).
-DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds",)}
+DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds", "unlearn_distill", "recipe_cap")}
 
 
 def cached_defense(
@@ -349,6 +353,18 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2,
         help="anp_unlearn: reverse-then-unlearn rounds (purify --unlearn-rounds)",
+    )
+    p.add_argument(
+        "--unlearn-distill",
+        type=float,
+        default=3.0,
+        help="anp_unlearn: weight of distilling the pruned model on clean images (purify --unlearn-distill)",
+    )
+    p.add_argument(
+        "--recipe-cap",
+        type=float,
+        default=0.03,
+        help="anp_unlearn: prune no further than this clean-split accuracy drop (purify --cap-acc-drop)",
     )
     p.add_argument("--small-defenses", default="anp", help="the defences also run with --small-fraction clean data")
     p.add_argument("--fresh-rows", action="store_true", help="recompute rows kept in --cache/rows")

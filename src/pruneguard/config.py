@@ -57,6 +57,7 @@ class PurifyConfig(RunConfig):
     prune_count: int | None = Field(None, ge=0)
     prune_fraction: float | None = Field(None, ge=0.0, lt=1.0)
     max_acc_drop: float = Field(0.02, ge=0.0, lt=1.0)
+    cap_acc_drop: float | None = Field(None, ge=0.0, lt=1.0)
     finetune_epochs: int = Field(0, ge=0)
     finetune_lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
     unlearn: bool = False
@@ -65,6 +66,7 @@ class PurifyConfig(RunConfig):
     unlearn_lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
     unlearn_trigger: Literal["patch", "blend", "both"] = "patch"
     unlearn_rounds: int = Field(1, ge=1)
+    unlearn_distill: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(100, ge=1)

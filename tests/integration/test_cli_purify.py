@@ -231,6 +231,14 @@ def test_purify_unlearn_rounds_reverse_again_on_the_unlearned_model(trained: Pat
     m1, _ = load_model(tmp_path / "one" / "purified.safetensors")
     m2, _ = load_model(tmp_path / "two" / "purified.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
+    # distilling the pruned model while unlearning: same reversed trigger, other weights, reported
+    assert main([*args, "--unlearn-distill", "2", "--out", str(tmp_path / "kd")]) == 0
+    kd = json.loads((tmp_path / "kd" / "report.json").read_text())["unlearn"]
+    assert kd["distill"] == 2.0 and one["distill"] == 0.0
+    assert "distilling the pruned model, weight 2" in (tmp_path / "kd" / "report.html").read_text()
+    assert kd["triggers"][0] == one["triggers"][0] | {"seconds": kd["triggers"][0]["seconds"]}
+    m3, _ = load_model(tmp_path / "kd" / "purified.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values(), strict=True))
 
 
 def test_purify_unlearn_refuses_tabular_data(tmp_path: Path, capsys) -> None:
@@ -308,3 +316,16 @@ def test_train_input_aware_trains_the_victim_jointly_and_a_purify_run_reads_its_
     assert code == 0
     report = json.loads((purified / "report.json").read_text())
     assert report["before"]["asr"] == pytest.approx(result["test"]["asr"], abs=0.05)
+
+
+def test_purify_cap_keeps_the_threshold_from_pruning_past_the_clean_split_allowance(
+    trained: Path, tmp_path: Path
+) -> None:
+    args = ["purify", "--model", str(trained), "--iterations", "10", "--clean-fraction", "0.1", "--threshold", "1.0"]
+    assert main([*args, "--cap-acc-drop", "0.0", "--out", str(tmp_path / "cap")]) == 0
+    rep = json.loads((tmp_path / "cap" / "report.json").read_text())
+    assert rep["config"]["cap_acc_drop"] == 0.0 and "capped at" in rep["pruning_rule"]
+    assert rep["pruned_neurons"] < rep["total_neurons"]  # threshold 1.0 alone prunes every neuron
+    base = rep["curve"][0]["clean_accuracy"]
+    kept = next(r for r in rep["curve"] if r["pruned"] == rep["pruned_neurons"])
+    assert kept["clean_accuracy"] >= base

@@ -63,6 +63,9 @@ def purify(
     prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045
     prune_fraction: Optional[float] = typer.Option(None, help="Prune this share of neurons instead."),  # noqa: UP045
     max_acc_drop: float = typer.Option(0.02, help="For --threshold auto: allowed clean-split accuracy drop."),
+    cap_acc_drop: Optional[float] = typer.Option(  # noqa: UP045
+        None, help="With a threshold, count or fraction: never prune past a clean-split accuracy drop this large."
+    ),
     finetune_epochs: int = typer.Option(0, help="Fine-tune on the clean split after pruning (0: off)."),
     finetune_lr: float = typer.Option(0.01),
     unlearn: bool = typer.Option(
@@ -76,6 +79,9 @@ def purify(
     ),
     unlearn_trigger: str = typer.Option(
         "patch", help="Trigger shape to reverse: patch (Neural Cleanse), blend (one weight for all pixels), both."
+    ),
+    unlearn_distill: float = typer.Option(
+        0.0, help="Weight of distilling the pruned model (before unlearning) on clean images while unlearning (0: off)."
     ),
     eval_attack: Optional[str] = typer.Option(None, help="Trigger to measure ASR with (benchmarking only)."),  # noqa: UP045
     target_label: Optional[int] = typer.Option(None, help="Target label of --eval-attack."),  # noqa: UP045
@@ -115,6 +121,7 @@ def purify(
             prune_count=prune_count,
             prune_fraction=prune_fraction,
             max_acc_drop=max_acc_drop,
+            cap_acc_drop=cap_acc_drop,
             finetune_epochs=finetune_epochs,
             finetune_lr=finetune_lr,
             unlearn=unlearn,
@@ -123,6 +130,7 @@ def purify(
             unlearn_lr=unlearn_lr,
             unlearn_rounds=unlearn_rounds,
             unlearn_trigger=unlearn_trigger,
+            unlearn_distill=unlearn_distill,
             eval_attack=eval_attack,
             target_label=target_label,
             checkpoint_every=checkpoint_every,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from pruneguard.data.tensors import ArrayData
-from pruneguard.training.train import TrainConfig, TrainResult, train_model
+from pruneguard.training.train import BatchHook, TrainConfig, TrainResult, train_model
 
 __all__ = ["fine_tune_", "zero_masks"]
 
@@ -19,9 +19,15 @@ def zero_masks(model: nn.Module) -> dict[str, Tensor]:
 
 
 def fine_tune_(
-    model: nn.Module, data: ArrayData, config: TrainConfig, *, keep_zero: dict[str, Tensor] | None = None
+    model: nn.Module,
+    data: ArrayData,
+    config: TrainConfig,
+    *,
+    keep_zero: dict[str, Tensor] | None = None,
+    hook: BatchHook | None = None,
 ) -> TrainResult:
-    """Fine-tune ``model`` in place; entries marked in ``keep_zero`` get no gradient and stay zero.
+    """Fine-tune ``model`` in place; entries marked in ``keep_zero`` get no gradient and stay zero; ``hook`` as in
+    :func:`~pruneguard.training.train.train_model` (e.g. a distillation term).
 
     With weight decay the pruned entries stay zero too: their gradient and momentum are zero and decay of 0 is 0.
     """
@@ -32,7 +38,7 @@ def fine_tune_(
         handles.append(params[name].register_hook(lambda g, k=keep: g * k))
     try:
         cfg = replace(config, batch_size=min(config.batch_size, max(2, len(data))))
-        return train_model(model, data, cfg)
+        return train_model(model, data, cfg, hook=hook)
     finally:
         for h in handles:
             h.remove()

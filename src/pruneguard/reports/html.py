@@ -92,7 +92,8 @@ def render_purify_html(report: dict[str, Any]) -> str:
                     f"{t['success_rate']:.3f}"
                     for t in unl.get("triggers", [unl["trigger"]])
                 )
-                + f"; {unl['epochs']} epochs × {unl.get('rounds', 1)} round(s)",
+                + f"; {unl['epochs']} epochs × {unl.get('rounds', 1)} round(s)"
+                + (f"; distilling the pruned model, weight {unl['distill']:g}" if unl.get("distill") else ""),
             ],
             ["mask threshold reached", report["threshold_reached"]],
             ["seconds", report["seconds"]],

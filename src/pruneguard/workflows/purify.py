@@ -79,6 +79,12 @@ def select_neurons(cfg: PurifyConfig, masks: Tensor, curve: list[dict[str, float
         idx, rule = order[:k], f"auto (max clean-split accuracy drop {cfg.max_acc_drop})"
     else:
         idx, rule = select_by_threshold(masks, float(cfg.threshold)), f"threshold={cfg.threshold}"
+    if cfg.cap_acc_drop is not None and cfg.threshold != "auto":
+        # ANP's over-pruning guard: the rule's count, but no more than the clean split allows
+        cap = auto_count(curve, cfg.cap_acc_drop)
+        if idx.numel() > cap:
+            idx = idx[:cap]
+            rule += f", capped at {cap} (clean-split accuracy drop <= {cfg.cap_acc_drop})"
     reached = float(masks[idx].max()) if idx.numel() else 0.0
     return idx, rule, reached
 
@@ -168,8 +174,8 @@ def purify(
     if triggered is not None and target is not None:
         sub = triggered.subset(torch.arange(min(len(triggered), _CURVE_ASR_SAMPLES)))
         evaluators["asr"] = lambda m: evaluate_asr(m, sub, target)
-    # the curve ends once clean-split accuracy has lost 30 points (or the auto threshold's allowance, if larger)
-    stop = max(_CURVE_STOP_DROP, cfg.max_acc_drop + 0.05)
+    # the curve ends once clean-split accuracy has lost 30 points (or the auto threshold's or cap's allowance)
+    stop = max(_CURVE_STOP_DROP, cfg.max_acc_drop + 0.05, (cfg.cap_acc_drop or 0.0) + 0.05)
     curve = pruning_curve(model, result.groups, result.masks, evaluators, curve_counts(result.masks), stop_drop=stop)
     pruned, rule, reached = select_neurons(cfg, result.masks, curve)
 
@@ -180,7 +186,7 @@ def purify(
     if cfg.unlearn:
         suspect = anp_cfg.target_class if scan_info is None else int(scan_info["suspected_target"])
         assert suspect is not None  # no scan ran only because --anp-target named the class
-        unlearn_info = _unlearn(cfg, purified, clean, suspect)
+        unlearn_info = _unlearn(cfg, purified, clean, suspect, teacher=copy.deepcopy(purified))
     finetune: dict[str, Any] | None = None
     if cfg.finetune_epochs > 0:
         ft_cfg = TrainConfig(
@@ -240,10 +246,17 @@ def purify(
     return report, purified, loaded.meta
 
 
-def _unlearn(cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int) -> dict[str, Any]:
-    """Reverse a trigger to the suspected class on the pruned model, then unlearn it (in place)."""
+def _unlearn(
+    cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int, *, teacher: nn.Module
+) -> dict[str, Any]:
+    """Reverse a trigger to the suspected class on the pruned model, then unlearn it (in place); ``teacher`` (the
+    pruned model before unlearning) is distilled on clean images when ``cfg.unlearn_distill`` > 0."""
     ucfg = UnlearnConfig(
-        steps=cfg.unlearn_steps, batch_size=cfg.batch_size, epochs=cfg.unlearn_epochs, finetune_lr=cfg.unlearn_lr
+        steps=cfg.unlearn_steps,
+        batch_size=cfg.batch_size,
+        epochs=cfg.unlearn_epochs,
+        finetune_lr=cfg.unlearn_lr,
+        distill=cfg.unlearn_distill,
     )
     kinds = TRIGGER_KINDS if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
     trigs: list[ReversedTrigger] = []
@@ -256,7 +269,7 @@ def _unlearn(cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int
                 reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(gen_seed), kind=k)
             )
             rounds.append(r + 1)
-        seconds += unlearn_(model, clean, trigs, ucfg, seed=gen_seed)
+        seconds += unlearn_(model, clean, trigs, ucfg, seed=gen_seed, teacher=teacher)
         logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", r + 1, len(trigs), seconds)
     return {
         "trigger": trigs[0].to_dict(),
@@ -265,6 +278,8 @@ def _unlearn(cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int
         "epochs": cfg.unlearn_epochs,
         "lr": cfg.unlearn_lr,
         "stamp_fraction": ucfg.stamp_fraction,
+        "distill": ucfg.distill,
+        "temperature": ucfg.temperature,
         "seconds": sum(t.seconds for t in trigs) + seconds,
     }
 

@@ -44,13 +44,19 @@ def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_pa
     args.fresh_rows = True
     anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
     assert len(calls) == 4
-    args.fresh_rows, args.unlearn_rounds = False, 1
+    args.fresh_rows, args.unlearn_rounds, args.unlearn_distill, args.recipe_cap = False, 1, 0.0, None
     anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
     args.unlearn_rounds = 2  # enters the recipe's key, not anp's
     anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
     assert len(calls) == 5
     anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
     assert len(calls) == 6
+    for option, value in (("unlearn_distill", 3.0), ("recipe_cap", 0.03)):  # the recipe's other options
+        setattr(args, option, value)
+        before = len(calls)
+        anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # anp's key ignores it
+        anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)  # the recipe's does not
+        assert len(calls) == before + 1
 
 
 def test_attack_params_enter_the_model_key_only_when_set(anp_table: ModuleType, tmp_path: Path, monkeypatch) -> None:

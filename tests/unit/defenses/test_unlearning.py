@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
 
 from pruneguard.attacks.backdoor import Blend, triggered_eval_set
 from pruneguard.data import load_dataset
-from pruneguard.data.tensors import ArrayData
+from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.defenses import unlearning
 from pruneguard.defenses.unlearning import (
     ReversedTrigger,
@@ -167,3 +168,55 @@ def test_reversal_scan_names_the_backdoor_target(which, request) -> None:
     best = res["kinds"][res["kind"]]
     assert len(best["mask_l1"]) == 10 and best["mask_l1"][0] == min(best["mask_l1"])
     assert res["anomaly_index"] == max(k["anomaly_index"] for k in res["kinds"].values()) > 1
+
+
+def test_distill_loss_is_zero_for_equal_logits_and_matches_its_formula() -> None:
+    s, t = torch.randn(5, 4), torch.randn(5, 4)
+    assert float(unlearning.distill_loss(t, t, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    p, logq = torch.softmax(t / 3, 1), torch.log_softmax(s / 3, 1)
+    expected = 9 * float((p * (p.log() - logq)).sum(1).mean())
+    assert float(unlearning.distill_loss(s, t, 3.0)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_distill_hook_keeps_the_batch_and_replays_its_draws_from_its_state(toy) -> None:
+    model, clean, _, _ = toy
+    student = copy.deepcopy(model)
+    with torch.no_grad():
+        next(student.parameters()).mul_(0.5)  # the student differs from the teacher: a non-zero term
+    x = torch.rand(6, *clean.x.shape[1:])
+    y = torch.arange(6)
+    imgs = to_float(clean.x[:20])
+    hook = unlearning.DistillHook(student, model, imgs, 2.0, 2.0, torch.Generator().manual_seed(3))
+    state = hook.state_dict()
+    model.zero_grad(set_to_none=True)
+    x2, y2, term = hook.batch(x, y)
+    assert x2 is x and y2 is y and float(term.detach()) > 0
+    term.backward()
+    assert next(student.parameters()).grad is not None and next(model.parameters()).grad is None
+    hook.load_state_dict(state)
+    assert float(hook.batch(x, y)[2].detach()) == pytest.approx(float(term.detach()))  # the same clean batch again
+
+
+def test_unlearning_with_distillation_stays_closer_to_the_teacher_and_still_unlearns(toy, reversed_toy) -> None:
+    model, clean, test, triggered = toy
+    with torch.no_grad():
+        teacher_logits = model(to_float(test.x))
+
+    def divergence(distill: float) -> float:
+        tuned = copy.deepcopy(model)
+        unlearn_(tuned, clean, reversed_toy, replace(CFG, distill=distill), teacher=model)
+        assert evaluate_asr(tuned, triggered, 0) < 0.3 * evaluate_asr(model, triggered, 0)
+        with torch.no_grad():
+            return float(unlearning.distill_loss(tuned(to_float(test.x)), teacher_logits, 1.0))
+
+    assert divergence(3.0) < divergence(0.0)
+
+
+def test_distillation_needs_another_model_as_teacher(toy, reversed_toy) -> None:
+    model, clean, _, _ = toy
+    with pytest.raises(ConfigError, match="--unlearn-distill=1.0 needs a teacher"):
+        unlearn_(copy.deepcopy(model), clean, reversed_toy, UnlearnConfig(distill=1.0))
+    with pytest.raises(ConfigError, match="another model"):
+        unlearn_(model, clean, reversed_toy, UnlearnConfig(distill=1.0), teacher=model)
+    with pytest.raises(ConfigError, match="--unlearn-distill=-1"):
+        UnlearnConfig(distill=-1)
