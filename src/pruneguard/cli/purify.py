@@ -64,7 +64,7 @@ def purify(
     prune_fraction: Optional[float] = typer.Option(None, help="Prune this share of neurons instead."),  # noqa: UP045
     max_acc_drop: float = typer.Option(0.02, help="For --threshold auto: allowed clean-split accuracy drop."),
     cap_acc_drop: Optional[float] = typer.Option(  # noqa: UP045
-        None, help="With a threshold, count or fraction: never prune past a clean-split accuracy drop this large."
+        None, help="Never prune past a clean-split accuracy drop this large, whatever the rule."
     ),
     finetune_epochs: int = typer.Option(0, help="Fine-tune on the clean split after pruning (0: off)."),
     finetune_lr: float = typer.Option(0.01),

@@ -17,7 +17,8 @@ frozen ``teacher``: ``distill · T² · KL(softmax(teacher/T) ‖ softmax(studen
 model as it was before the unlearning: the fine-tune on a few hundred images then stays near the pruned model's
 clean behaviour instead of drifting. On the ANP table (Fashion-MNIST, 1% clean data) the unpruned, backdoored
 model as teacher kept more accuracy but taught part of the backdoor back through its clean-image outputs (ASR
-5.6% IAB, 2.4% SIG, 2.1% Trojan); the pruned model as teacher did not (BENCHMARKS.md). Clean images only: on
+5.6% IAB, 2.4% SIG, 2.1% Trojan); the pruned model as teacher did not (BENCHMARKS.md,
+``benchmarks/unlearn_variants.py``). Clean images only: on
 stamped copies a backdoored teacher would teach the shortcut itself.
 """
 

@@ -79,7 +79,7 @@ def select_neurons(cfg: PurifyConfig, masks: Tensor, curve: list[dict[str, float
         idx, rule = order[:k], f"auto (max clean-split accuracy drop {cfg.max_acc_drop})"
     else:
         idx, rule = select_by_threshold(masks, float(cfg.threshold)), f"threshold={cfg.threshold}"
-    if cfg.cap_acc_drop is not None and cfg.threshold != "auto":
+    if cfg.cap_acc_drop is not None:
         # ANP's over-pruning guard: the rule's count, but no more than the clean split allows
         cap = auto_count(curve, cfg.cap_acc_drop)
         if idx.numel() > cap:
@@ -186,7 +186,8 @@ def purify(
     if cfg.unlearn:
         suspect = anp_cfg.target_class if scan_info is None else int(scan_info["suspected_target"])
         assert suspect is not None  # no scan ran only because --anp-target named the class
-        unlearn_info = _unlearn(cfg, purified, clean, suspect, teacher=copy.deepcopy(purified))
+        teacher = copy.deepcopy(purified) if cfg.unlearn_distill > 0 else None  # the pruned model, frozen
+        unlearn_info = _unlearn(cfg, purified, clean, suspect, teacher=teacher)
     finetune: dict[str, Any] | None = None
     if cfg.finetune_epochs > 0:
         ft_cfg = TrainConfig(
@@ -247,7 +248,7 @@ def purify(
 
 
 def _unlearn(
-    cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int, *, teacher: nn.Module
+    cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int, *, teacher: nn.Module | None
 ) -> dict[str, Any]:
     """Reverse a trigger to the suspected class on the pruned model, then unlearn it (in place); ``teacher`` (the
     pruned model before unlearning) is distilled on clean images when ``cfg.unlearn_distill`` > 0."""

@@ -1,4 +1,4 @@
-"""purify's pruning rule: threshold / count / auto, and the clean-split accuracy cap on the first two."""
+"""purify's pruning rule: threshold / count / auto, and the clean-split accuracy cap over any of them."""
 
 from __future__ import annotations
 

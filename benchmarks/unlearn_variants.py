@@ -1,0 +1,148 @@
+"""The recipe's unlearning step, varied over the ANP table's pruned models (the study behind `anp_unlearn`).
+
+    python benchmarks/unlearn_variants.py --attacks badnets,input_aware --variants A,H3,K
+    python benchmarks/unlearn_variants.py --attacks sig --variants K --cap 0.03
+
+Needs the ANP table's cache (`benchmarks/anp_table.py` run with its defaults): each attack's model and the
+targeted-ANP state of its `anp_unlearn` row. The pruned model is made once per attack (ANP resumed from that
+state, threshold 0.2, `--cap` if given; target class 0, the class the reversal scan named on every model) and
+kept in `--work`; then each variant unlearns a copy. Variants (two reverse-then-unlearn rounds unless named):
+A the old recipe; F lr 0.005; H / H3 distilling the *unpruned* model (weight 1 / 3); K distilling the *pruned*
+model (weight 3); R no unlearning, BatchNorm statistics recomputed on the clean split. Prints test ACC / ASR /
+the share of clean non-target test images sent to the target, in %, after the last round and after each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+import anp_table  # noqa: E402
+
+from pruneguard.data.tensors import ArrayData, to_float
+from pruneguard.defenses.unlearning import TRIGGER_KINDS, UnlearnConfig, reverse_trigger, unlearn_
+from pruneguard.evaluation import evaluate_accuracy, evaluate_asr
+from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set
+from pruneguard.workflows.purify import purify
+
+logger = logging.getLogger("unlearn_variants")
+TARGET = 0
+
+
+def pruned_model(attack: str, model_path: Path, args: argparse.Namespace) -> dict:
+    """Targeted ANP resumed from the table's state, pruned; cached in ``--work``."""
+    out = Path(args.work) / f"{attack}-cap{args.cap}"
+    if (out / "pruned.pt").is_file():
+        return torch.load(out / "pruned.pt", weights_only=False)
+    out.mkdir(parents=True, exist_ok=True)
+    state = Path(args.cache) / "defended" / f"{model_path.parent.name}-anp_unlearn-0.01" / "anp_state.pt"
+    shutil.copyfile(state, out / "anp_state.pt")
+    ns = argparse.Namespace(data_dir=None, target_label=TARGET, anp_eps=0.4, anp_augment=True, anp_iterations=2000)
+    extra = {"cap_acc_drop": args.cap} if args.cap is not None else {}
+    cfg = anp_table._purify_cfg(
+        model_path, out, attack, 0, 0.01, ns, resume=True, anp_target=TARGET, augment=False, iterations=1000, **extra
+    )
+    _, model, _ = purify(cfg)
+    saved = {"state": model.state_dict()}
+    torch.save(saved, out / "pruned.pt")
+    return saved
+
+
+def rounds(
+    model: nn.Module,
+    clean: ArrayData,
+    measure: Callable[[nn.Module], tuple],
+    *,
+    n: int = 2,
+    cfg: UnlearnConfig = UnlearnConfig(),
+    teacher: nn.Module | None = None,
+) -> list[tuple]:
+    trigs, log = [], []
+    for r in range(n):
+        ucfg = UnlearnConfig(steps=400)
+        trigs += [
+            reverse_trigger(model, clean, TARGET, ucfg, generator=torch.Generator().manual_seed(r), kind=k)
+            for k in TRIGGER_KINDS
+        ]
+        unlearn_(model, clean, trigs, cfg, seed=r, teacher=teacher)
+        log.append(measure(model))
+    return log
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, clean: ArrayData, measure: Callable[[nn.Module], tuple]) -> list[tuple]:
+    """No unlearning: BatchNorm running statistics recomputed on the clean split (cumulative average)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    x = to_float(clean.x)
+    for i in range(0, len(x), 100):
+        model(x[i : i + 100])
+    model.eval()
+    return [measure(model)]
+
+
+VARIANTS: dict[str, Callable[..., list[tuple]]] = {
+    "A": lambda m, o, c, f: rounds(m, c, f),
+    "F": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(finetune_lr=0.005)),
+    "H": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=1.0), teacher=o),
+    "H3": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=o),
+    "R": lambda m, o, c, f: recalibrate(m, c, f),
+    "K": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=copy.deepcopy(m)),
+}
+
+
+def _measure(m: nn.Module, *, test: ArrayData, triggered: ArrayData, others: ArrayData) -> tuple:
+    """Test accuracy, ASR, and the share of clean non-target test images sent to the target, in %."""
+    vals = (evaluate_accuracy(m, test), evaluate_asr(m, triggered, TARGET), evaluate_asr(m, others, TARGET))
+    return tuple(round(100 * v, 2) for v in vals)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--attacks", default=",".join(anp_table.PAPER_ATTACKS))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--cap", type=float, default=None, help="purify --cap-acc-drop for the pruning")
+    p.add_argument("--cache", default="runs/anp_table", help="the ANP table's cache")
+    p.add_argument("--work", default="runs/unlearn_variants")
+    p.add_argument("--attack-params", default='{"sig": {"delta": 0.157}}', help="as the table was run")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    table_args = anp_table.main.__globals__["argparse"].Namespace(
+        cache=args.cache, dataset="fashion_mnist", arch="small_cnn", clean_label_rate=0.8, poison_rate=0.05,
+        target_label=TARGET, epochs=4, width=1.0, attack_params=args.attack_params, data_dir=None,
+    )  # fmt: skip
+    for attack in [a for a in args.attacks.split(",") if a]:
+        model_path = anp_table.trained_model(attack, 0, table_args)
+        loaded = load_for_defense(model_path)
+        clean, _ = draw_clean_split(loaded, clean_fraction=0.01, clean_samples=None, seed=0)
+        triggered = trigger_set(make_trigger(attack, loaded.meta, TARGET, model_path), loaded.test)
+        others = loaded.test.subset(torch.nonzero(loaded.test.y != TARGET).flatten())
+
+        measure = partial(_measure, test=loaded.test, triggered=triggered, others=others)
+        base = copy.deepcopy(loaded.model)
+        base.load_state_dict(pruned_model(attack, model_path, args)["state"])
+        print(attack, "unpruned", measure(loaded.model), "pruned", measure(base), flush=True)
+        for name in [v for v in args.variants.split(",") if v]:
+            t0, model = time.perf_counter(), copy.deepcopy(base)
+            log = VARIANTS[name](model, loaded.model, clean, measure)
+            print(attack, name, log[-1], log, f"{time.perf_counter() - t0:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
