@@ -141,6 +141,7 @@ def run_defense(
                 extra["unlearn_rounds"] = args.unlearn_rounds
                 extra["unlearn_distill"] = args.unlearn_distill
                 extra["cap_acc_drop"] = args.recipe_cap
+                extra["unlearn_adv_eps"] = args.unlearn_adv_eps
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":
@@ -181,6 +182,8 @@ ROW_OPTIONS = (
 # Options only some defences depend on: they enter only those rows' keys (added after rows were kept, so the
 # other rows' keys stay as they were).
 DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds", "unlearn_distill", "recipe_cap")}
+# Options that enter a defence's key only when set (non-zero): rows kept before they existed keep their keys.
+DEFENSE_OPTIONS_IF_SET = {"anp_unlearn": ("unlearn_adv_eps",)}
 
 
 def cached_defense(
@@ -196,6 +199,7 @@ def cached_defense(
             "fraction": fraction,
             **{k: str(getattr(args, k)) for k in ROW_OPTIONS},
             **{k: str(getattr(args, k)) for k in DEFENSE_OPTIONS.get(defense, ())},
+            **{k: str(getattr(args, k)) for k in DEFENSE_OPTIONS_IF_SET.get(defense, ()) if getattr(args, k, 0)},
         }
     )
     path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{fraction}-{key}.json"
@@ -359,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=3.0,
         help="anp_unlearn: weight of distilling the pruned model on clean images (purify --unlearn-distill)",
+    )
+    p.add_argument(
+        "--unlearn-adv-eps",
+        type=float,
+        default=0.0,
+        help="anp_unlearn: targeted PGD copies towards the suspect while unlearning (purify --unlearn-adv-eps)",
     )
     p.add_argument(
         "--recipe-cap",

@@ -47,7 +47,10 @@ def pruned_model(attack: str, model_path: Path, args: argparse.Namespace) -> dic
         return torch.load(out / "pruned.pt", weights_only=False)
     out.mkdir(parents=True, exist_ok=True)
     state = Path(args.cache) / "defended" / f"{model_path.parent.name}-anp_unlearn-0.01" / "anp_state.pt"
-    shutil.copyfile(state, out / "anp_state.pt")
+    # the masks do not depend on the cap: a state this script finished under another cap is as good (ANP checks
+    # that config, model and clean data match before it resumes one)
+    done = sorted(Path(args.work).glob(f"{attack}-cap*/pruned.pt"))
+    shutil.copyfile(done[0].parent / "anp_state.pt" if done else state, out / "anp_state.pt")
     ns = argparse.Namespace(data_dir=None, target_label=TARGET, anp_eps=0.4, anp_augment=True, anp_iterations=2000)
     extra = {"cap_acc_drop": args.cap} if args.cap is not None else {}
     cfg = anp_table._purify_cfg(
@@ -102,6 +105,13 @@ VARIANTS: dict[str, Callable[..., list[tuple]]] = {
     "H3": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=o),
     "R": lambda m, o, c, f: recalibrate(m, c, f),
     "K": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=copy.deepcopy(m)),
+    **{
+        f"KA{round(100 * e):02d}": partial(
+            lambda m, o, c, f, e: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0, adv_eps=e), teacher=copy.deepcopy(m)),
+            e=e,
+        )
+        for e in (0.03, 0.05, 0.1, 0.2)
+    },
 }
 
 

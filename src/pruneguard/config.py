@@ -67,6 +67,7 @@ class PurifyConfig(RunConfig):
     unlearn_trigger: Literal["patch", "blend", "both"] = "patch"
     unlearn_rounds: int = Field(1, ge=1)
     unlearn_distill: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    unlearn_adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(100, ge=1)

@@ -239,6 +239,13 @@ def test_purify_unlearn_rounds_reverse_again_on_the_unlearned_model(trained: Pat
     assert kd["triggers"][0] == one["triggers"][0] | {"seconds": kd["triggers"][0]["seconds"]}
     m3, _ = load_model(tmp_path / "kd" / "purified.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values(), strict=True))
+    # targeted PGD copies towards the suspect while unlearning: recorded, and they change the weights
+    assert main([*args, "--unlearn-adv-eps", "0.05", "--out", str(tmp_path / "adv")]) == 0
+    adv = json.loads((tmp_path / "adv" / "report.json").read_text())["unlearn"]
+    assert adv["adv_eps"] == 0.05 and adv["adv_steps"] == 5 and one["adv_eps"] == 0.0
+    assert "targeted PGD copies towards the target, eps 0.05" in (tmp_path / "adv" / "report.html").read_text()
+    m4, _ = load_model(tmp_path / "adv" / "purified.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m4.state_dict().values(), strict=True))
 
 
 def test_purify_unlearn_refuses_tabular_data(tmp_path: Path, capsys) -> None:
@@ -249,6 +256,15 @@ def test_purify_unlearn_refuses_tabular_data(tmp_path: Path, capsys) -> None:
     )
     assert code == 2 and "--unlearn" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p" / "report.json").exists()
+
+
+def test_purify_adv_eps_out_of_range_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "u"
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-adv-eps", "2"], capsys)
+    assert (
+        code == 2 and "unlearn_adv_eps" in err.replace("-", "_") and "2" in err and len(err.strip().splitlines()) == 1
+    )
+    assert not out.exists()
 
 
 def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:

@@ -83,6 +83,12 @@ def purify(
     unlearn_distill: float = typer.Option(
         0.0, help="Weight of distilling the pruned model (before unlearning) on clean images while unlearning (0: off)."
     ),
+    unlearn_adv_eps: float = typer.Option(
+        0.0,
+        help="While unlearning, also add targeted L-inf PGD copies (this budget, images in [0, 1]) of each batch "
+        "towards the suspected class, with true labels: per-image triggers (IAB, WaNet) that no reversed stamp "
+        "fits (0: off).",
+    ),
     eval_attack: Optional[str] = typer.Option(None, help="Trigger to measure ASR with (benchmarking only)."),  # noqa: UP045
     target_label: Optional[int] = typer.Option(None, help="Target label of --eval-attack."),  # noqa: UP045
     seed: int = typer.Option(0),
@@ -131,6 +137,7 @@ def purify(
             unlearn_rounds=unlearn_rounds,
             unlearn_trigger=unlearn_trigger,
             unlearn_distill=unlearn_distill,
+            unlearn_adv_eps=unlearn_adv_eps,
             eval_attack=eval_attack,
             target_label=target_label,
             checkpoint_every=checkpoint_every,

@@ -93,7 +93,12 @@ def render_purify_html(report: dict[str, Any]) -> str:
                     for t in unl.get("triggers", [unl["trigger"]])
                 )
                 + f"; {unl['epochs']} epochs × {unl.get('rounds', 1)} round(s)"
-                + (f"; distilling the pruned model, weight {unl['distill']:g}" if unl.get("distill") else ""),
+                + (f"; distilling the pruned model, weight {unl['distill']:g}" if unl.get("distill") else "")
+                + (
+                    f"; targeted PGD copies towards the target, eps {unl['adv_eps']:g}, {unl['adv_steps']} steps"
+                    if unl.get("adv_eps")
+                    else ""
+                ),
             ],
             ["mask threshold reached", report["threshold_reached"]],
             ["seconds", report["seconds"]],

@@ -251,13 +251,15 @@ def _unlearn(
     cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int, *, teacher: nn.Module | None
 ) -> dict[str, Any]:
     """Reverse a trigger to the suspected class on the pruned model, then unlearn it (in place); ``teacher`` (the
-    pruned model before unlearning) is distilled on clean images when ``cfg.unlearn_distill`` > 0."""
+    pruned model before unlearning) is distilled on clean images when ``cfg.unlearn_distill`` > 0; with
+    ``cfg.unlearn_adv_eps`` > 0 each batch also gets targeted PGD copies towards the suspect, true labels."""
     ucfg = UnlearnConfig(
         steps=cfg.unlearn_steps,
         batch_size=cfg.batch_size,
         epochs=cfg.unlearn_epochs,
         finetune_lr=cfg.unlearn_lr,
         distill=cfg.unlearn_distill,
+        adv_eps=cfg.unlearn_adv_eps,
     )
     kinds = TRIGGER_KINDS if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
     trigs: list[ReversedTrigger] = []
@@ -270,7 +272,7 @@ def _unlearn(
                 reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(gen_seed), kind=k)
             )
             rounds.append(r + 1)
-        seconds += unlearn_(model, clean, trigs, ucfg, seed=gen_seed, teacher=teacher)
+        seconds += unlearn_(model, clean, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
         logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", r + 1, len(trigs), seconds)
     return {
         "trigger": trigs[0].to_dict(),
@@ -281,6 +283,8 @@ def _unlearn(
         "stamp_fraction": ucfg.stamp_fraction,
         "distill": ucfg.distill,
         "temperature": ucfg.temperature,
+        "adv_eps": ucfg.adv_eps,
+        "adv_steps": ucfg.adv_steps,
         "seconds": sum(t.seconds for t in trigs) + seconds,
     }
 

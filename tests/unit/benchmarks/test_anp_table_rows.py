@@ -51,7 +51,11 @@ def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_pa
     assert len(calls) == 5
     anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
     assert len(calls) == 6
-    for option, value in (("unlearn_distill", 3.0), ("recipe_cap", 0.03)):  # the recipe's other options
+    args.unlearn_adv_eps = 0.0  # unset: the key is the one rows kept before the option existed had
+    before = len(calls)
+    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
+    assert len(calls) == before
+    for option, value in (("unlearn_distill", 3.0), ("recipe_cap", 0.03), ("unlearn_adv_eps", 0.05)):
         setattr(args, option, value)
         before = len(calls)
         anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # anp's key ignores it

@@ -220,3 +220,47 @@ def test_distillation_needs_another_model_as_teacher(toy, reversed_toy) -> None:
         unlearn_(model, clean, reversed_toy, UnlearnConfig(distill=1.0), teacher=model)
     with pytest.raises(ConfigError, match="--unlearn-distill=-1"):
         UnlearnConfig(distill=-1)
+
+
+def test_adversarial_hook_appends_targeted_copies_of_the_non_target_images_within_eps(toy) -> None:
+    model, clean, _, _ = toy
+    x, y = to_float(clean.x[:16]), clean.y[:16].clone()
+    y[:3] = 0  # three images of the target class get no copy
+    hook = unlearning.TargetedAdversarialHook(model, 0, 0.1, 5, torch.Generator().manual_seed(1))
+    state = hook.state_dict()
+    model.zero_grad(set_to_none=True)
+    x2, y2, term = hook.batch(x, y)
+    keep = torch.nonzero(y != 0).flatten()
+    assert x2.shape[0] == 16 + len(keep) and torch.equal(x2[:16], x) and float(term) == 0.0
+    assert torch.equal(y2[16:], y[keep])  # true labels, not the target
+    adv = x2[16:]
+    assert float((adv - x[keep]).abs().max()) <= 0.1 + 1e-6 and 0 <= float(adv.min()) and float(adv.max()) <= 1
+    with torch.no_grad():  # the copies moved towards the target class
+        before, after = (torch.log_softmax(model(v), 1)[:, 0].mean() for v in (x[keep], adv))
+    assert float(after) > float(before) + 0.5
+    assert all(p.grad is None for p in model.parameters())  # the model only read
+    hook.load_state_dict(state)
+    assert torch.equal(hook.batch(x, y)[0], x2)  # the random start replays from the state
+
+
+def test_adversarial_unlearning_removes_a_patch_backdoor_without_any_reversed_trigger(toy) -> None:
+    """Per-image targeted steps towards the suspect class, unlearned with true labels, find the patch's shortcut
+    on their own: a plain fine-tune of the same length leaves most of it."""
+    model, clean, test, triggered = toy
+    cfg = replace(CFG, adv_eps=0.05)
+    plain, adv = copy.deepcopy(model), copy.deepcopy(model)
+    unlearn_(plain, clean, [], replace(cfg, adv_eps=0.0))
+    unlearn_(adv, clean, [], cfg, target=0)
+    assert evaluate_asr(plain, triggered, 0) > 0.5
+    assert evaluate_asr(adv, triggered, 0) < 0.15
+    assert evaluate_accuracy(adv, test) > evaluate_accuracy(model, test) - 0.03
+
+
+def test_adversarial_unlearning_settings_are_checked(toy) -> None:
+    model, clean, _, _ = toy
+    with pytest.raises(ConfigError, match="--unlearn-adv-eps=1.5"):
+        UnlearnConfig(adv_eps=1.5)
+    with pytest.raises(ConfigError, match="--unlearn-adv-steps=0"):
+        UnlearnConfig(adv_steps=0)
+    with pytest.raises(ConfigError, match="needs a target class"):
+        unlearn_(copy.deepcopy(model), clean, [], UnlearnConfig(adv_eps=0.1))
