@@ -52,7 +52,7 @@ class PurifyConfig(RunConfig):
     clip_noise: bool = False
     anp_fast: bool = False
     augment: bool = True
-    anp_target: int | Literal["auto", "reversal"] | None = None
+    anp_target: int | Literal["auto", "reversal", "combined"] | None = None
     threshold: float | Literal["auto"] = 0.2
     prune_count: int | None = Field(None, ge=0)
     prune_fraction: float | None = Field(None, ge=0.0, lt=1.0)
@@ -80,16 +80,16 @@ class PurifyConfig(RunConfig):
     @field_validator("anp_target", mode="before")
     @classmethod
     def _anp_target(cls, v: Any) -> Any:
-        if v is None or v in ("auto", "reversal") or isinstance(v, int):
+        if v is None or v in ("auto", "reversal", "combined") or isinstance(v, int):
             if isinstance(v, int) and v < 0:
-                raise ValueError("accepted: 'none', 'auto', 'reversal' or a class index >= 0")
+                raise ValueError("accepted: 'none', 'auto', 'reversal', 'combined' or a class index >= 0")
             return v
         if isinstance(v, str):
             if v.lower() == "none":
                 return None
             if v.isdigit():
                 return int(v)
-        raise ValueError("accepted: 'none', 'auto', 'reversal' or a class index >= 0")
+        raise ValueError("accepted: 'none', 'auto', 'reversal', 'combined' or a class index >= 0")
 
     @field_validator("threshold", mode="before")
     @classmethod

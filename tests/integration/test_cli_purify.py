@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from pruneguard.cli.app import app, main
 from pruneguard.models import load_model, read_meta
+from pruneguard.scan.suspect import combine_suspects
 from pruneguard.utils.io import sha256_file
 
 runner = CliRunner()
@@ -274,18 +275,35 @@ def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Pat
     assert not out.exists()
 
 
+def _purify_towards(trained: Path, out: Path, anp_target: str) -> dict:
+    """A short purify run with --anp-target and unlearning; its report."""
+    args = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "5", "--clean-fraction", "0.1"]
+    args += ["--anp-target", anp_target, "--unlearn", "--unlearn-steps", "20", "--unlearn-epochs", "1"]
+    assert main(args) == 0
+    return json.loads((out / "report.json").read_text())
+
+
 def test_purify_reversal_target_drives_targeted_anp_and_the_unlearning(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "rev"
-    args = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "5", "--clean-fraction", "0.1"]
-    args += ["--anp-target", "reversal", "--unlearn", "--unlearn-steps", "20", "--unlearn-epochs", "1"]
-    assert main(args) == 0
-    rep = json.loads((out / "report.json").read_text())
+    rep = _purify_towards(trained, out, "reversal")
     rev = rep["reversal_scan"]
     sizes = rev["kinds"][rev["kind"]]["mask_l1"]
     assert len(sizes) == 10 and rev["suspected_target"] == min(range(10), key=sizes.__getitem__)
     assert rep["config"]["anp_target"] == "reversal" and rep["scan"] is None
     assert rep["unlearn"]["trigger"]["target"] == rev["suspected_target"]
     assert "reversal scan" in (out / "report.html").read_text()
+
+
+def test_purify_combined_target_runs_both_scans_and_unlearns_to_their_choice(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "comb"
+    rep = _purify_towards(trained, out, "combined")
+    rev, scan, comb = rep["reversal_scan"], rep["scan"], rep["reversal_scan"]["combined"]
+    expected = combine_suspects(
+        scan["suspected_target"], scan["score"], scan["threshold"], rev["suspected_target"], rev["anomaly_index"]
+    )
+    assert (comb["suspected_target"], comb["decided_by"]) == expected
+    assert rep["anp"]["target_class"] == comb["suspected_target"] == rep["unlearn"]["trigger"]["target"]
+    assert "combined with the sensitivity scan" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,8 @@ def purify(
     anp_target: str = typer.Option(
         "none",
         help="Targeted ANP: perturb towards this class, 'auto' (the neuron-sensitivity scan's suspect), "
-        "'reversal' (Neural Cleanse style: the class a reversed patch or blend trigger reaches most easily) or 'none'.",
+        "'reversal' (Neural Cleanse style: the class a reversed patch or blend trigger reaches most easily), "
+        "'combined' (both scans; the one stronger relative to its own cut decides) or 'none'.",
     ),
     threshold: str = typer.Option("0.2", help="Prune masks <= this value, or 'auto'."),
     prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045

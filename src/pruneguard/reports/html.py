@@ -80,7 +80,14 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 "reversal scan (suspected target, anomaly index)",
                 None
                 if not report.get("reversal_scan")
-                else "{suspected_target}, {anomaly_index:.2f}".format(**report["reversal_scan"]),
+                else "{suspected_target}, {anomaly_index:.2f}".format(**report["reversal_scan"])
+                + (
+                    "; combined with the sensitivity scan: {suspected_target} (decided by {decided_by})".format(
+                        **report["reversal_scan"]["combined"]
+                    )
+                    if report["reversal_scan"].get("combined")
+                    else ""
+                ),
             ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
             [

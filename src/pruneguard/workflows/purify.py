@@ -40,6 +40,7 @@ from pruneguard.pruning.selection import (
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
+from pruneguard.scan.suspect import combine_suspects
 from pruneguard.training.train import TrainConfig
 from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
@@ -143,7 +144,7 @@ def purify(
         raise ConfigError(f"--anp-target={cfg.anp_target} is outside [0, {loaded.meta.num_classes - 1}]")
     if cfg.unlearn and clean.x.dim() != 4:
         raise ConfigError(f"--unlearn reverses an image trigger; dataset {loaded.dataset} has no images")
-    if cfg.anp_target == "auto" or (cfg.unlearn and cfg.anp_target is None):
+    if cfg.anp_target in ("auto", "combined") or (cfg.unlearn and cfg.anp_target is None):
         # the class the neuron-sensitivity scan suspects: targeted ANP pushes towards it, unlearning reverses it
         scan = scan_model(model, clean, ScanConfig(seed=cfg.seed))
         scan_info = {
@@ -157,14 +158,28 @@ def purify(
         if cfg.anp_target == "auto":
             anp_kwargs["target_class"] = scan.suspected_target
     reversal_info: dict[str, Any] | None = None
-    if cfg.anp_target == "reversal":
+    if cfg.anp_target in ("reversal", "combined"):
         if clean.x.dim() != 4:
-            raise ConfigError(f"--anp-target=reversal reverses an image trigger; dataset {loaded.dataset} has none")
+            raise ConfigError(
+                f"--anp-target={cfg.anp_target} reverses an image trigger; dataset {loaded.dataset} has none"
+            )
         reversal_info = reversal_scan(
             model, clean, UnlearnConfig(steps=SCAN_STEPS, batch_size=cfg.batch_size), seed=cfg.seed
         )
         anp_kwargs["target_class"] = reversal_info["suspected_target"]
         logger.info("reversal scan suspects class %d", reversal_info["suspected_target"])
+    if cfg.anp_target == "combined":
+        assert scan_info is not None and reversal_info is not None
+        chosen, source = combine_suspects(
+            scan_info["suspected_target"],
+            scan_info["score"],
+            scan_info["threshold"],
+            reversal_info["suspected_target"],
+            reversal_info["anomaly_index"],
+        )
+        anp_kwargs["target_class"] = chosen
+        reversal_info = {**reversal_info, "combined": {"suspected_target": chosen, "decided_by": source}}
+        logger.info("combined suspect: class %d (%s)", chosen, source)
     anp_cfg = ANPConfig(**anp_kwargs)
     retune_threads("ANP")
     result = anp_optimize(
@@ -184,7 +199,9 @@ def purify(
     after_pruning = _measure(purified, loaded.test, triggered, target) if cfg.unlearn or cfg.finetune_epochs else None
     unlearn_info: dict[str, Any] | None = None
     if cfg.unlearn:
-        suspect = anp_cfg.target_class if scan_info is None else int(scan_info["suspected_target"])
+        suspect = anp_cfg.target_class
+        if suspect is None and scan_info is not None:
+            suspect = scan_info["suspected_target"]
         assert suspect is not None  # no scan ran only because --anp-target named the class
         teacher = copy.deepcopy(purified) if cfg.unlearn_distill > 0 else None  # the pruned model, frozen
         unlearn_info = _unlearn(cfg, purified, clean, suspect, teacher=teacher)
