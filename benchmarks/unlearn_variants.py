@@ -8,7 +8,8 @@ targeted-ANP state of its `anp_unlearn` row. The pruned model is made once per a
 state, threshold 0.2, `--cap` if given; target class 0, the class the reversal scan named on every model) and
 kept in `--work`; then each variant unlearns a copy. Variants (two reverse-then-unlearn rounds unless named):
 A the old recipe; F lr 0.005; H / H3 distilling the *unpruned* model (weight 1 / 3); K distilling the *pruned*
-model (weight 3); R no unlearning, BatchNorm statistics recomputed on the clean split. Prints test ACC / ASR /
+model (weight 3); R no unlearning, BatchNorm statistics recomputed on the clean split; KA03 / KA05 / KA10 /
+KA20: K plus targeted PGD copies towards the target in every batch (``adv_eps`` 0.03 ... 0.2). Prints test ACC / ASR /
 the share of clean non-target test images sent to the target, in %, after the last round and after each round.
 """
 
