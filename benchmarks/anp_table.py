@@ -10,9 +10,9 @@ computed by one process per core (`--attacks`) and assembled by a last run that 
 (--clean-fraction of the training split, drawn from the 10% held out from model training) is the same for every
 defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` is pruneguard's ANP followed by
 a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
-(--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `combined`, the
-default, both scans below with the stronger relative to its own cut deciding; `reversal`, the trigger-reversal
-scan's anomaly; `auto`, the neuron-sensitivity scan) and ANP's perturbation pushing clean
+(--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `reversal`, the
+default, the trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan; `combined`, both, the one
+stronger relative to its own cut deciding) and ANP's perturbation pushing clean
 non-target images towards it, no crop/flip, threshold 0.2, --recipe-iterations; `anp_unlearn` is pruneguard's
 full recipe: `anp_targeted` with the pruning capped at a clean-split accuracy drop (--recipe-cap, `purify
 --cap-acc-drop`), then the triggers reversed to the suspected class on the pruned model (--unlearn-trigger: patch,
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ft-epochs", type=int, default=10)
     p.add_argument("--recipe-iterations", type=int, default=1000, help="ANP iterations of anp_targeted/anp_unlearn")
     p.add_argument(
-        "--anp-target", default="combined", choices=("auto", "reversal", "combined"), help="anp_targeted/anp_unlearn"
+        "--anp-target", default="reversal", choices=("auto", "reversal", "combined"), help="anp_targeted/anp_unlearn"
     )
     p.add_argument("--unlearn-trigger", default="both", choices=("patch", "blend", "both"), help="for anp_unlearn")
     p.add_argument(

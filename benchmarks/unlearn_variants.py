@@ -5,12 +5,14 @@
 
 Needs the ANP table's cache (`benchmarks/anp_table.py` run with its defaults): each attack's model and the
 targeted-ANP state of its `anp_unlearn` row. The pruned model is made once per attack (ANP resumed from that
-state, threshold 0.2, `--cap` if given; target class 0, the class the reversal scan named on every model) and
-kept in `--work`; then each variant unlearns a copy. Variants (two reverse-then-unlearn rounds unless named):
+state, threshold 0.2, `--cap` if given; target class 0, the class `--anp-target combined` names on every
+model; the reversal scan alone named class 8 on IAB and WaNet) and kept in `--work`; then each variant
+unlearns a copy. Variants (two reverse-then-unlearn rounds unless named):
 A the old recipe; F lr 0.005; H / H3 distilling the *unpruned* model (weight 1 / 3); K distilling the *pruned*
-model (weight 3); R no unlearning, BatchNorm statistics recomputed on the clean split; KA03 / KA05 / KA10 /
-KA20: K plus targeted PGD copies towards the target in every batch (``adv_eps`` 0.03 ... 0.2). Prints test ACC / ASR /
-the share of clean non-target test images sent to the target, in %, after the last round and after each round.
+model (weight 3; K10: weight 10); R no unlearning, BatchNorm statistics recomputed on the clean split; KA03,
+KA05, KA10, KA20: K plus targeted PGD copies towards the target in every batch (``adv_eps`` 0.03 to 0.2).
+Prints test ACC / ASR / the share of clean non-target test images sent to the target, in %, after the last
+round and after each round.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ VARIANTS: dict[str, Callable[..., list[tuple]]] = {
     "H3": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=o),
     "R": lambda m, o, c, f: recalibrate(m, c, f),
     "K": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=copy.deepcopy(m)),
+    "K10": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=10.0), teacher=copy.deepcopy(m)),
     **{
         f"KA{round(100 * e):02d}": partial(
             lambda m, o, c, f, e: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0, adv_eps=e), teacher=copy.deepcopy(m)),
