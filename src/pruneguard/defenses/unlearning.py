@@ -31,6 +31,7 @@ where a plain fine-tune left 89%.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -47,7 +48,7 @@ from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_asr
-from pruneguard.training.train import TrainConfig
+from pruneguard.training.train import BatchHook, TrainConfig
 from pruneguard.utils.modes import eval_mode, frozen
 from pruneguard.utils.progress import track
 
@@ -332,7 +333,7 @@ class TargetedAdversarialHook(_SeededHook):
 class ChainHook:
     """Several batch hooks in order: each rewrites the batch the previous returned; their extra losses add up."""
 
-    def __init__(self, hooks: Sequence[Any]) -> None:
+    def __init__(self, hooks: Sequence[BatchHook]) -> None:
         self.hooks = list(hooks)
 
     def batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -395,8 +396,7 @@ def unlearn_(
         crop_padding=0,
         hflip=False,
     )
-    keep = zero_masks(model)
-    hooks: list[Any] = []
+    hooks: list[BatchHook] = []
     if config.adv_eps > 0:
         tgt = target if target is not None else (triggers[0].target if triggers else None)
         if tgt is None:
@@ -407,13 +407,12 @@ def unlearn_(
             )
         )
     if config.distill > 0 and teacher is not None:
-        device = next(model.parameters()).device
-        gen = torch.Generator().manual_seed(seed + 1)
-        hooks.append(DistillHook(model, teacher, x.to(device), config.distill, config.temperature, gen))
-    if not hooks:
-        return fine_tune_(model, mixed, cfg, keep_zero=keep).seconds
-    hook = hooks[0] if len(hooks) == 1 else ChainHook(hooks)
-    if teacher is None:
-        return fine_tune_(model, mixed, cfg, keep_zero=keep, hook=hook).seconds
-    with frozen(teacher), eval_mode(teacher):
-        return fine_tune_(model, mixed, cfg, keep_zero=keep, hook=hook).seconds
+        x_dev = x.to(next(model.parameters()).device)
+        kd_gen = torch.Generator().manual_seed(seed + 1)
+        hooks.append(DistillHook(model, teacher, x_dev, config.distill, config.temperature, kd_gen))
+    hook = None if not hooks else hooks[0] if len(hooks) == 1 else ChainHook(hooks)
+    with contextlib.ExitStack() as stack:
+        if teacher is not None:  # frozen and in eval mode while it teaches
+            stack.enter_context(frozen(teacher))
+            stack.enter_context(eval_mode(teacher))
+        return fine_tune_(model, mixed, cfg, keep_zero=zero_masks(model), hook=hook).seconds

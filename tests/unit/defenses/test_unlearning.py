@@ -135,7 +135,7 @@ def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypat
     model, clean, _, _ = toy
     seen = {}
 
-    def fake_fine_tune(m, data, cfg, keep_zero=None):
+    def fake_fine_tune(m, data, cfg, keep_zero=None, hook=None):
         seen["x"], seen["y"] = data.x, data.y
         return type("R", (), {"seconds": 0.0})()
 
