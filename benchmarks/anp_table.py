@@ -12,7 +12,8 @@ defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` 
 a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
 (--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `reversal`, the
 default, the trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan; `combined`, both, the one
-stronger relative to its own cut deciding) and ANP's perturbation pushing clean
+stronger relative to its own cut deciding; `vote`, both, a class named by two of the sensitivity scan and the
+patch and blend reversals, else the reversal) and ANP's perturbation pushing clean
 non-target images towards it, no crop/flip, threshold 0.2, --recipe-iterations; `anp_unlearn` is pruneguard's
 full recipe: `anp_targeted` with the pruning capped at a clean-split accuracy drop (--recipe-cap, `purify
 --cap-acc-drop`), then the triggers reversed to the suspected class on the pruned model (--unlearn-trigger: patch,
@@ -143,6 +144,8 @@ def run_defense(
                 extra["unlearn_distill"] = args.unlearn_distill
                 extra["cap_acc_drop"] = args.recipe_cap
                 extra["unlearn_adv_eps"] = args.unlearn_adv_eps
+                extra["unlearn_teacher"] = args.unlearn_teacher
+                extra["unlearn_distill_suppress"] = args.unlearn_distill_suppress
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":
@@ -183,8 +186,11 @@ ROW_OPTIONS = (
 # Options only some defences depend on: they enter only those rows' keys (added after rows were kept, so the
 # other rows' keys stay as they were).
 DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds", "unlearn_distill", "recipe_cap")}
-# Options that enter a defence's key only when set (non-zero): rows kept before they existed keep their keys.
-DEFENSE_OPTIONS_IF_SET = {"anp_unlearn": ("unlearn_adv_eps",)}
+# Options that enter a defence's key only when not at the value they had before they existed (given here): rows
+# kept before then keep their keys.
+DEFENSE_OPTIONS_IF_SET = {
+    "anp_unlearn": {"unlearn_adv_eps": 0.0, "unlearn_teacher": "pruned", "unlearn_distill_suppress": 0.0}
+}
 
 
 def cached_defense(
@@ -200,7 +206,11 @@ def cached_defense(
             "fraction": fraction,
             **{k: str(getattr(args, k)) for k in ROW_OPTIONS},
             **{k: str(getattr(args, k)) for k in DEFENSE_OPTIONS.get(defense, ())},
-            **{k: str(getattr(args, k)) for k in DEFENSE_OPTIONS_IF_SET.get(defense, ()) if getattr(args, k, 0)},
+            **{
+                k: str(getattr(args, k))
+                for k, before in DEFENSE_OPTIONS_IF_SET.get(defense, {}).items()
+                if getattr(args, k, before) != before
+            },
         }
     )
     path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{fraction}-{key}.json"
@@ -352,7 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ft-epochs", type=int, default=10)
     p.add_argument("--recipe-iterations", type=int, default=1000, help="ANP iterations of anp_targeted/anp_unlearn")
     p.add_argument(
-        "--anp-target", default="reversal", choices=("auto", "reversal", "combined"), help="anp_targeted/anp_unlearn"
+        "--anp-target",
+        default="reversal",
+        choices=("auto", "reversal", "combined", "vote"),
+        help="anp_targeted/anp_unlearn",
     )
     p.add_argument("--unlearn-trigger", default="both", choices=("patch", "blend", "both"), help="for anp_unlearn")
     p.add_argument(
@@ -372,6 +385,19 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.0,
         help="anp_unlearn: targeted PGD copies towards the suspect while unlearning (purify --unlearn-adv-eps)",
+    )
+    p.add_argument(
+        "--unlearn-teacher",
+        default="pruned",
+        choices=("pruned", "recalibrated"),
+        help="anp_unlearn: the distilled model (purify --unlearn-teacher)",
+    )
+    p.add_argument(
+        "--unlearn-distill-suppress",
+        type=float,
+        default=0.0,
+        help="anp_unlearn: share of the teacher's suspected-class probability taken out (purify "
+        "--unlearn-distill-suppress)",
     )
     p.add_argument(
         "--recipe-cap",

@@ -10,7 +10,11 @@ model; the reversal scan alone named class 8 on IAB and WaNet) and kept in `--wo
 unlearns a copy. Variants (two reverse-then-unlearn rounds unless named):
 A the old recipe; F lr 0.005; H / H3 distilling the *unpruned* model (weight 1 / 3); K distilling the *pruned*
 model (weight 3; K10: weight 10); R no unlearning, BatchNorm statistics recomputed on the clean split; KA03,
-KA05, KA10, KA20: K plus targeted PGD copies towards the target in every batch (``adv_eps`` 0.03 to 0.2).
+KA05, KA10, KA20: K plus targeted PGD copies towards the target in every batch (``adv_eps`` 0.03 to 0.2); KR:
+K with the teacher's BatchNorm statistics recomputed on the clean split (`purify --unlearn-teacher
+recalibrated`); KF: K, then the student's recomputed; KS / KRS: K / KR with the teacher's target-class
+probability taken out on clean images of other classes (`--unlearn-distill-suppress 1`), KRS25, KRS50, KRS75:
+a quarter, half, three quarters of it; HS: H3 with all of it taken out.
 Prints test ACC / ASR / the share of clean non-target test images sent to the target, in %, after the last
 round and after each round.
 """
@@ -33,8 +37,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 import anp_table  # noqa: E402
 
-from pruneguard.data.tensors import ArrayData, to_float
-from pruneguard.defenses.unlearning import TRIGGER_KINDS, UnlearnConfig, reverse_trigger, unlearn_
+from pruneguard.data.tensors import ArrayData
+from pruneguard.defenses.unlearning import (
+    TRIGGER_KINDS,
+    UnlearnConfig,
+    recalibrate_batchnorm_,
+    reverse_trigger,
+    unlearn_,
+)
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr
 from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set
 from pruneguard.workflows.purify import purify
@@ -86,18 +96,14 @@ def rounds(
     return log
 
 
-@torch.no_grad()
+def recalibrated(model: nn.Module, clean: ArrayData) -> nn.Module:
+    """A copy of ``model`` with its BatchNorm statistics recomputed on the clean split."""
+    return recalibrate_batchnorm_(copy.deepcopy(model), clean)
+
+
 def recalibrate(model: nn.Module, clean: ArrayData, measure: Callable[[nn.Module], tuple]) -> list[tuple]:
     """No unlearning: BatchNorm running statistics recomputed on the clean split (cumulative average)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    x = to_float(clean.x)
-    for i in range(0, len(x), 100):
-        model(x[i : i + 100])
-    model.eval()
+    recalibrate_batchnorm_(model, clean)
     return [measure(model)]
 
 
@@ -109,6 +115,26 @@ VARIANTS: dict[str, Callable[..., list[tuple]]] = {
     "R": lambda m, o, c, f: recalibrate(m, c, f),
     "K": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=copy.deepcopy(m)),
     "K10": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=10.0), teacher=copy.deepcopy(m)),
+    "KR": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=recalibrated(m, c)),
+    "KS": lambda m, o, c, f: rounds(
+        m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=1.0), teacher=copy.deepcopy(m)
+    ),
+    "KRS": lambda m, o, c, f: rounds(
+        m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=1.0), teacher=recalibrated(m, c)
+    ),
+    "HS": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=1.0), teacher=o),
+    **{
+        f"KRS{round(100 * v):02d}": partial(
+            lambda m, o, c, f, v: rounds(
+                m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=v), teacher=recalibrated(m, c)
+            ),
+            v=v,
+        )
+        for v in (0.25, 0.5, 0.75)
+    },
+    "KF": lambda m, o, c, f: (
+        rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=copy.deepcopy(m)) + recalibrate(m, c, f)
+    ),
     **{
         f"KA{round(100 * e):02d}": partial(
             lambda m, o, c, f, e: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0, adv_eps=e), teacher=copy.deepcopy(m)),

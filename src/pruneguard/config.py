@@ -52,7 +52,7 @@ class PurifyConfig(RunConfig):
     clip_noise: bool = False
     anp_fast: bool = False
     augment: bool = True
-    anp_target: int | Literal["auto", "reversal", "combined"] | None = None
+    anp_target: int | Literal["auto", "reversal", "combined", "vote"] | None = None
     threshold: float | Literal["auto"] = 0.2
     prune_count: int | None = Field(None, ge=0)
     prune_fraction: float | None = Field(None, ge=0.0, lt=1.0)
@@ -67,6 +67,8 @@ class PurifyConfig(RunConfig):
     unlearn_trigger: Literal["patch", "blend", "both"] = "patch"
     unlearn_rounds: int = Field(1, ge=1)
     unlearn_distill: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    unlearn_teacher: Literal["pruned", "recalibrated"] = "pruned"
+    unlearn_distill_suppress: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     unlearn_adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
@@ -80,16 +82,16 @@ class PurifyConfig(RunConfig):
     @field_validator("anp_target", mode="before")
     @classmethod
     def _anp_target(cls, v: Any) -> Any:
-        if v is None or v in ("auto", "reversal", "combined") or isinstance(v, int):
+        if v is None or v in ("auto", "reversal", "combined", "vote") or isinstance(v, int):
             if isinstance(v, int) and v < 0:
-                raise ValueError("accepted: 'none', 'auto', 'reversal', 'combined' or a class index >= 0")
+                raise ValueError("accepted: 'none', 'auto', 'reversal', 'combined', 'vote' or a class index >= 0")
             return v
         if isinstance(v, str):
             if v.lower() == "none":
                 return None
             if v.isdigit():
                 return int(v)
-        raise ValueError("accepted: 'none', 'auto', 'reversal', 'combined' or a class index >= 0")
+        raise ValueError("accepted: 'none', 'auto', 'reversal', 'combined', 'vote' or a class index >= 0")
 
     @field_validator("threshold", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pruneguard.cli.app import app, main
 from pruneguard.models import load_model, read_meta
-from pruneguard.scan.suspect import combine_suspects
+from pruneguard.scan.suspect import combine_suspects, vote_suspects
 from pruneguard.utils.io import sha256_file
 
 runner = CliRunner()
@@ -240,6 +240,16 @@ def test_purify_unlearn_rounds_reverse_again_on_the_unlearned_model(trained: Pat
     assert kd["triggers"][0] == one["triggers"][0] | {"seconds": kd["triggers"][0]["seconds"]}
     m3, _ = load_model(tmp_path / "kd" / "purified.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values(), strict=True))
+    # the teacher with its BatchNorm statistics recomputed on the clean split: recorded, other weights
+    rc = [*args, "--unlearn-distill", "2", "--unlearn-teacher", "recalibrated", "--out", str(tmp_path / "rc")]
+    assert main([*rc, "--unlearn-distill-suppress", "0.5"]) == 0
+    rc_unl = json.loads((tmp_path / "rc" / "report.json").read_text())["unlearn"]
+    assert rc_unl["teacher"] == "recalibrated" and rc_unl["distill_suppress"] == 0.5
+    assert kd["teacher"] == "pruned" and one["teacher"] is None and kd["distill_suppress"] == 0.0
+    html = (tmp_path / "rc" / "report.html").read_text()
+    assert "(BatchNorm recalibrated), weight 2, 50% of its suspected-class probability taken out" in html
+    m5, _ = load_model(tmp_path / "rc" / "purified.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(m3.state_dict().values(), m5.state_dict().values(), strict=True))
     # targeted PGD copies towards the suspect while unlearning: recorded, and they change the weights
     assert main([*args, "--unlearn-adv-eps", "0.05", "--out", str(tmp_path / "adv")]) == 0
     adv = json.loads((tmp_path / "adv" / "report.json").read_text())["unlearn"]
@@ -266,6 +276,21 @@ def test_purify_adv_eps_out_of_range_is_one_line(trained: Path, tmp_path: Path, 
         code == 2 and "unlearn_adv_eps" in err.replace("-", "_") and "2" in err and len(err.strip().splitlines()) == 1
     )
     assert not out.exists()
+
+
+def test_purify_unknown_unlearn_teacher_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "u"
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-teacher", "dense"], capsys)
+    assert code == 2 and "unlearn_teacher" in err.replace("-", "_") and "dense" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_purify_distill_suppress_out_of_range_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "u"
+    argv = ["purify", "--model", str(trained), "--out", str(out), "--unlearn-distill-suppress", "1.5"]
+    code, err = _run_bad(argv, capsys)
+    assert code == 2 and "unlearn_distill_suppress" in err.replace("-", "_") and "1.5" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
@@ -304,6 +329,16 @@ def test_purify_combined_target_runs_both_scans_and_unlearns_to_their_choice(tra
     assert (comb["suspected_target"], comb["decided_by"]) == expected
     assert rep["anp"]["target_class"] == comb["suspected_target"] == rep["unlearn"]["trigger"]["target"]
     assert "combined with the sensitivity scan" in (out / "report.html").read_text()
+
+
+def test_purify_vote_target_counts_the_three_voices_and_unlearns_to_their_choice(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "vote"
+    rep = _purify_towards(trained, out, "vote")
+    rev, scan, vote = rep["reversal_scan"], rep["scan"], rep["reversal_scan"]["vote"]
+    assert set(rev["kinds"]) == {"patch", "blend"} and scan is not None
+    assert (vote["suspected_target"], vote["decided_by"]) == vote_suspects(scan["suspected_target"], rev["kinds"])
+    assert rep["anp"]["target_class"] == vote["suspected_target"] == rep["unlearn"]["trigger"]["target"]
+    assert "voted with the sensitivity scan" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,8 @@ def purify(
         "none",
         help="Targeted ANP: perturb towards this class, 'auto' (the neuron-sensitivity scan's suspect), "
         "'reversal' (Neural Cleanse style: the class a reversed patch or blend trigger reaches most easily), "
-        "'combined' (both scans; the one stronger relative to its own cut decides) or 'none'.",
+        "'combined' (both scans; the one stronger relative to its own cut decides), 'vote' (both scans; a class "
+        "named by two of the sensitivity scan, the patch and the blend reversal, else the reversal) or 'none'.",
     ),
     threshold: str = typer.Option("0.2", help="Prune masks <= this value, or 'auto'."),
     prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045
@@ -83,6 +84,17 @@ def purify(
     ),
     unlearn_distill: float = typer.Option(
         0.0, help="Weight of distilling the pruned model (before unlearning) on clean images while unlearning (0: off)."
+    ),
+    unlearn_teacher: str = typer.Option(
+        "pruned",
+        help="The model --unlearn-distill distills: 'pruned' (as pruned) or 'recalibrated' (the pruned model with "
+        "its BatchNorm statistics recomputed on the clean split: more accurate on clean images).",
+    ),
+    unlearn_distill_suppress: float = typer.Option(
+        0.0,
+        help="Share of the teacher's probability of the suspected class taken out (the rest renormalised) on clean "
+        "images of other classes while distilling: the channel through which a backdoored teacher teaches its "
+        "target back (0: off, 1: all of it).",
     ),
     unlearn_adv_eps: float = typer.Option(
         0.0,
@@ -138,6 +150,8 @@ def purify(
             unlearn_rounds=unlearn_rounds,
             unlearn_trigger=unlearn_trigger,
             unlearn_distill=unlearn_distill,
+            unlearn_teacher=unlearn_teacher,
+            unlearn_distill_suppress=unlearn_distill_suppress,
             unlearn_adv_eps=unlearn_adv_eps,
             eval_attack=eval_attack,
             target_label=target_label,

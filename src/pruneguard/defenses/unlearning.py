@@ -60,6 +60,7 @@ __all__ = [
     "stamp",
     "unlearn_",
     "distill_loss",
+    "recalibrate_batchnorm_",
     "DistillHook",
     "TargetedAdversarialHook",
     "ChainHook",
@@ -89,6 +90,7 @@ class UnlearnConfig:
     stamp_fraction: float = 0.2
     distill: float = 0.0
     temperature: float = 2.0
+    distill_suppress: float = 0.0
     adv_eps: float = 0.0
     adv_steps: int = 5
 
@@ -105,6 +107,8 @@ class UnlearnConfig:
             raise ConfigError(f"--unlearn-lr={self.finetune_lr} must be a positive number")
         if not self.distill >= 0 or not math.isfinite(self.distill):
             raise ConfigError(f"--unlearn-distill={self.distill} must be a number >= 0")
+        if not 0 <= self.distill_suppress <= 1:
+            raise ConfigError(f"--unlearn-distill-suppress={self.distill_suppress} must be in [0, 1]")
         if not 0 <= self.adv_eps <= 1:
             raise ConfigError(f"--unlearn-adv-eps={self.adv_eps} must be in [0, 1] (images in [0, 1])")
         if self.adv_steps < 1:
@@ -251,6 +255,33 @@ def _cycle(data: ArrayData, batch_size: int, gen: torch.Generator, device: torch
             yield x
 
 
+@torch.no_grad()
+def recalibrate_batchnorm_(model: nn.Module, data: ArrayData, batch_size: int = 100) -> nn.Module:
+    """Recompute every BatchNorm layer's running statistics on ``data`` (in place; the cumulative average over
+    its batches, in order) and return ``model``, its ``training`` flags as they were.
+
+    Pruning leaves the statistics of the dense model; on the ANP table's pruned models recomputing them on the
+    1% clean split gave back about a point of accuracy (IAB 89.34 -> 90.34) but also part of the backdoor (ASR
+    1.8 -> 5.0%): stale statistics carry part of what pruning suppresses. The recipe uses such a model only as
+    the teacher of clean images (``purify --unlearn-teacher recalibrated``)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    device = next(model.parameters()).device
+    with eval_mode(model):  # dropout and the like off; the norms alone in train mode, to record statistics
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average
+                m.train()
+            if norms:
+                for x, _ in iterate_batches(data, batch_size, device=device):
+                    model(x)
+        finally:
+            for m, momentum in zip(norms, momenta, strict=True):
+                m.momentum = momentum
+    return model
+
+
 def distill_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
     """``T² · KL(softmax(teacher/T) ‖ softmax(student/T))``, batch mean (Hinton et al. 2015): the gradient keeps
     its size across temperatures."""
@@ -279,7 +310,12 @@ class _SeededHook:
 class DistillHook(_SeededHook):
     """A :class:`~pruneguard.training.train.BatchHook` that leaves each batch as it is and adds ``weight`` times
     :func:`distill_loss` of ``student`` against a frozen ``teacher`` on a random batch of ``clean`` images (the
-    same size, drawn from ``generator``)."""
+    same size, drawn from ``generator``).
+
+    With ``suppress`` (a class) and the images' ``labels``, the share ``suppress_share`` of the teacher's
+    probability of that class is taken out (and the rest renormalised) on every image labelled otherwise: a
+    backdoored teacher's leaning towards its target on clean images is the channel through which distillation
+    teaches the backdoor back; its other classes' probabilities (what helps accuracy) are kept."""
 
     def __init__(
         self,
@@ -289,15 +325,31 @@ class DistillHook(_SeededHook):
         weight: float,
         temperature: float,
         generator: torch.Generator,
+        *,
+        labels: Tensor | None = None,
+        suppress: int | None = None,
+        suppress_share: float = 1.0,
     ) -> None:
+        if (labels is None) != (suppress is None):
+            raise ConfigError("DistillHook: suppress and labels go together (the class and the clean images' labels)")
+        if labels is not None and len(labels) != len(clean):
+            raise ConfigError(f"DistillHook: labels has {len(labels)} entries; accepted: one per clean image")
         self.student, self.teacher, self.clean = student, teacher, clean
         self.weight, self.temperature, self.generator = weight, temperature, generator
+        if not 0 <= suppress_share <= 1:
+            raise ConfigError(f"DistillHook: suppress_share={suppress_share}; accepted: a share in [0, 1]")
+        self.labels, self.suppress = labels, suppress
+        # added to the class's logit: its probability times (1 - share), before renormalising
+        self.shift = math.log1p(-suppress_share) if suppress_share < 1 else float("-inf")
 
     def batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         idx = torch.randint(len(self.clean), (x.shape[0],), generator=self.generator)
         cx = self.clean[idx].to(x.device)
         with torch.no_grad():
             teacher = self.teacher(cx)
+            if self.labels is not None and self.suppress is not None:
+                other = (self.labels[idx] != self.suppress).to(x.device)
+                teacher[other, self.suppress] += self.shift * self.temperature  # a share out, the rest renormalised
         return x, y, self.weight * distill_loss(self.student(cx), teacher, self.temperature)
 
 
@@ -397,8 +449,8 @@ def unlearn_(
         hflip=False,
     )
     hooks: list[BatchHook] = []
+    tgt = target if target is not None else (triggers[0].target if triggers else None)
     if config.adv_eps > 0:
-        tgt = target if target is not None else (triggers[0].target if triggers else None)
         if tgt is None:
             raise ConfigError(f"--unlearn-adv-eps={config.adv_eps} needs a target class (no trigger was given)")
         hooks.append(
@@ -409,7 +461,24 @@ def unlearn_(
     if config.distill > 0 and teacher is not None:
         x_dev = x.to(next(model.parameters()).device)
         kd_gen = torch.Generator().manual_seed(seed + 1)
-        hooks.append(DistillHook(model, teacher, x_dev, config.distill, config.temperature, kd_gen))
+        on = config.distill_suppress > 0
+        if on and tgt is None:
+            raise ConfigError(
+                f"--unlearn-distill-suppress={config.distill_suppress} needs a target class (no trigger was given)"
+            )
+        hooks.append(
+            DistillHook(
+                model,
+                teacher,
+                x_dev,
+                config.distill,
+                config.temperature,
+                kd_gen,
+                labels=data.y if on else None,
+                suppress=tgt if on else None,
+                suppress_share=config.distill_suppress if on else 1.0,
+            )
+        )
     hook = None if not hooks else hooks[0] if len(hooks) == 1 else ChainHook(hooks)
     with contextlib.ExitStack() as stack:
         if teacher is not None:  # frozen and in eval mode while it teaches

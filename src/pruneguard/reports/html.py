@@ -87,6 +87,13 @@ def render_purify_html(report: dict[str, Any]) -> str:
                     )
                     if report["reversal_scan"].get("combined")
                     else ""
+                )
+                + (
+                    "; voted with the sensitivity scan: {suspected_target} (decided by {decided_by})".format(
+                        **report["reversal_scan"]["vote"]
+                    )
+                    if report["reversal_scan"].get("vote")
+                    else ""
                 ),
             ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
@@ -100,7 +107,18 @@ def render_purify_html(report: dict[str, Any]) -> str:
                     for t in unl.get("triggers", [unl["trigger"]])
                 )
                 + f"; {unl['epochs']} epochs × {unl.get('rounds', 1)} round(s)"
-                + (f"; distilling the pruned model, weight {unl['distill']:g}" if unl.get("distill") else "")
+                + (
+                    f"; distilling the pruned model"
+                    f"{' (BatchNorm recalibrated)' if unl.get('teacher') == 'recalibrated' else ''}, "
+                    f"weight {unl['distill']:g}"
+                    + (
+                        f", {unl['distill_suppress']:.0%} of its suspected-class probability taken out"
+                        if unl.get("distill_suppress")
+                        else ""
+                    )
+                    if unl.get("distill")
+                    else ""
+                )
                 + (
                     f"; targeted PGD copies towards the target, eps {unl['adv_eps']:g}, {unl['adv_steps']} steps"
                     if unl.get("adv_eps")

@@ -10,11 +10,24 @@ where the reversal named class 8 (blend anomaly 1.67, 0.84 of its cut), and the 
 (delta 40/255) the reversal named the target (1.55, 0.78) and the sensitivity scan class 6 (0.321, 0.78), and
 the rule chose wrong by 0.007. Near a tie neither scan is evidence enough: the two strengths are reported so a
 user sees it.
+
+:func:`vote_suspects` counts three voices instead of two strengths: the sensitivity scan and each kind of the
+reversal (patch, blend) name a class; a class named by two of the three wins, and without a majority the
+reversal's strongest kind decides. On the same models (true target 0; `python benchmarks/anp_table.py
+--anp-target vote`'s report, sensitivity/patch/blend): BadNets 0/0/8, Blend 0/0/0, IAB 0/0/8, LC 4/0/6 (no
+majority: the patch reversal, 1.76), SIG 6/8/0 (no majority: the blend reversal, 1.55), Trojan 0/0/0, WaNet
+0/8/0, and an earlier IAB model 0/0/8: class 0 on all eight, where each strength rule missed one. Classes that
+are naturally easy to reach (8, bags, and 6, shirts, on Fashion-MNIST) won one voice now and then, never two.
+Eight models are a small sample; the report keeps every voice so that a user can check the call.
 """
 
 from __future__ import annotations
 
-__all__ = ["ANOMALY_CUT", "combine_suspects"]
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ANOMALY_CUT", "combine_suspects", "vote_suspects"]
 
 ANOMALY_CUT = 2.0  # Neural Cleanse flags an anomaly index above 2
 
@@ -37,3 +50,27 @@ def combine_suspects(
     if sensitivity_score / sensitivity_cut > reversal_anomaly / anomaly_cut:
         return sensitivity_target, "sensitivity"
     return reversal_target, "reversal"
+
+
+def vote_suspects(sensitivity_target: int | None, reversal_kinds: Mapping[str, Mapping[str, Any]]) -> tuple[int, str]:
+    """The suspected class by a majority of the scans' voices, and how it was reached (``"vote"`` or
+    ``"reversal"``).
+
+    Args:
+        sensitivity_target: the neuron-sensitivity scan's class (None: it saw no error, no voice).
+        reversal_kinds: :func:`~pruneguard.defenses.unlearning.reversal_scan`'s ``kinds``: per trigger kind its
+            ``suspected_target`` and ``anomaly_index``; each kind is a voice.
+
+    A class named by more than half of the voices wins; otherwise the kind with the largest anomaly index names
+    it (the reversal scan's own choice).
+    """
+    if not reversal_kinds:
+        raise ValueError("reversal_kinds is empty; accepted: the 'kinds' of a reversal scan (at least one kind)")
+    voices = [int(k["suspected_target"]) for k in reversal_kinds.values()]
+    if sensitivity_target is not None:
+        voices.append(int(sensitivity_target))
+    cls, n = Counter(voices).most_common(1)[0]
+    if n * 2 > len(voices):
+        return cls, "vote"
+    strongest = max(reversal_kinds.values(), key=lambda k: float(k["anomaly_index"]))
+    return int(strongest["suspected_target"]), "reversal"

@@ -21,6 +21,7 @@ from pruneguard.defenses.unlearning import (
     TRIGGER_KINDS,
     ReversedTrigger,
     UnlearnConfig,
+    recalibrate_batchnorm_,
     reversal_scan,
     reverse_trigger,
     unlearn_,
@@ -40,7 +41,7 @@ from pruneguard.pruning.selection import (
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
-from pruneguard.scan.suspect import combine_suspects
+from pruneguard.scan.suspect import combine_suspects, vote_suspects
 from pruneguard.training.train import TrainConfig
 from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
@@ -144,7 +145,7 @@ def purify(
         raise ConfigError(f"--anp-target={cfg.anp_target} is outside [0, {loaded.meta.num_classes - 1}]")
     if cfg.unlearn and clean.x.dim() != 4:
         raise ConfigError(f"--unlearn reverses an image trigger; dataset {loaded.dataset} has no images")
-    if cfg.anp_target in ("auto", "combined") or (cfg.unlearn and cfg.anp_target is None):
+    if cfg.anp_target in ("auto", "combined", "vote") or (cfg.unlearn and cfg.anp_target is None):
         # the class the neuron-sensitivity scan suspects: targeted ANP pushes towards it, unlearning reverses it
         scan = scan_model(model, clean, ScanConfig(seed=cfg.seed))
         scan_info = {
@@ -158,7 +159,7 @@ def purify(
         if cfg.anp_target == "auto":
             anp_kwargs["target_class"] = scan.suspected_target
     reversal_info: dict[str, Any] | None = None
-    if cfg.anp_target in ("reversal", "combined"):
+    if cfg.anp_target in ("reversal", "combined", "vote"):
         if clean.x.dim() != 4:
             raise ConfigError(
                 f"--anp-target={cfg.anp_target} reverses an image trigger; dataset {loaded.dataset} has none"
@@ -180,6 +181,12 @@ def purify(
         anp_kwargs["target_class"] = chosen
         reversal_info = {**reversal_info, "combined": {"suspected_target": chosen, "decided_by": source}}
         logger.info("combined suspect: class %d (%s)", chosen, source)
+    if cfg.anp_target == "vote":
+        assert scan_info is not None and reversal_info is not None
+        chosen, source = vote_suspects(scan_info["suspected_target"], reversal_info["kinds"])
+        anp_kwargs["target_class"] = chosen
+        reversal_info = {**reversal_info, "vote": {"suspected_target": chosen, "decided_by": source}}
+        logger.info("voted suspect: class %d (%s)", chosen, source)
     anp_cfg = ANPConfig(**anp_kwargs)
     retune_threads("ANP")
     result = anp_optimize(
@@ -204,6 +211,8 @@ def purify(
             suspect = scan_info["suspected_target"]
         assert suspect is not None  # no scan ran only because --anp-target named the class
         teacher = copy.deepcopy(purified) if cfg.unlearn_distill > 0 else None  # the pruned model, frozen
+        if teacher is not None and cfg.unlearn_teacher == "recalibrated":
+            recalibrate_batchnorm_(teacher, clean, cfg.batch_size)
         unlearn_info = _unlearn(cfg, purified, clean, suspect, teacher=teacher)
     finetune: dict[str, Any] | None = None
     if cfg.finetune_epochs > 0:
@@ -276,6 +285,7 @@ def _unlearn(
         epochs=cfg.unlearn_epochs,
         finetune_lr=cfg.unlearn_lr,
         distill=cfg.unlearn_distill,
+        distill_suppress=cfg.unlearn_distill_suppress,
         adv_eps=cfg.unlearn_adv_eps,
     )
     kinds = TRIGGER_KINDS if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
@@ -299,6 +309,8 @@ def _unlearn(
         "lr": cfg.unlearn_lr,
         "stamp_fraction": ucfg.stamp_fraction,
         "distill": ucfg.distill,
+        "teacher": cfg.unlearn_teacher if ucfg.distill > 0 else None,
+        "distill_suppress": ucfg.distill_suppress,
         "temperature": ucfg.temperature,
         "adv_eps": ucfg.adv_eps,
         "adv_steps": ucfg.adv_steps,

@@ -51,11 +51,13 @@ def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_pa
     assert len(calls) == 5
     anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
     assert len(calls) == 6
-    args.unlearn_adv_eps = 0.0  # unset: the key is the one rows kept before the option existed had
+    # as before they existed: the keys stay
+    args.unlearn_adv_eps, args.unlearn_teacher, args.unlearn_distill_suppress = 0.0, "pruned", 0.0
     before = len(calls)
     anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
     assert len(calls) == before
-    for option, value in (("unlearn_distill", 3.0), ("recipe_cap", 0.03), ("unlearn_adv_eps", 0.05)):
+    changes = (("unlearn_distill", 3.0), ("recipe_cap", 0.03), ("unlearn_adv_eps", 0.05))
+    for option, value in (*changes, ("unlearn_teacher", "recalibrated"), ("unlearn_distill_suppress", 0.5)):
         setattr(args, option, value)
         before = len(calls)
         anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # anp's key ignores it

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pruneguard.scan.suspect import ANOMALY_CUT, combine_suspects
+import pytest
+
+from pruneguard.scan.suspect import ANOMALY_CUT, combine_suspects, vote_suspects
 
 
 def test_agreeing_scans_name_their_class() -> None:
@@ -20,3 +22,37 @@ def test_the_scan_stronger_relative_to_its_own_cut_decides() -> None:
 def test_a_tie_or_a_scan_without_errors_leaves_it_to_the_reversal() -> None:
     assert combine_suspects(1, 0.41, 0.41, 2, 2.0) == (2, "reversal")
     assert combine_suspects(None, 0.0, 0.41, 5, 0.1) == (5, "reversal")
+
+
+def _kinds(patch: tuple[int, float], blend: tuple[int, float]) -> dict[str, dict[str, float]]:
+    return {k: {"suspected_target": c, "anomaly_index": a} for k, (c, a) in (("patch", patch), ("blend", blend))}
+
+
+def test_two_voices_of_three_name_the_suspect() -> None:
+    # IAB on Fashion-MNIST: sensitivity 0, patch 0 (0.94), blend 8 (1.67): the stronger reversal kind is outvoted
+    assert vote_suspects(0, _kinds((0, 0.94), (8, 1.67))) == (0, "vote")
+    # WaNet: sensitivity 0, patch 8 (1.92), blend 0 (1.39)
+    assert vote_suspects(0, _kinds((8, 1.92), (0, 1.39))) == (0, "vote")
+    # the two reversal kinds agreeing outvote the sensitivity scan
+    assert vote_suspects(6, _kinds((3, 0.5), (3, 0.7))) == (3, "vote")
+
+
+def test_without_a_majority_the_strongest_reversal_kind_decides() -> None:
+    # SIG: sensitivity 6, patch 8 (1.17), blend 0 (1.55)
+    assert vote_suspects(6, _kinds((8, 1.17), (0, 1.55))) == (0, "reversal")
+    # LC: sensitivity 4, patch 0 (1.76), blend 6 (1.52)
+    assert vote_suspects(4, _kinds((0, 1.76), (6, 1.52))) == (0, "reversal")
+
+
+def test_a_scan_without_errors_has_no_voice() -> None:
+    assert vote_suspects(None, _kinds((2, 0.3), (2, 0.9))) == (2, "vote")
+    # two voices that disagree: no majority
+    assert vote_suspects(None, _kinds((2, 0.3), (5, 0.9))) == (5, "reversal")
+    # one kind only: it is the majority of its own voice, or of two with the sensitivity scan
+    assert vote_suspects(None, {"patch": {"suspected_target": 7, "anomaly_index": 0.1}}) == (7, "vote")
+    assert vote_suspects(1, {"patch": {"suspected_target": 7, "anomaly_index": 0.1}}) == (7, "reversal")
+
+
+def test_no_reversal_kind_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="reversal_kinds"):
+        vote_suspects(0, {})
