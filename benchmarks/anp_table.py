@@ -10,15 +10,17 @@ computed by one process per core (`--attacks`) and assembled by a last run that 
 (--clean-fraction of the training split, drawn from the 10% held out from model training) is the same for every
 defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` is pruneguard's ANP followed by
 a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
-(--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `reversal`, the
-default, the trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan; `combined`, both, the one
-stronger relative to its own cut deciding; `vote`, both, a class named by two of the sensitivity scan and the
-patch and blend reversals, else the reversal) and ANP's perturbation pushing clean
+(--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `vote`, the default,
+both scans, a class named by two of the sensitivity scan and the patch and blend reversals, else the reversal;
+`reversal`, the trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan; `combined`, both, the one
+stronger relative to its own cut deciding) and ANP's perturbation pushing clean
 non-target images towards it, no crop/flip, threshold 0.2, --recipe-iterations; `anp_unlearn` is pruneguard's
 full recipe: `anp_targeted` with the pruning capped at a clean-split accuracy drop (--recipe-cap, `purify
 --cap-acc-drop`), then the triggers reversed to the suspected class on the pruned model (--unlearn-trigger: patch,
 blend or both) unlearned on the clean split (`purify --unlearn`) in --unlearn-rounds rounds, distilling the pruned
-model on clean images meanwhile (--unlearn-distill, `purify --unlearn-distill`). ASR is measured on
+model on clean images meanwhile (--unlearn-distill, `purify --unlearn-distill`), its BatchNorm statistics
+recomputed on the clean split (--unlearn-teacher recalibrated) and a share of its suspected-class probability
+taken out on clean images of other classes (--unlearn-distill-suppress). ASR is measured on
 the test set for the table only: no defence sees it (nor the true target label).
 """
 
@@ -183,6 +185,9 @@ ROW_OPTIONS = (
     "target_label",
     "data_dir",
 )
+# Options of ROW_OPTIONS that only some defences depend on (given), which entered every defence's key before that
+# was seen: the other defences' keys keep the value their rows were kept with, so that those rows stay found.
+KEY_PINNED = {"anp_target": ("reversal", ("anp_targeted", "anp_unlearn"))}
 # Options only some defences depend on: they enter only those rows' keys (added after rows were kept, so the
 # other rows' keys stay as they were).
 DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds", "unlearn_distill", "recipe_cap")}
@@ -204,7 +209,10 @@ def cached_defense(
             "model": model_path.parent.name,
             "defense": defense,
             "fraction": fraction,
-            **{k: str(getattr(args, k)) for k in ROW_OPTIONS},
+            **{
+                k: str(KEY_PINNED[k][0] if k in KEY_PINNED and defense not in KEY_PINNED[k][1] else getattr(args, k))
+                for k in ROW_OPTIONS
+            },
             **{k: str(getattr(args, k)) for k in DEFENSE_OPTIONS.get(defense, ())},
             **{
                 k: str(getattr(args, k))
@@ -363,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe-iterations", type=int, default=1000, help="ANP iterations of anp_targeted/anp_unlearn")
     p.add_argument(
         "--anp-target",
-        default="reversal",
+        default="vote",
         choices=("auto", "reversal", "combined", "vote"),
         help="anp_targeted/anp_unlearn",
     )
@@ -388,14 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--unlearn-teacher",
-        default="pruned",
+        default="recalibrated",
         choices=("pruned", "recalibrated"),
         help="anp_unlearn: the distilled model (purify --unlearn-teacher)",
     )
     p.add_argument(
         "--unlearn-distill-suppress",
         type=float,
-        default=0.0,
+        default=0.6,
         help="anp_unlearn: share of the teacher's suspected-class probability taken out (purify "
         "--unlearn-distill-suppress)",
     )

@@ -83,6 +83,7 @@ def rounds(
     n: int = 2,
     cfg: UnlearnConfig = UnlearnConfig(),
     teacher: nn.Module | None = None,
+    progressive: bool = False,
 ) -> list[tuple]:
     trigs, log = [], []
     for r in range(n):
@@ -93,6 +94,8 @@ def rounds(
         ]
         unlearn_(model, clean, trigs, cfg, seed=r, teacher=teacher)
         log.append(measure(model))
+        if progressive:  # the next round distills this round's result, its statistics recomputed
+            teacher = recalibrated(model, clean)
     return log
 
 
@@ -130,8 +133,11 @@ VARIANTS: dict[str, Callable[..., list[tuple]]] = {
             ),
             v=v,
         )
-        for v in (0.25, 0.5, 0.75)
+        for v in (0.25, 0.5, 0.6, 0.75)
     },
+    "KRS50P": lambda m, o, c, f: rounds(
+        m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=0.5), teacher=recalibrated(m, c), progressive=True
+    ),
     "KF": lambda m, o, c, f: (
         rounds(m, c, f, cfg=UnlearnConfig(distill=3.0), teacher=copy.deepcopy(m)) + recalibrate(m, c, f)
     ),

@@ -256,7 +256,7 @@ def _cycle(data: ArrayData, batch_size: int, gen: torch.Generator, device: torch
 
 
 @torch.no_grad()
-def recalibrate_batchnorm_(model: nn.Module, data: ArrayData, batch_size: int = 100) -> nn.Module:
+def recalibrate_batchnorm_(model: nn.Module, data: ArrayData, batch_size: int = 128) -> nn.Module:
     """Recompute every BatchNorm layer's running statistics on ``data`` (in place; the cumulative average over
     its batches, in order) and return ``model``, its ``training`` flags as they were.
 

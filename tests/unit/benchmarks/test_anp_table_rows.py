@@ -56,6 +56,14 @@ def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_pa
     before = len(calls)
     anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
     assert len(calls) == before
+    # the suspect rule: only the targeted defences' keys follow it; the others keep their rows' ("reversal")
+    before = len(calls)
+    for rule in ("reversal", "vote", "combined"):
+        args.anp_target = rule
+        anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # kept under "reversal" since the start
+    assert len(calls) == before
+    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
+    assert len(calls) == before + 1
     changes = (("unlearn_distill", 3.0), ("recipe_cap", 0.03), ("unlearn_adv_eps", 0.05))
     for option, value in (*changes, ("unlearn_teacher", "recalibrated"), ("unlearn_distill_suppress", 0.5)):
         setattr(args, option, value)
