@@ -8,7 +8,8 @@ each model, with the table's clean split (1%, seed 0), as `purify --anp-target v
 neuron-sensitivity scan (its class, score and per-class share of the perturbed errors) and the trigger-reversal
 scan (per kind, patch and blend: every class's anomaly index, the median's distance to that class's mask size
 in MAD units). Prints, per model, the voices and what `reversal`, `combined` and `vote` choose; with --json,
-every figure (the scans' own records, `benchmarks/results/suspect_votes.json` is such a run).
+every figure (the scans' own records; `benchmarks/results/suspect_votes.json` holds two such runs, their
+`--attacks` split over two processes).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ user sees it.
 
 :func:`vote_suspects` counts three voices instead of two strengths: the sensitivity scan and each kind of the
 reversal (patch, blend) name a class; a class named by two of the three wins, and without a majority the
-reversal's strongest kind decides. On the same models (true target 0; `python benchmarks/anp_table.py
---anp-target vote`'s report, sensitivity/patch/blend): BadNets 0/0/8, Blend 0/0/0, IAB 0/0/8, LC 4/0/6 (no
+reversal's strongest kind decides. On the same models (true target 0; `python benchmarks/suspect_votes.py`,
+sensitivity/patch/blend): BadNets 0/0/8, Blend 0/0/0, IAB 0/0/8, LC 4/0/6 (no
 majority: the patch reversal, 1.76), SIG 6/8/0 (no majority: the blend reversal, 1.55), Trojan 0/0/0, WaNet
 0/8/0, and an earlier IAB model 0/0/8: class 0 on all eight, where each strength rule missed one. Classes that
 are naturally easy to reach (8, bags, and 6, shirts, on Fashion-MNIST) won one voice now and then, never two.
