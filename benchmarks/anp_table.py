@@ -146,8 +146,9 @@ def run_defense(
                 extra["unlearn_distill"] = args.unlearn_distill
                 extra["cap_acc_drop"] = args.recipe_cap
                 extra["unlearn_adv_eps"] = args.unlearn_adv_eps
-                extra["unlearn_teacher"] = args.unlearn_teacher
-                extra["unlearn_distill_suppress"] = args.unlearn_distill_suppress
+                if args.unlearn_distill > 0:  # they shape the distillation (purify refuses them without it)
+                    extra["unlearn_teacher"] = args.unlearn_teacher
+                    extra["unlearn_distill_suppress"] = args.unlearn_distill_suppress
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":

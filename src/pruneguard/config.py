@@ -109,6 +109,11 @@ class PurifyConfig(RunConfig):
     def _checks(self) -> PurifyConfig:
         if self.prune_count is not None and self.prune_fraction is not None:
             raise ValueError("give at most one of --prune-count and --prune-fraction")
+        if self.unlearn_distill == 0 and (self.unlearn_teacher != "pruned" or self.unlearn_distill_suppress > 0):
+            raise ValueError(
+                f"--unlearn-teacher={self.unlearn_teacher} / --unlearn-distill-suppress="
+                f"{self.unlearn_distill_suppress} shape the distillation; they need --unlearn-distill > 0"
+            )
         if self.out.expanduser().resolve() == self.model.expanduser().resolve():
             raise ValueError(
                 f"--out={self.out} is the input model; choose another folder (inputs are never overwritten)"

@@ -293,6 +293,16 @@ def test_purify_distill_suppress_out_of_range_is_one_line(trained: Path, tmp_pat
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_purify_teacher_options_without_distillation_are_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "u"
+    argv = ["purify", "--model", str(trained), "--out", str(out), "--unlearn", "--unlearn-distill-suppress", "0.5"]
+    code, err = _run_bad(argv, capsys)
+    assert code == 2 and "--unlearn-distill-suppress=0.5" in err and "--unlearn-distill > 0" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    code, err = _run_bad([*argv[:-2], "--unlearn-teacher", "recalibrated"], capsys)
+    assert code == 2 and "--unlearn-teacher=recalibrated" in err and len(err.strip().splitlines()) == 1
+
+
 def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "u"
     code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-trigger", "star"], capsys)
