@@ -343,7 +343,8 @@ def markdown(
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The table's options; other benchmarks parse their own arguments with it to get the table's defaults."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--attacks", default=",".join(PAPER_ATTACKS))
     p.add_argument("--defenses", default=",".join(ALL_DEFENSES))
@@ -421,7 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="1 epoch, 200 ANP iterations, 2 fine-tune epochs")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out-md", type=Path, default=None, help="write the markdown table here (atomically)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.quick:
         args.epochs, args.anp_iterations, args.recipe_iterations, args.ft_epochs = 1, 200, 200, 2
     torch.set_num_threads(args.threads)

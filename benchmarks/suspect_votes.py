@@ -34,14 +34,6 @@ from pruneguard.workflows.common import draw_clean_split, load_for_defense
 ATTACKS = (*anp_table.PAPER_ATTACKS, "wanet")
 
 
-def anomalies(mask_l1: list[float]) -> list[float]:
-    """Each class's anomaly index: (median - size) / (1.4826 * MAD), as ``reversal_scan`` computes its minimum's."""
-    l1 = torch.tensor(mask_l1)
-    median = float(torch.quantile(l1, 0.5))
-    mad = 1.4826 * float(torch.quantile((l1 - median).abs(), 0.5))
-    return [(median - float(v)) / mad if mad > 0 else 0.0 for v in l1]
-
-
 def scan_one(model_path: Path, seed: int) -> dict[str, Any]:
     loaded = load_for_defense(model_path)
     clean, _ = draw_clean_split(loaded, clean_fraction=0.01, clean_samples=None, seed=seed)
@@ -55,10 +47,7 @@ def scan_one(model_path: Path, seed: int) -> dict[str, Any]:
             "threshold": sens.threshold,
             "share_by_class": (errors / errors.sum().clamp_min(1)).tolist(),
         },
-        "reversal": {
-            **{k: v for k, v in rev.items() if k != "kinds"},
-            "kinds": {k: {**v, "anomaly_by_class": anomalies(v["mask_l1"])} for k, v in rev["kinds"].items()},
-        },
+        "reversal": rev,
         "choices": {
             "reversal": rev["suspected_target"],
             "combined": combine_suspects(
@@ -80,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    table_args = argparse.Namespace(
-        cache=args.cache, dataset="fashion_mnist", arch="small_cnn", clean_label_rate=0.8, poison_rate=0.05,
-        target_label=args.target_label, epochs=4, width=1.0, attack_params=args.attack_params, data_dir=None,
-    )  # fmt: skip
+    table_args = anp_table.build_parser().parse_args(
+        ["--cache", args.cache, "--attack-params", args.attack_params, "--target-label", str(args.target_label)]
+    )
     rows = []
     for attack in [a for a in args.attacks.split(",") if a]:
         model_path = anp_table.trained_model(attack, 0, table_args)

@@ -168,10 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    table_args = anp_table.main.__globals__["argparse"].Namespace(
-        cache=args.cache, dataset="fashion_mnist", arch="small_cnn", clean_label_rate=0.8, poison_rate=0.05,
-        target_label=TARGET, epochs=4, width=1.0, attack_params=args.attack_params, data_dir=None,
-    )  # fmt: skip
+    table_args = anp_table.build_parser().parse_args(
+        ["--cache", args.cache, "--attack-params", args.attack_params, "--target-label", str(TARGET)]
+    )
     for attack in [a for a in args.attacks.split(",") if a]:
         model_path = anp_table.trained_model(attack, 0, table_args)
         loaded = load_for_defense(model_path)

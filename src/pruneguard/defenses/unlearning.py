@@ -220,7 +220,8 @@ def reversal_scan(
     """Neural Cleanse's detection: reverse a trigger to every class and suspect the one that needs the smallest.
 
     For each trigger kind: each class's trigger size (``mask_l1``), the smallest class and its anomaly index (the
-    median's distance to it in units of 1.4826 * median absolute deviation; Neural Cleanse flags > 2). The kind
+    median's distance to it in units of 1.4826 * median absolute deviation; Neural Cleanse flags > 2), and every
+    class's (``anomaly_by_class``; zeros when the deviation is 0). The kind
     whose smallest class stands out most decides ``suspected_target``. On three Fashion-MNIST models the patch
     reversal named the BadNets target (anomaly 1.5) but not SIG's (it named class 8), the blend reversal named
     the Blend and SIG targets (2.2, 2.3) but not BadNets' (BENCHMARKS.md); the larger index was right each time.
@@ -237,7 +238,12 @@ def reversal_scan(
         mad = 1.4826 * float(torch.quantile((l1 - median).abs(), 0.5))
         low = int(l1.argmin())
         anomaly = (median - float(l1[low])) / mad if mad > 0 else float("inf")
-        per_kind[kind] = {"mask_l1": sizes, "suspected_target": low, "anomaly_index": anomaly}
+        per_kind[kind] = {
+            "mask_l1": sizes,
+            "suspected_target": low,
+            "anomaly_index": anomaly,
+            "anomaly_by_class": ((median - l1) / mad).tolist() if mad > 0 else [0.0] * len(sizes),
+        }
     kind = max(per_kind, key=lambda k: per_kind[k]["anomaly_index"])
     return {
         "kind": kind,
