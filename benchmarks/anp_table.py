@@ -6,7 +6,8 @@
 
 Models are trained once and cached under --cache, keyed by the hash of their training config; each defence's
 result is kept there too (`rows/`), keyed by the model and the options it depends on, so the table can be
-computed by one process per core (`--attacks`) and assembled by a last run that finds every row. The clean split
+computed by several processes (`--attacks`) and assembled by a last run that finds every row; within one run,
+--jobs processes (default: one per core) take one (attack, seed) each. The clean split
 (--clean-fraction of the training split, drawn from the 10% held out from model training) is the same for every
 defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` is pruneguard's ANP followed by
 a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
@@ -31,10 +32,13 @@ import copy
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,7 @@ PAPER_ATTACKS = ("badnets", "blend", "input_aware", "label_consistent", "sig", "
 # Clean-label attacks poison images of the target class only; their rate is a share of that class.
 CLEAN_LABEL = ("sig", "label_consistent")
 ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn")
+DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "digits": "digits"}
 # Defences that prune with anp's masks: run after anp, they start from its saved state.
 ON_ANP_MASKS = ("anp_ft", "anp_auto")
 # Bumped when an attack's training recipe changes, so that cached models of the old recipe are not reused (the
@@ -290,7 +295,10 @@ def markdown(
     defenses = [d for d in ALL_DEFENSES if any(r["defense"] == d for r in rows)]
     fractions = sorted({r["clean_fraction"] for r in rows}, reverse=True)
     lines = [
-        f"Fashion-MNIST ({args.arch}, {args.epochs} epochs, poison rate {args.poison_rate} of non-target images "
+        f"{DATASET_NAMES.get(args.dataset, args.dataset)} ({args.arch}"
+        + (f" width {args.width}" if args.width != 1.0 else "")
+        + f", {args.epochs} epochs, poison rate "
+        f"{args.poison_rate} of non-target images "
         f"(clean-label: {args.clean_label_rate} of the target class), target {args.target_label}); ACC / ASR in %, "
         f"mean over seeds {list(range(args.seeds))}"
         + (f"; clean model ACC {_mean(list(clean_acc.values())) * 100:.2f}" if clean_acc else "")
@@ -417,7 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--small-defenses", default="anp", help="the defences also run with --small-fraction clean data")
     p.add_argument("--fresh-rows", action="store_true", help="recompute rows kept in --cache/rows")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each process")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="processes, one (attack, seed) each: its training and defences in order (0: cores / --threads)",
+    )
     p.add_argument("--cache", default="runs/anp_table")
     p.add_argument("--quick", action="store_true", help="1 epoch, 200 ANP iterations, 2 fine-tune epochs")
     p.add_argument("--json", action="store_true")
@@ -425,37 +439,77 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def attack_rows(
+    attack: str, seed: int, args: argparse.Namespace, clean_path: Path | None
+) -> tuple[list[dict[str, Any]], float | None]:
+    """One unit of the table: train (or reuse) ``attack``'s model and run every defence on it, in order (``anp``
+    before the defences that start from its masks). Returns the rows and, with ``clean_path``, the clean model's
+    ASR on this attack's triggered test set."""
+    model_path = trained_model(attack, seed, args)
+    floor = None
+    if clean_path is not None:
+        floor = clean_floor(load_for_defense(clean_path, data_dir=args.data_dir), model_path, attack, args)
+    defenses = [d for d in args.defenses.split(",") if d]
+    fractions = [(args.clean_fraction, defenses)]
+    small = [d for d in args.small_defenses.split(",") if d in defenses]
+    if args.small_fraction and small:
+        fractions.append((args.small_fraction, small))
+    rows = []
+    for frac, defs in fractions:
+        for d in defs:
+            res = cached_defense(d, model_path, attack, seed, frac, args)
+            rows.append({"attack": attack, "defense": d, "clean_fraction": frac, "seed": seed, **res})
+            logger.info("%s", rows[-1])
+    return rows, floor
+
+
+def _setup(threads: int) -> None:
+    """Per process (the main one and each worker): torch threads, allocator, logging."""
+    torch.set_num_threads(threads)
+    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+
+
+def _unit(job: tuple[str, int, argparse.Namespace, Path | None]) -> tuple[list[dict[str, Any]], float | None]:
+    return attack_rows(*job)
+
+
+def run_units(
+    jobs: list[tuple[str, int, argparse.Namespace, Path | None]], workers: int
+) -> list[tuple[list[dict[str, Any]], float | None]]:
+    """``attack_rows`` for every (attack, seed), in that order: in this process when ``workers`` is 1, else in
+    that many worker processes (spawned, ``--threads`` each). Units share nothing but the cache, where each
+    writes its own model folder and rows, so the results are the serial run's."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [_unit(j) for j in jobs]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_setup, initargs=(jobs[0][2].threads,)) as pool:
+        return list(pool.map(_unit, jobs))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
         args.epochs, args.anp_iterations, args.recipe_iterations, args.ft_epochs = 1, 200, 200, 2
-    torch.set_num_threads(args.threads)
-    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    if args.jobs < 0:
+        raise SystemExit(f"--jobs={args.jobs} is not accepted; accepted: an integer >= 1, or 0 (one per core)")
+    _setup(args.threads)
     attacks = [a for a in args.attacks.split(",") if a]
-    defenses = [d for d in args.defenses.split(",") if d]
-    rows: list[dict[str, Any]] = []
     clean_acc: dict[int, float] = {}
     floors: dict[tuple[str, int], float] = {}
+    units: list[tuple[str, int, argparse.Namespace, Path | None]] = []
     for seed in range(args.seeds):
-        clean = None
-        if not args.json or args.out_md:
+        clean_path = None
+        if not args.json or args.out_md:  # the clean model: its accuracy and each attack's floor (the table's)
             clean_path = trained_model(None, seed, args)
             clean_acc[seed] = json.loads((clean_path.parent / "result.json").read_text())["test"]["accuracy"]
-            clean = load_for_defense(clean_path, data_dir=args.data_dir)  # loaded once for every attack's floor
-        for attack in attacks:
-            model_path = trained_model(attack, seed, args)
-            if clean is not None:
-                floors[(attack, seed)] = clean_floor(clean, model_path, attack, args)
-            fractions = [(args.clean_fraction, defenses)]
-            small = [d for d in args.small_defenses.split(",") if d in defenses]
-            if args.small_fraction and small:
-                fractions.append((args.small_fraction, small))
-            for frac, defs in fractions:
-                for d in defs:
-                    res = cached_defense(d, model_path, attack, seed, frac, args)
-                    rows.append({"attack": attack, "defense": d, "clean_fraction": frac, "seed": seed, **res})
-                    logger.info("%s", rows[-1])
+        units += [(attack, seed, args, clean_path) for attack in attacks]
+    workers = args.jobs or max(1, (os.cpu_count() or 1) // max(1, args.threads))
+    rows: list[dict[str, Any]] = []
+    for (attack, seed, _, _), (unit_rows, floor) in zip(units, run_units(units, min(workers, len(units))), strict=True):
+        rows += unit_rows
+        if floor is not None:
+            floors[(attack, seed)] = floor
     if args.out_md:
         atomic_write_text(args.out_md, markdown(rows, clean_acc, args, floors))
     if args.json:

@@ -121,9 +121,7 @@ def test_markdown_compares_each_defence_with_the_clean_models_asr(anp_table: Mod
 
     rows = [row("badnets", "none", 0.99), row("sig", "none", 0.85), row("badnets", "anp", 0.008),
             row("sig", "anp", 0.012)]  # fmt: skip
-    args = anp_table.main.__globals__["argparse"].Namespace(
-        arch="small_cnn", epochs=4, poison_rate=0.05, clean_label_rate=0.8, target_label=0, seeds=1
-    )
+    args = anp_table.build_parser().parse_args([])  # the defaults: small_cnn, 4 epochs, rate 0.05, target 0
     text = anp_table.markdown(rows, {0: 0.91}, args, {("badnets", 0): 0.0066, ("sig", 0): 0.0041})
     assert "| badnets | 90.00 / 99.00 | 90% | 1.00 | yes | 0.66 |" in text
     assert "| sig | 90.00 / 85.00 | 80% | 1.00 | yes | 0.41 |" in text
@@ -131,3 +129,32 @@ def test_markdown_compares_each_defence_with_the_clean_models_asr(anp_table: Mod
     assert "| anp | 0.00 | 1.00 | 1/2 | 0/2 | 1 |" in text
     floors = {("badnets", 0): 0.01, ("sig", 0): 0.02}
     assert "| anp | 0.00 | 1.00 | 1/2 | 2/2 | 1 |" in anp_table.markdown(rows, {0: 0.91}, args, floors)
+
+
+def test_worker_processes_give_the_serial_rows_in_unit_order(
+    anp_table: ModuleType, tmp_path: Path, monkeypatch
+) -> None:
+    # the cache holds every model and row, so each unit only looks them up: the test is of the processes' plumbing
+    # (spawned workers import the script by name, get the options, return rows in the units' order)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    args = anp_table.build_parser().parse_args(
+        ["--cache", str(tmp_path), "--defenses", "none,anp", "--small-fraction", "0.001", "--epochs", "1"]
+    )
+
+    def fake_train(run: Any) -> tuple[dict, None]:
+        run.out.mkdir(parents=True)
+        (run.out / anp_table.MODEL_NAME).write_bytes(b"")
+        return {"test": {"accuracy": 0.9}}, None
+
+    def fake_defense(defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: Any) -> dict:
+        return {"accuracy": len(attack) / 10 + fraction, "asr": seed / 10, "seconds": 1.0 if defense == "anp" else 0.0}
+
+    monkeypatch.setattr(anp_table, "train_job", fake_train)
+    monkeypatch.setattr(anp_table, "run_defense", fake_defense)
+    units = [(a, s, args, None) for s in (0, 1) for a in ("sig", "blend", "trojan")]
+    serial = anp_table.run_units(units, 1)
+    monkeypatch.undo()  # the workers must find the cache, not these fakes (which they cannot see anyway)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    assert anp_table.run_units(units, 2) == serial
+    assert [(r["attack"], r["seed"]) for rows, _ in serial for r in rows][::3] == [(a, s) for a, s, _, _ in units]
+    assert [r["clean_fraction"] for r in serial[0][0]] == [0.01, 0.01, 0.001] and serial[0][1] is None
