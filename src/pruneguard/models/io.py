@@ -75,7 +75,13 @@ class ModelMeta:
         _check_field_types(meta)
         return meta
 
-    def build(self) -> nn.Module:
+    def build(self, seed: int | None = None) -> nn.Module:
+        """The architecture, freshly initialised: from ``seed`` when given (the caller's random stream is left as
+        it was), else from the global random state (weights about to be loaded)."""
+        if seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self.build()
         return create_model(
             self.arch,
             num_classes=self.num_classes,

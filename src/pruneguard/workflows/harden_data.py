@@ -76,7 +76,7 @@ def _csv_model(cfg: HardenConfig, csv: Path, train: ArrayData, test: ArrayData, 
             holdout_hash=indices_hash(held),
             extra={"csv": csv_id, "features": names},
         )
-        model = meta.build()
+        model = meta.build(seed=cfg.seed)
         tcfg = TrainConfig(cfg.train_epochs, min(cfg.batch_size, 64), crop_padding=0, hflip=False, seed=cfg.seed)
         train_model(model, train.subset(fit_idx), tcfg)
         cfg.out.mkdir(parents=True, exist_ok=True)

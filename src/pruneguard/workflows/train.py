@@ -95,9 +95,7 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
         holdout_hash=indices_hash(held),
         extra={"attack": poison_info} if poison_info else {},
     )
-    with torch.random.fork_rng(devices=[]):  # the initial weights are the seed's, whatever the caller's RNG state
-        torch.manual_seed(cfg.seed)
-        model = meta.build()
+    model = meta.build(seed=cfg.seed)  # the initial weights are the seed's, whatever the caller's RNG state
     image = len(info.input_shape) == 3
     tcfg = TrainConfig(
         epochs=cfg.epochs,

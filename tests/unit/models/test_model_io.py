@@ -134,3 +134,18 @@ def test_create_model_errors() -> None:
         create_model("small_cnn", num_classes=1, input_shape=(1, 8, 8))
     with pytest.raises(ConfigError, match="does not accept"):
         create_model("small_cnn", num_classes=3, input_shape=(1, 8, 8), depth=3)
+
+
+def test_build_with_a_seed_is_that_seeds_and_leaves_the_callers_stream() -> None:
+    m = meta()
+    torch.manual_seed(1)
+    first = m.build(seed=7).state_dict()
+    torch.manual_seed(2)
+    stream = torch.get_rng_state()
+    again = m.build(seed=7).state_dict()
+    assert torch.equal(stream, torch.get_rng_state())
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = m.build(seed=8).state_dict()
+    assert not torch.equal(first["features.0.weight"], other["features.0.weight"])
+    m.build()  # no seed: the global stream, which it advances
+    assert not torch.equal(stream, torch.get_rng_state())
