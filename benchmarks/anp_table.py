@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -470,21 +471,24 @@ def _setup(threads: int) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
 
 
-def _unit(job: tuple[str, int, argparse.Namespace, Path | None]) -> tuple[list[dict[str, Any]], float | None]:
-    return attack_rows(*job)
+def _unit(args: argparse.Namespace, unit: tuple[str, int, Path | None]) -> tuple[list[dict[str, Any]], float | None]:
+    attack, seed, clean_path = unit
+    return attack_rows(attack, seed, args, clean_path)
 
 
 def run_units(
-    jobs: list[tuple[str, int, argparse.Namespace, Path | None]], workers: int
+    units: list[tuple[str, int, Path | None]], args: argparse.Namespace, workers: int
 ) -> list[tuple[list[dict[str, Any]], float | None]]:
-    """``attack_rows`` for every (attack, seed), in that order: in this process when ``workers`` is 1, else in
-    that many worker processes (spawned, ``--threads`` each). Units share nothing but the cache, where each
-    writes its own model folder and rows, so the results are the serial run's."""
-    if workers <= 1 or len(jobs) <= 1:
-        return [_unit(j) for j in jobs]
+    """``attack_rows`` for every (attack, seed, clean model), in that order: in this process when ``workers`` is 1,
+    else in up to that many worker processes (spawned, ``--threads`` each). Units share nothing but the cache,
+    where each writes its own model folder and rows, so the results are the serial run's."""
+    work = functools.partial(_unit, args)
+    workers = min(workers, len(units))
+    if workers <= 1:
+        return [work(u) for u in units]
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_setup, initargs=(jobs[0][2].threads,)) as pool:
-        return list(pool.map(_unit, jobs))
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_setup, initargs=(args.threads,)) as pool:
+        return list(pool.map(work, units))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -497,16 +501,16 @@ def main(argv: list[str] | None = None) -> int:
     attacks = [a for a in args.attacks.split(",") if a]
     clean_acc: dict[int, float] = {}
     floors: dict[tuple[str, int], float] = {}
-    units: list[tuple[str, int, argparse.Namespace, Path | None]] = []
+    units: list[tuple[str, int, Path | None]] = []
     for seed in range(args.seeds):
         clean_path = None
         if not args.json or args.out_md:  # the clean model: its accuracy and each attack's floor (the table's)
             clean_path = trained_model(None, seed, args)
             clean_acc[seed] = json.loads((clean_path.parent / "result.json").read_text())["test"]["accuracy"]
-        units += [(attack, seed, args, clean_path) for attack in attacks]
+        units += [(attack, seed, clean_path) for attack in attacks]
     workers = args.jobs or max(1, (os.cpu_count() or 1) // max(1, args.threads))
     rows: list[dict[str, Any]] = []
-    for (attack, seed, _, _), (unit_rows, floor) in zip(units, run_units(units, min(workers, len(units))), strict=True):
+    for (attack, seed, _), (unit_rows, floor) in zip(units, run_units(units, args, workers), strict=True):
         rows += unit_rows
         if floor is not None:
             floors[(attack, seed)] = floor

@@ -151,10 +151,10 @@ def test_worker_processes_give_the_serial_rows_in_unit_order(
 
     monkeypatch.setattr(anp_table, "train_job", fake_train)
     monkeypatch.setattr(anp_table, "run_defense", fake_defense)
-    units = [(a, s, args, None) for s in (0, 1) for a in ("sig", "blend", "trojan")]
-    serial = anp_table.run_units(units, 1)
+    units = [(a, s, None) for s in (0, 1) for a in ("sig", "blend", "trojan")]
+    serial = anp_table.run_units(units, args, 1)
     monkeypatch.undo()  # the workers must find the cache, not these fakes (which they cannot see anyway)
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    assert anp_table.run_units(units, 2) == serial
-    assert [(r["attack"], r["seed"]) for rows, _ in serial for r in rows][::3] == [(a, s) for a, s, _, _ in units]
+    assert anp_table.run_units(units, args, 2) == serial
+    assert [(r["attack"], r["seed"]) for rows, _ in serial for r in rows][::3] == [(a, s) for a, s, _ in units]
     assert [r["clean_fraction"] for r in serial[0][0]] == [0.01, 0.01, 0.001] and serial[0][1] is None
