@@ -12,7 +12,9 @@ computed by several processes (`--attacks`) and assembled by a last run that fin
 defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` is pruneguard's ANP followed by
 a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
 (--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `vote`, the default,
-both scans, a class named by two of the sensitivity scan and the patch and blend reversals, else the reversal;
+both scans, a class named by two of the sensitivity scan and the patch and blend reversals, else the one
+cheapest on the model relative to a reference model trained on the clean split (--vote-tiebreak reference; `strongest`:
+the reversal);
 `reversal`, the trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan; `combined`, both, the one
 stronger relative to its own cut deciding) and ANP's perturbation pushing clean
 non-target images towards it, no crop/flip, threshold 0.2, --recipe-iterations; `anp_unlearn` is pruneguard's
@@ -127,7 +129,7 @@ def run_defense(
     trig = make_trigger(attack, loaded.meta, args.target_label, model_path)
     triggered = trigger_set(trig, loaded.test)
     clean, _ = draw_clean_split(loaded, clean_fraction=fraction, clean_samples=None, seed=seed)
-    t0 = time.perf_counter()
+    t0, suspect = time.perf_counter(), None
     out = Path(args.cache) / "defended" / f"{model_path.parent.name}-{defense}-{fraction}"
     if defense == "none":
         model = loaded.model
@@ -146,6 +148,8 @@ def run_defense(
                 "unlearn": defense == "anp_unlearn",
                 "iterations": args.recipe_iterations,
             }
+            if args.anp_target == "vote":
+                extra["vote_tiebreak"] = args.vote_tiebreak
             if defense == "anp_unlearn":
                 extra["unlearn_trigger"] = args.unlearn_trigger
                 extra["unlearn_rounds"] = args.unlearn_rounds
@@ -155,6 +159,7 @@ def run_defense(
                 if args.unlearn_distill > 0:  # they shape the distillation (purify refuses them without it)
                     extra["unlearn_teacher"] = args.unlearn_teacher
                     extra["unlearn_distill_suppress"] = args.unlearn_distill_suppress
+                    extra["unlearn_distill_augment"] = args.unlearn_distill_augment
         if defense == "anp_ft":
             extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
         if defense == "anp_auto":
@@ -168,14 +173,19 @@ def run_defense(
             shutil.copyfile(shared, out / "anp_state.pt")
         cfg = _purify_cfg(model_path, out, attack, seed, fraction, args, resume=True, **extra)
         report, model, _ = purify(cfg, loaded=copy.copy(loaded))
+        atomic_write_json(out / "report.json", report)  # the purify report, for audit (the row keeps the figures)
+        suspect = report["anp"]["target_class"]
     else:
         raise ValueError(f"unknown defence {defense!r}; accepted: {', '.join(ALL_DEFENSES)}")
     seconds = time.perf_counter() - t0 if defense != "none" else 0.0
-    return {
+    row = {
         "accuracy": evaluate_accuracy(model, loaded.test),
         "asr": evaluate_asr(model, triggered, trig.target_label),
         "seconds": seconds,
     }
+    if suspect is not None:  # the class a targeted defence aimed at (the scans' choice; the table's is --target-label)
+        row["target_class"] = suspect
+    return row
 
 
 # The options a defence's result depends on (besides the model, the defence and the clean fraction).
@@ -199,9 +209,16 @@ KEY_PINNED = {"anp_target": ("reversal", ("anp_targeted", "anp_unlearn"))}
 # other rows' keys stay as they were).
 DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds", "unlearn_distill", "recipe_cap")}
 # Options that enter a defence's key only when not at the value they had before they existed (given here): rows
-# kept before then keep their keys.
+# kept before then keep their keys. vote_tiebreak only with --anp-target vote (the only target it changes).
 DEFENSE_OPTIONS_IF_SET = {
-    "anp_unlearn": {"unlearn_adv_eps": 0.0, "unlearn_teacher": "pruned", "unlearn_distill_suppress": 0.0}
+    "anp_unlearn": {
+        "unlearn_adv_eps": 0.0,
+        "unlearn_teacher": "pruned",
+        "unlearn_distill_suppress": 0.0,
+        "unlearn_distill_augment": False,
+        "vote_tiebreak": "strongest",
+    },
+    "anp_targeted": {"vote_tiebreak": "strongest"},
 }
 
 
@@ -224,7 +241,7 @@ def cached_defense(
             **{
                 k: str(getattr(args, k))
                 for k, before in DEFENSE_OPTIONS_IF_SET.get(defense, {}).items()
-                if getattr(args, k, before) != before
+                if getattr(args, k, before) != before and (k != "vote_tiebreak" or args.anp_target == "vote")
             },
         }
     )
@@ -405,18 +422,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="anp_unlearn: targeted PGD copies towards the suspect while unlearning (purify --unlearn-adv-eps)",
     )
-    p.add_argument(
-        "--unlearn-teacher",
-        default="recalibrated",
-        choices=("pruned", "recalibrated"),
-        help="anp_unlearn: the distilled model (purify --unlearn-teacher)",
-    )
+    for flag, default, choices, text in (  # the recipe's choices, each as purify names it
+        ("--unlearn-teacher", "recalibrated", ("pruned", "recalibrated"), "anp_unlearn: the distilled model"),
+        (
+            "--vote-tiebreak",
+            "reference",
+            ("reference", "strongest"),
+            "anp_targeted/anp_unlearn with --anp-target vote: who decides without a majority",
+        ),
+    ):
+        p.add_argument(flag, default=default, choices=choices, help=f"{text} (purify {flag})")
     p.add_argument(
         "--unlearn-distill-suppress",
         type=float,
         default=0.6,
         help="anp_unlearn: share of the teacher's suspected-class probability taken out (purify "
         "--unlearn-distill-suppress)",
+    )
+    p.add_argument(
+        "--unlearn-distill-augment",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="anp_unlearn: distil on cropped and flipped clean images (purify --unlearn-distill-augment)",
     )
     p.add_argument(
         "--recipe-cap",

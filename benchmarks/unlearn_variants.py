@@ -14,7 +14,9 @@ KA05, KA10, KA20: K plus targeted PGD copies towards the target in every batch (
 K with the teacher's BatchNorm statistics recomputed on the clean split (`purify --unlearn-teacher
 recalibrated`); KF: K, then the student's recomputed; KS / KRS: K / KR with the teacher's target-class
 probability taken out on clean images of other classes (`--unlearn-distill-suppress 1`), KRS25, KRS50, KRS75:
-a quarter, half, three quarters of it; HS: H3 with all of it taken out.
+a quarter, half, three quarters of it; HS: H3 with all of it taken out, HS60, HS75, HS90: 60%, 75%, 90% of it;
+KRS60A, KRS75A, KRS90A: KRS60 (the recipe's unlearning), KRS75, KRS90 distilling on cropped and flipped
+clean images (`purify --unlearn-distill-augment`).
 Prints test ACC / ASR / the share of clean non-target test images sent to the target, in %, after the last
 round and after each round.
 """
@@ -127,6 +129,13 @@ VARIANTS: dict[str, Callable[..., list[tuple]]] = {
     ),
     "HS": lambda m, o, c, f: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=1.0), teacher=o),
     **{
+        f"HS{round(100 * v):02d}": partial(
+            lambda m, o, c, f, v: rounds(m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=v), teacher=o),
+            v=v,
+        )
+        for v in (0.6, 0.75, 0.9)
+    },
+    **{
         f"KRS{round(100 * v):02d}": partial(
             lambda m, o, c, f, v: rounds(
                 m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=v), teacher=recalibrated(m, c)
@@ -134,6 +143,19 @@ VARIANTS: dict[str, Callable[..., list[tuple]]] = {
             v=v,
         )
         for v in (0.25, 0.5, 0.6, 0.75)
+    },
+    **{
+        f"KRS{round(100 * v):02d}A": partial(
+            lambda m, o, c, f, v: rounds(
+                m,
+                c,
+                f,
+                cfg=UnlearnConfig(distill=3.0, distill_suppress=v, distill_augment=True),
+                teacher=recalibrated(m, c),
+            ),
+            v=v,
+        )
+        for v in (0.6, 0.75, 0.9)
     },
     "KRS50P": lambda m, o, c, f: rounds(
         m, c, f, cfg=UnlearnConfig(distill=3.0, distill_suppress=0.5), teacher=recalibrated(m, c), progressive=True

@@ -53,6 +53,7 @@ class PurifyConfig(RunConfig):
     anp_fast: bool = False
     augment: bool = True
     anp_target: int | Literal["auto", "reversal", "combined", "vote"] | None = None
+    vote_tiebreak: Literal["reference", "strongest"] = "reference"
     threshold: float | Literal["auto"] = 0.2
     prune_count: int | None = Field(None, ge=0)
     prune_fraction: float | None = Field(None, ge=0.0, lt=1.0)
@@ -69,6 +70,7 @@ class PurifyConfig(RunConfig):
     unlearn_distill: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     unlearn_teacher: Literal["pruned", "recalibrated"] = "pruned"
     unlearn_distill_suppress: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    unlearn_distill_augment: bool = False
     unlearn_adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     eval_attack: str | None = None
     target_label: int | None = Field(None, ge=0)
@@ -109,10 +111,18 @@ class PurifyConfig(RunConfig):
     def _checks(self) -> PurifyConfig:
         if self.prune_count is not None and self.prune_fraction is not None:
             raise ValueError("give at most one of --prune-count and --prune-fraction")
-        if self.unlearn_distill == 0 and (self.unlearn_teacher != "pruned" or self.unlearn_distill_suppress > 0):
+        if self.unlearn_distill == 0 and (
+            self.unlearn_teacher != "pruned" or self.unlearn_distill_suppress > 0 or self.unlearn_distill_augment
+        ):
             raise ValueError(
                 f"--unlearn-teacher={self.unlearn_teacher} / --unlearn-distill-suppress="
-                f"{self.unlearn_distill_suppress} shape the distillation; they need --unlearn-distill > 0"
+                f"{self.unlearn_distill_suppress} / --unlearn-distill-augment={self.unlearn_distill_augment} "
+                "shape the distillation; they need --unlearn-distill > 0"
+            )
+        if self.vote_tiebreak != "reference" and self.anp_target != "vote":
+            raise ValueError(
+                f"--vote-tiebreak={self.vote_tiebreak} breaks a tie of --anp-target vote; "
+                f"it needs --anp-target vote (got {self.anp_target})"
             )
         if self.out.expanduser().resolve() == self.model.expanduser().resolve():
             raise ValueError(

@@ -301,6 +301,8 @@ def test_purify_teacher_options_without_distillation_are_one_line(trained: Path,
     assert len(err.strip().splitlines()) == 1 and not out.exists()
     code, err = _run_bad([*argv[:-2], "--unlearn-teacher", "recalibrated"], capsys)
     assert code == 2 and "--unlearn-teacher=recalibrated" in err and len(err.strip().splitlines()) == 1
+    code, err = _run_bad([*argv[:-2], "--unlearn-distill-augment"], capsys)
+    assert code == 2 and "--unlearn-distill-augment=True" in err and len(err.strip().splitlines()) == 1
 
 
 def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
@@ -346,9 +348,53 @@ def test_purify_vote_target_counts_the_three_voices_and_unlearns_to_their_choice
     rep = _purify_towards(trained, out, "vote")
     rev, scan, vote = rep["reversal_scan"], rep["scan"], rep["reversal_scan"]["vote"]
     assert set(rev["kinds"]) == {"patch", "blend"} and scan is not None
-    assert (vote["suspected_target"], vote["decided_by"]) == vote_suspects(scan["suspected_target"], rev["kinds"])
+    expected = vote_suspects(scan["suspected_target"], rev["kinds"])
+    if expected[1] == "vote":  # a majority: no reference model
+        assert (vote["suspected_target"], vote["decided_by"]) == expected and "reference" not in vote
+    else:
+        assert vote["decided_by"] == "reference"
     assert rep["anp"]["target_class"] == vote["suspected_target"] == rep["unlearn"]["trigger"]["target"]
     assert "voted with the sensitivity scan" in (out / "report.html").read_text()
+
+
+def test_purify_vote_without_a_majority_asks_a_reference_model(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    """The voices forced apart (the digits toy's agree): a reference model trained on the clean split judges the
+    classes they name, and its choice drives targeted ANP and the unlearning; --vote-tiebreak strongest keeps
+    the reversal's strongest kind."""
+    import pruneguard.workflows.purify as wp
+
+    monkeypatch.setattr(wp, "vote_suspects", lambda s, kinds: (int(kinds["patch"]["suspected_target"]), "reversal"))
+    monkeypatch.setattr(wp, "vote_candidates", lambda s, kinds: [0, 5])
+    out = tmp_path / "ref"
+    rep = _purify_towards(trained, out, "vote")
+    vote = rep["reversal_scan"]["vote"]
+    assert vote["decided_by"] == "reference" and vote["candidates"] == [0, 5]
+    ref = vote["reference"]
+    assert set(ref["sizes"]) == {"patch", "blend"} and all(set(d) == {"0", "5"} for d in ref["sizes"].values())
+    for kind, sizes in ref["sizes"].items():  # the ratios are the suspect's scan sizes over the reference's
+        for c, size in sizes.items():
+            suspect = rep["reversal_scan"]["kinds"][kind]["mask_l1"][int(c)]
+            assert ref["ratios"][kind][c] == pytest.approx(suspect / size)
+    best = min((0, 5), key=lambda c: min(r[str(c)] for r in ref["ratios"].values()))
+    assert rep["anp"]["target_class"] == vote["suspected_target"] == best == rep["unlearn"]["trigger"]["target"]
+    assert 0 < ref["train_accuracy"] <= 1 and ref["seconds"] > 0
+    assert "a reference model trained on the clean split judged" in (out / "report.html").read_text()
+
+    out2 = tmp_path / "strongest"
+    args = ["purify", "--model", str(trained), "--out", str(out2), "--iterations", "5", "--clean-fraction", "0.1"]
+    assert main([*args, "--anp-target", "vote", "--vote-tiebreak", "strongest"]) == 0
+    vote2 = json.loads((out2 / "report.json").read_text())["reversal_scan"]["vote"]
+    assert vote2["decided_by"] == "reversal" and "reference" not in vote2
+
+
+def test_purify_vote_tiebreak_needs_the_vote(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tb"
+    argv = ["purify", "--model", str(trained), "--out", str(out), "--anp-target", "reversal"]
+    code, err = _run_bad([*argv, "--vote-tiebreak", "strongest"], capsys)
+    assert code == 2 and "--vote-tiebreak=strongest" in err and "--anp-target vote" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    code, err = _run_bad([*argv, "--anp-target", "vote", "--vote-tiebreak", "coin"], capsys)
+    assert code == 2 and "vote_tiebreak" in err.replace("-", "_") and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,12 @@ def purify(
         "'combined' (both scans; the one stronger relative to its own cut decides), 'vote' (both scans; a class "
         "named by two of the sensitivity scan, the patch and the blend reversal, else the reversal) or 'none'.",
     ),
+    vote_tiebreak: str = typer.Option(
+        "reference",
+        help="For --anp-target vote, when no class has a majority: 'reference' (a model trained on the clean split "
+        "alone has triggers reversed to each named class; the class whose suspect-model trigger is smallest "
+        "relative to the reference's wins) or 'strongest' (the reversal kind with the largest anomaly index).",
+    ),
     threshold: str = typer.Option("0.2", help="Prune masks <= this value, or 'auto'."),
     prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045
     prune_fraction: Optional[float] = typer.Option(None, help="Prune this share of neurons instead."),  # noqa: UP045
@@ -95,6 +101,11 @@ def purify(
         help="Share of the teacher's probability of the suspected class taken out (the rest renormalised) on clean "
         "images of other classes while distilling: the channel through which a backdoored teacher teaches its "
         "target back (0: off, 1: all of it).",
+    ),
+    unlearn_distill_augment: bool = typer.Option(
+        False,
+        help="Distil on randomly cropped and flipped copies of the clean images (images only): the student "
+        "matches the teacher on more than the few hundred clean images themselves.",
     ),
     unlearn_adv_eps: float = typer.Option(
         0.0,
@@ -136,6 +147,7 @@ def purify(
             anp_fast=anp_fast,
             augment=augment,
             anp_target=anp_target,
+            vote_tiebreak=vote_tiebreak,
             threshold=threshold,
             prune_count=prune_count,
             prune_fraction=prune_fraction,
@@ -152,6 +164,7 @@ def purify(
             unlearn_distill=unlearn_distill,
             unlearn_teacher=unlearn_teacher,
             unlearn_distill_suppress=unlearn_distill_suppress,
+            unlearn_distill_augment=unlearn_distill_augment,
             unlearn_adv_eps=unlearn_adv_eps,
             eval_attack=eval_attack,
             target_label=target_label,

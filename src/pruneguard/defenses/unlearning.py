@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pruneguard.attacks.evasion.pgd import pgd
+from pruneguard.data.augment import augment_batch
 from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.errors import ConfigError
@@ -91,6 +92,7 @@ class UnlearnConfig:
     distill: float = 0.0
     temperature: float = 2.0
     distill_suppress: float = 0.0
+    distill_augment: bool = False
     adv_eps: float = 0.0
     adv_steps: int = 5
 
@@ -321,7 +323,10 @@ class DistillHook(_SeededHook):
     With ``suppress`` (a class) and the images' ``labels``, the share ``suppress_share`` of the teacher's
     probability of that class is taken out (and the rest renormalised) on every image labelled otherwise: a
     backdoored teacher's leaning towards its target on clean images is the channel through which distillation
-    teaches the backdoor back; its other classes' probabilities (what helps accuracy) are kept."""
+    teaches the backdoor back; its other classes' probabilities (what helps accuracy) are kept.
+
+    With ``augment``, each drawn image batch is randomly cropped (padding 1) and flipped first (images only, from
+    ``generator``): the student matches the teacher on more than the few hundred clean images themselves."""
 
     def __init__(
         self,
@@ -335,6 +340,7 @@ class DistillHook(_SeededHook):
         labels: Tensor | None = None,
         suppress: int | None = None,
         suppress_share: float = 1.0,
+        augment: bool = False,
     ) -> None:
         if (labels is None) != (suppress is None):
             raise ConfigError("DistillHook: suppress and labels go together (the class and the clean images' labels)")
@@ -344,13 +350,15 @@ class DistillHook(_SeededHook):
         self.weight, self.temperature, self.generator = weight, temperature, generator
         if not 0 <= suppress_share <= 1:
             raise ConfigError(f"DistillHook: suppress_share={suppress_share}; accepted: a share in [0, 1]")
-        self.labels, self.suppress = labels, suppress
+        self.labels, self.suppress, self.augment = labels, suppress, augment
         # added to the class's logit: its probability times (1 - share), before renormalising
         self.shift = math.log1p(-suppress_share) if suppress_share < 1 else float("-inf")
 
     def batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         idx = torch.randint(len(self.clean), (x.shape[0],), generator=self.generator)
         cx = self.clean[idx].to(x.device)
+        if self.augment:
+            cx = augment_batch(cx, padding=1, hflip=True, generator=self.generator)
         with torch.no_grad():
             teacher = self.teacher(cx)
             if self.labels is not None and self.suppress is not None:
@@ -483,6 +491,7 @@ def unlearn_(
                 labels=data.y if on else None,
                 suppress=tgt if on else None,
                 suppress_share=config.distill_suppress if on else 1.0,
+                augment=config.distill_augment,
             )
         )
     hook = None if not hooks else hooks[0] if len(hooks) == 1 else ChainHook(hooks)

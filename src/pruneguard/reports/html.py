@@ -43,6 +43,17 @@ def img(b64: str, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
 
 
+def _reference_note(vote: dict[str, Any] | None) -> str:
+    """The reference tie-break's ratios (suspect / reference trigger size, the smaller per class), if it ran."""
+    if not vote or not vote.get("reference"):
+        return ""
+    ratios = vote["reference"]["ratios"]
+    best = {c: min(r[c] for r in ratios.values()) for c in next(iter(ratios.values()))}
+    return "; no majority, so a reference model trained on the clean split judged: " + ", ".join(
+        f"class {c} ratio {v:.2f}" for c, v in best.items()
+    )
+
+
 def render_purify_html(report: dict[str, Any]) -> str:
     b, a, mid = report["before"], report["after"], report.get("after_pruning")
     summary = table(
@@ -94,7 +105,8 @@ def render_purify_html(report: dict[str, Any]) -> str:
                     )
                     if report["reversal_scan"].get("vote")
                     else ""
-                ),
+                )
+                + _reference_note(report["reversal_scan"].get("vote")),
             ],
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
             [

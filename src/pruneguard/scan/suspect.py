@@ -19,15 +19,27 @@ majority: the patch reversal, 1.76), SIG 6/8/0 (no majority: the blend reversal,
 0/8/0, and an earlier IAB model 0/0/8: class 0 on all eight, where each strength rule missed one. Classes that
 are naturally easy to reach (8, bags, and 6, shirts, on Fashion-MNIST) won one voice now and then, never two.
 Eight models are a small sample; the report keeps every voice so that a user can check the call.
+
+Without a majority the strongest kind was a weak judge: on a second draw of the six models (seeded training)
+the voices were LC 4/0/8 (blend, 1.98 against the patch's 1.61: class 8, wrong) and SIG 4/8/0 (blend, 1.48
+against 1.42: right by 0.06). :func:`reference_suspect` breaks such ties by what a class costs *without* the
+backdoor: a reference model of the same architecture, trained on the clean split alone, has its own trigger
+reversed to each candidate class, and the candidate whose suspect-model trigger is smallest relative to the
+reference's wins. A naturally easy class (bags are reached by a small blob on any Fashion-MNIST model) is easy
+for the reference too, and its ratio stays near 1; an implanted target is easy only for the suspect. On the
+four no-majority models at hand it named the target every time, the target's ratio 0.58-0.70 against
+0.80-1.04 for the other candidates (`python benchmarks/reference_tiebreak.py`,
+`benchmarks/results/reference_tiebreak.json`). Four models are a small sample.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ANOMALY_CUT", "combine_suspects", "vote_suspects"]
+__all__ = ["ANOMALY_CUT", "combine_suspects", "reference_suspect", "vote_candidates", "vote_suspects"]
 
 ANOMALY_CUT = 2.0  # Neural Cleanse flags an anomaly index above 2
 
@@ -74,3 +86,43 @@ def vote_suspects(sensitivity_target: int | None, reversal_kinds: Mapping[str, M
         return cls, "vote"
     strongest = max(reversal_kinds.values(), key=lambda k: float(k["anomaly_index"]))
     return int(strongest["suspected_target"]), "reversal"
+
+
+def vote_candidates(sensitivity_target: int | None, reversal_kinds: Mapping[str, Mapping[str, Any]]) -> list[int]:
+    """The distinct classes the voices of :func:`vote_suspects` name, in ascending order."""
+    voices = {int(k["suspected_target"]) for k in reversal_kinds.values()}
+    if sensitivity_target is not None:
+        voices.add(int(sensitivity_target))
+    return sorted(voices)
+
+
+def reference_suspect(
+    candidates: Sequence[int],
+    suspect_sizes: Mapping[str, Sequence[float]],
+    reference_sizes: Mapping[str, Mapping[int, float]],
+) -> tuple[int, dict[str, dict[int, float]]]:
+    """The candidate whose reversed trigger on the suspect model is smallest relative to a reference model's, and
+    every ratio (per kind, per candidate: suspect size / reference size).
+
+    Args:
+        candidates: the classes to judge (at least one).
+        suspect_sizes: per trigger kind, the suspect model's trigger size (mask L1) for every class.
+        reference_sizes: per kind (the same kinds), the reference model's size for each candidate.
+
+    A candidate's ratio is its smallest over the kinds; the smallest ratio wins (the lower class on a tie).
+    """
+    if not candidates:
+        raise ValueError("candidates is empty; accepted: at least one class")
+    if not suspect_sizes or set(suspect_sizes) != set(reference_sizes):
+        raise ValueError(
+            f"suspect_sizes has kinds {sorted(suspect_sizes)} and reference_sizes {sorted(reference_sizes)}; "
+            "accepted: the same kinds, at least one"
+        )
+    ratios: dict[str, dict[int, float]] = {}
+    for kind, sizes in suspect_sizes.items():
+        ratios[kind] = {}
+        for c in candidates:
+            ref = float(reference_sizes[kind][c])
+            ratios[kind][c] = float(sizes[c]) / ref if ref > 0 else math.inf
+    best = min(sorted(candidates), key=lambda c: min(r[c] for r in ratios.values()))
+    return int(best), ratios

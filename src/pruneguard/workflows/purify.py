@@ -40,8 +40,9 @@ from pruneguard.pruning.selection import (
 )
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.scan.reference import reference_trigger_sizes, train_reference
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
-from pruneguard.scan.suspect import combine_suspects, vote_suspects
+from pruneguard.scan.suspect import combine_suspects, reference_suspect, vote_candidates, vote_suspects
 from pruneguard.training.train import TrainConfig
 from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
@@ -184,9 +185,13 @@ def purify(
     if cfg.anp_target == "vote":
         assert scan_info is not None and reversal_info is not None
         chosen, source = vote_suspects(scan_info["suspected_target"], reversal_info["kinds"])
+        vote: dict[str, Any] = {"suspected_target": chosen, "decided_by": source}
+        if source != "vote" and cfg.vote_tiebreak == "reference":
+            vote = _reference_tiebreak(cfg, loaded.meta, model, clean, scan_info, reversal_info)
+            chosen = vote["suspected_target"]
         anp_kwargs["target_class"] = chosen
-        reversal_info = {**reversal_info, "vote": {"suspected_target": chosen, "decided_by": source}}
-        logger.info("voted suspect: class %d (%s)", chosen, source)
+        reversal_info = {**reversal_info, "vote": vote}
+        logger.info("voted suspect: class %d (%s)", chosen, vote["decided_by"])
     anp_cfg = ANPConfig(**anp_kwargs)
     retune_threads("ANP")
     result = anp_optimize(
@@ -273,6 +278,46 @@ def purify(
     return report, purified, loaded.meta
 
 
+def _reference_tiebreak(
+    cfg: PurifyConfig,
+    meta: ModelMeta,
+    model: nn.Module,
+    clean: ArrayData,
+    scan_info: dict[str, Any],
+    reversal_info: dict[str, Any],
+) -> dict[str, Any]:
+    """No majority among the voices: a reference model trained on the clean split judges the classes they name
+    (:func:`~pruneguard.scan.suspect.reference_suspect`); the record of the vote with its figures."""
+    candidates = vote_candidates(scan_info["suspected_target"], reversal_info["kinds"])
+    t0 = time.perf_counter()
+    reference = train_reference(
+        lambda: meta.build(seed=cfg.seed), clean, seed=cfg.seed, device=next(model.parameters()).device
+    )
+    trained = time.perf_counter() - t0
+    ref = reference_trigger_sizes(
+        reference,
+        clean,
+        candidates,
+        UnlearnConfig(steps=SCAN_STEPS, batch_size=cfg.batch_size),
+        kinds=tuple(reversal_info["kinds"]),
+        seed=cfg.seed,
+    )
+    suspect_sizes = {k: v["mask_l1"] for k, v in reversal_info["kinds"].items()}
+    chosen, ratios = reference_suspect(candidates, suspect_sizes, ref["sizes"])
+    logger.info("no majority among %s: the reference model names class %d", candidates, chosen)
+    return {
+        "suspected_target": chosen,
+        "decided_by": "reference",
+        "candidates": candidates,
+        "reference": {
+            "sizes": {k: {str(c): v for c, v in d.items()} for k, d in ref["sizes"].items()},
+            "ratios": {k: {str(c): v for c, v in d.items()} for k, d in ratios.items()},
+            "train_accuracy": evaluate_accuracy(reference, clean),  # on the clean split it was trained on
+            "seconds": trained + ref["seconds"],
+        },
+    }
+
+
 def _unlearn(
     cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int, *, teacher: nn.Module | None
 ) -> dict[str, Any]:
@@ -286,6 +331,7 @@ def _unlearn(
         finetune_lr=cfg.unlearn_lr,
         distill=cfg.unlearn_distill,
         distill_suppress=cfg.unlearn_distill_suppress,
+        distill_augment=cfg.unlearn_distill_augment,
         adv_eps=cfg.unlearn_adv_eps,
     )
     kinds = TRIGGER_KINDS if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
@@ -311,6 +357,7 @@ def _unlearn(
         "distill": ucfg.distill,
         "teacher": cfg.unlearn_teacher if ucfg.distill > 0 else None,
         "distill_suppress": ucfg.distill_suppress,
+        "distill_augment": ucfg.distill_augment,
         "temperature": ucfg.temperature,
         "adv_eps": ucfg.adv_eps,
         "adv_steps": ucfg.adv_steps,

@@ -71,6 +71,20 @@ def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_pa
         anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # anp's key ignores it
         anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)  # the recipe's does not
         assert len(calls) == before + 1
+    args.unlearn_distill_augment = True
+    before = len(calls)
+    anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
+    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
+    assert len(calls) == before + 1
+    # the vote's tie-break enters the targeted defences' keys only with --anp-target vote (anp_target: combined)
+    args.vote_tiebreak = "reference"
+    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
+    assert len(calls) == before + 1
+    args.anp_target = "vote"
+    for tiebreak, new in (("reference", 1), ("strongest", 1), ("reference", 0)):
+        args.vote_tiebreak, before = tiebreak, len(calls)
+        anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
+        assert len(calls) == before + new
 
 
 def test_attack_params_enter_the_model_key_only_when_set(anp_table: ModuleType, tmp_path: Path, monkeypatch) -> None:

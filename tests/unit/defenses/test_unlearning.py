@@ -10,6 +10,7 @@ import torch
 
 from pruneguard.attacks.backdoor import Blend, triggered_eval_set
 from pruneguard.data import load_dataset
+from pruneguard.data.augment import augment_batch
 from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.defenses import unlearning
 from pruneguard.defenses.unlearning import (
@@ -24,6 +25,7 @@ from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models import create_model
 from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.utils.modes import eval_mode
 
 CFG = UnlearnConfig(steps=300, batch_size=64, lr=0.1, epochs=15, finetune_lr=0.02)
 
@@ -348,3 +350,24 @@ def test_distill_hook_takes_the_suppressed_class_out_of_the_teachers_targets_on_
         unlearning.DistillHook(student, teacher, clean, 1.0, 2.0, torch.Generator(), suppress=0)
     with pytest.raises(ConfigError, match="labels has 3 entries"):
         unlearning.DistillHook(student, teacher, clean, 1.0, 2.0, torch.Generator(), labels=labels[:3], suppress=0)
+
+
+def test_distill_hook_can_distil_on_cropped_and_flipped_copies_of_its_draws(toy) -> None:
+    model, clean, _, _ = toy
+    student = copy.deepcopy(model)
+    with torch.no_grad():
+        next(student.parameters()).mul_(0.5)
+    x, y, imgs = torch.rand(6, *clean.x.shape[1:]), torch.arange(6), to_float(clean.x[:20])
+    with eval_mode(model), eval_mode(student):
+        hook = unlearning.DistillHook(student, model, imgs, 1.0, 2.0, torch.Generator().manual_seed(3), augment=True)
+        term = float(hook.batch(x, y)[2].detach())
+        plain = unlearning.DistillHook(student, model, imgs, 1.0, 2.0, torch.Generator().manual_seed(3))
+        gen = torch.Generator().manual_seed(3)  # the hook's draws: the images, then their crops and flips
+        drawn = imgs[torch.randint(20, (6,), generator=gen)]
+        views = augment_batch(drawn, padding=1, hflip=True, generator=gen)
+        with torch.no_grad():
+            expected = float(unlearning.distill_loss(student(views), model(views), 2.0))
+            on_drawn = float(unlearning.distill_loss(student(drawn), model(drawn), 2.0))
+        assert not torch.equal(views, drawn) and views.shape == drawn.shape
+        assert term == pytest.approx(expected, rel=1e-5)
+        assert float(plain.batch(x, y)[2].detach()) == pytest.approx(on_drawn, rel=1e-5) != expected

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pruneguard.scan.suspect import ANOMALY_CUT, combine_suspects, vote_suspects
+from pruneguard.scan.suspect import ANOMALY_CUT, combine_suspects, reference_suspect, vote_candidates, vote_suspects
 
 
 def test_agreeing_scans_name_their_class() -> None:
@@ -56,3 +56,31 @@ def test_a_scan_without_errors_has_no_voice() -> None:
 def test_no_reversal_kind_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="reversal_kinds"):
         vote_suspects(0, {})
+
+
+def test_vote_candidates_are_the_distinct_classes_named() -> None:
+    assert vote_candidates(4, _kinds((0, 1.61), (8, 1.98))) == [0, 4, 8]
+    assert vote_candidates(0, _kinds((0, 1.0), (8, 1.2))) == [0, 8]
+    assert vote_candidates(None, _kinds((3, 1.0), (3, 1.2))) == [3]
+
+
+def test_the_reference_breaks_a_tie_by_the_size_ratio() -> None:
+    # LC, second draw: the blend kind's class 8 is small on the suspect (119.6) but as small on a reference model
+    # (131.9: 0.91); the patch kind's class 0 (17.5) costs the reference 32.2 (0.54): class 0 wins
+    suspect = {"patch": [17.5] + [40.0] * 7 + [27.3, 40.0], "blend": [181.5] + [150.0] * 7 + [119.6, 150.0]}
+    reference = {"patch": {0: 32.2, 8: 20.9}, "blend": {0: 181.4, 8: 131.9}}
+    best, ratios = reference_suspect([0, 8], suspect, reference)
+    assert best == 0
+    assert ratios["patch"][0] == pytest.approx(17.5 / 32.2) and ratios["blend"][8] == pytest.approx(119.6 / 131.9)
+    # the same sizes, the reference finding class 0 as cheap as the suspect does: class 8 wins
+    assert reference_suspect([0, 8], suspect, {"patch": {0: 17.5, 8: 20.9}, "blend": {0: 181.4, 8: 131.9}})[0] == 8
+    # a tie goes to the lower class; a reference size of 0 never wins
+    assert reference_suspect([5, 2], {"patch": [1.0] * 10}, {"patch": {5: 2.0, 2: 2.0}})[0] == 2
+    assert reference_suspect([1, 2], {"patch": [1.0] * 10}, {"patch": {1: 0.0, 2: 9.0}})[0] == 2
+
+
+def test_reference_suspect_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="candidates is empty"):
+        reference_suspect([], {"patch": [1.0]}, {"patch": {}})
+    with pytest.raises(ValueError, match="the same kinds"):
+        reference_suspect([0], {"patch": [1.0]}, {"blend": {0: 1.0}})
