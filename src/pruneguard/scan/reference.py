@@ -7,9 +7,9 @@ every model of the data reaches easily (bags on Fashion-MNIST) is not taken for 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,8 +21,6 @@ from pruneguard.training.train import TrainConfig, train_model
 
 __all__ = ["REFERENCE_TRAIN", "reference_trigger_sizes", "train_reference"]
 
-logger = logging.getLogger(__name__)
-
 # 30 epochs on the 600-image 1% split of Fashion-MNIST: about 40 s on one core, 83% test accuracy for small_cnn
 REFERENCE_TRAIN = TrainConfig(epochs=30, batch_size=64, lr=0.05, crop_padding=1, hflip=True)
 
@@ -32,14 +30,11 @@ def train_reference(
 ) -> nn.Module:
     """A fresh model from ``build`` trained on ``clean`` (``REFERENCE_TRAIN``, seeded; crop and flip only for
     images), on ``device``, in eval mode."""
-    cfg = REFERENCE_TRAIN
     images = clean.x.dim() == 4
-    cfg = TrainConfig(
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        crop_padding=cfg.crop_padding if images else 0,
-        hflip=cfg.hflip and images,
+    cfg = replace(
+        REFERENCE_TRAIN,
+        crop_padding=REFERENCE_TRAIN.crop_padding if images else 0,
+        hflip=REFERENCE_TRAIN.hflip and images,
         seed=seed,
     )
     model = build().to(device)

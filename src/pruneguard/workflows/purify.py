@@ -165,9 +165,7 @@ def purify(
             raise ConfigError(
                 f"--anp-target={cfg.anp_target} reverses an image trigger; dataset {loaded.dataset} has none"
             )
-        reversal_info = reversal_scan(
-            model, clean, UnlearnConfig(steps=SCAN_STEPS, batch_size=cfg.batch_size), seed=cfg.seed
-        )
+        reversal_info = reversal_scan(model, clean, _scan_config(cfg), seed=cfg.seed)
         anp_kwargs["target_class"] = reversal_info["suspected_target"]
         logger.info("reversal scan suspects class %d", reversal_info["suspected_target"])
     if cfg.anp_target == "combined":
@@ -278,6 +276,11 @@ def purify(
     return report, purified, loaded.meta
 
 
+def _scan_config(cfg: PurifyConfig) -> UnlearnConfig:
+    """The reversal settings of the trigger-reversal scan (and of the reference tie-break's reversals)."""
+    return UnlearnConfig(steps=SCAN_STEPS, batch_size=cfg.batch_size)
+
+
 def _reference_tiebreak(
     cfg: PurifyConfig,
     meta: ModelMeta,
@@ -298,7 +301,7 @@ def _reference_tiebreak(
         reference,
         clean,
         candidates,
-        UnlearnConfig(steps=SCAN_STEPS, batch_size=cfg.batch_size),
+        _scan_config(cfg),  # reversed as the scan reversed the suspect's, so that the sizes compare
         kinds=tuple(reversal_info["kinds"]),
         seed=cfg.seed,
     )
