@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import anp_table  # noqa: E402
 
 from pruneguard.data.tensors import to_float
-from pruneguard.defenses.unlearning import SCAN_STEPS, TRIGGER_KINDS, UnlearnConfig, reverse_trigger, stamp
+from pruneguard.defenses.unlearning import TRIGGER_KINDS, reverse_trigger, scan_config, stamp
 from pruneguard.evaluation import evaluate_accuracy
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
 from pruneguard.scan.suspect import reference_suspect
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     model_path = anp_table.trained_model(args.attack, 0, table_args)
     loaded = load_for_defense(model_path)
     clean, _ = draw_clean_split(loaded, clean_fraction=0.01, clean_samples=None, seed=args.seed)
-    cfg = UnlearnConfig(steps=SCAN_STEPS, batch_size=128)  # purify's reversal scan
+    cfg = scan_config()  # purify's reversal scan
     t0 = time.perf_counter()
     reference = train_reference(lambda: loaded.meta.build(seed=args.seed), clean, seed=args.seed)
     trained = time.perf_counter() - t0

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import anp_table  # noqa: E402
 
-from pruneguard.defenses.unlearning import SCAN_STEPS, UnlearnConfig, reversal_scan
+from pruneguard.defenses.unlearning import reversal_scan, scan_config
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
 from pruneguard.scan.suspect import combine_suspects, vote_suspects
 from pruneguard.workflows.common import draw_clean_split, load_for_defense
@@ -38,7 +38,7 @@ def scan_one(model_path: Path, seed: int) -> dict[str, Any]:
     loaded = load_for_defense(model_path)
     clean, _ = draw_clean_split(loaded, clean_fraction=0.01, clean_samples=None, seed=seed)
     sens = scan_model(loaded.model, clean, ScanConfig(seed=seed))
-    rev = reversal_scan(loaded.model, clean, UnlearnConfig(steps=SCAN_STEPS, batch_size=128), seed=seed)
+    rev = reversal_scan(loaded.model, clean, scan_config(), seed=seed)
     errors = torch.tensor(sens.errors_by_class, dtype=torch.float)
     return {
         "sensitivity": {

@@ -67,6 +67,7 @@ __all__ = [
     "ChainHook",
     "TRIGGER_KINDS",
     "SCAN_STEPS",
+    "scan_config",
 ]
 
 TRIGGER_KINDS = ("patch", "blend")
@@ -145,6 +146,13 @@ class ReversedTrigger:
 def stamp(x: Tensor, mask: Tensor, pattern: Tensor) -> Tensor:
     """``(1 − mask)·x + mask·pattern``: the Neural Cleanse trigger model (images in [0, 1])."""
     return (1 - mask) * x + mask * pattern
+
+
+def scan_config(batch_size: int = 128) -> UnlearnConfig:
+    """The reversal settings of :func:`reversal_scan` as purify runs it (``SCAN_STEPS`` steps per class), for
+    every reversal whose trigger sizes are compared with the scan's (purify's reference tie-break, the
+    benchmarks)."""
+    return UnlearnConfig(steps=SCAN_STEPS, batch_size=batch_size)
 
 
 def reverse_trigger(

@@ -17,13 +17,13 @@ from pruneguard.config import PurifyConfig
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.defenses.unlearning import (
-    SCAN_STEPS,
     TRIGGER_KINDS,
     ReversedTrigger,
     UnlearnConfig,
     recalibrate_batchnorm_,
     reversal_scan,
     reverse_trigger,
+    scan_config,
     unlearn_,
 )
 from pruneguard.errors import ConfigError
@@ -165,7 +165,7 @@ def purify(
             raise ConfigError(
                 f"--anp-target={cfg.anp_target} reverses an image trigger; dataset {loaded.dataset} has none"
             )
-        reversal_info = reversal_scan(model, clean, _scan_config(cfg), seed=cfg.seed)
+        reversal_info = reversal_scan(model, clean, scan_config(cfg.batch_size), seed=cfg.seed)
         anp_kwargs["target_class"] = reversal_info["suspected_target"]
         logger.info("reversal scan suspects class %d", reversal_info["suspected_target"])
     if cfg.anp_target == "combined":
@@ -276,11 +276,6 @@ def purify(
     return report, purified, loaded.meta
 
 
-def _scan_config(cfg: PurifyConfig) -> UnlearnConfig:
-    """The reversal settings of the trigger-reversal scan (and of the reference tie-break's reversals)."""
-    return UnlearnConfig(steps=SCAN_STEPS, batch_size=cfg.batch_size)
-
-
 def _reference_tiebreak(
     cfg: PurifyConfig,
     meta: ModelMeta,
@@ -301,7 +296,7 @@ def _reference_tiebreak(
         reference,
         clean,
         candidates,
-        _scan_config(cfg),  # reversed as the scan reversed the suspect's, so that the sizes compare
+        scan_config(cfg.batch_size),  # reversed as the scan reversed the suspect's, so that the sizes compare
         kinds=tuple(reversal_info["kinds"]),
         seed=cfg.seed,
     )
