@@ -5,27 +5,18 @@
     python benchmarks/anp_table.py --quick --out-md runs/anp_table.md        # a smoke run
 
 Models are trained once and cached under --cache, keyed by the hash of their training config; each defence's
-result is kept there too (`rows/`), keyed by the model and the options it depends on, so the table can be
-computed by several processes (`--attacks`) and assembled by a last run that finds every row; within one run,
---jobs processes (default: one per core) take one (attack, seed) each. The clean split
-(--clean-fraction of the training split, drawn from the 10% held out from model training) is the same for every
-defence. `anp` is ANP as in the paper (threshold 0.2, no fine-tuning); `anp_ft` is pruneguard's ANP followed by
-a short fine-tune on the clean split; `anp_auto` picks the pruning from clean-split accuracy only
-(--max-acc-drop); `anp_targeted` is targeted ANP: a suspected target class (--anp-target: `vote`, the default,
-both scans, a class named by two of the sensitivity scan and the patch and blend reversals, else the one
-cheapest on the model relative to a reference model trained on the clean split (--vote-tiebreak reference; `strongest`:
-the reversal);
-`reversal`, the trigger-reversal scan's anomaly; `auto`, the neuron-sensitivity scan; `combined`, both, the one
-stronger relative to its own cut deciding) and ANP's perturbation pushing clean
-non-target images towards it, no crop/flip, threshold 0.2, --recipe-iterations; `anp_unlearn` is pruneguard's
-full recipe: `anp_targeted` with the pruning capped at a clean-split accuracy drop (--recipe-cap, `purify
---cap-acc-drop`), then the triggers reversed to the suspected class on the pruned model (--unlearn-trigger: patch,
-blend or both) unlearned on the clean split (`purify --unlearn`) in --unlearn-rounds rounds, distilling the pruned
-model on clean images meanwhile (--unlearn-distill, `purify --unlearn-distill`), its BatchNorm statistics
-recomputed on the clean split (--unlearn-teacher recalibrated) and a share of its suspected-class probability
-taken out on clean images of other classes (--unlearn-distill-suppress), on cropped and flipped copies of them
-(--unlearn-distill-augment). ASR is measured on
-the test set for the table only: no defence sees it (nor the true target label).
+result is kept there too (`rows/`), keyed by the model, the defence and everything it depends on (a recipe's
+full config), so the table can be computed by several processes (`--attacks`) and assembled by a last run that
+finds every row; within one run, --jobs processes (default: one per core) take one (attack, seed) each. The clean
+split (--clean-fraction of the training split, drawn from the 10% held out from model training) is the same for
+every defence.
+
+Defences: `ft`, `fine_pruning` and `nad` (the paper's baselines, --ft-epochs on the clean split); every recipe
+shipped with pruneguard by its name (`paper`: ANP as published; `default`: pruneguard's default recipe), run
+through `pruneguard.workflows.purify` exactly as `purify --recipe NAME` runs it; `anp` is `paper`'s row under
+the paper's column name; `anp_ft` is `paper` followed by a fine-tune on the clean split (--ft-epochs, pruning at
+--anp-ft-threshold), a benchmark variant. ASR is measured on the test set for the table only: no defence sees it
+(nor the true target label).
 """
 
 from __future__ import annotations
@@ -51,6 +42,7 @@ import torch
 from pruneguard.config import PurifyConfig, TrainRunConfig
 from pruneguard.defenses import fine_pruning, finetune_defense, nad
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr
+from pruneguard.recipes import RECIPES, Recipe, apply_overrides, get_recipe
 from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set
@@ -62,16 +54,21 @@ logger = logging.getLogger("anp_table")
 PAPER_ATTACKS = ("badnets", "blend", "input_aware", "label_consistent", "sig", "trojan")
 # Clean-label attacks poison images of the target class only; their rate is a share of that class.
 CLEAN_LABEL = ("sig", "label_consistent")
-ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn")
+ALL_DEFENSES = ("none", "ft", "fine_pruning", "nad", "anp", "anp_ft", "default")
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "digits": "digits"}
 # Defences that prune with anp's masks: run after anp, they start from its saved state.
-ON_ANP_MASKS = ("anp_ft", "anp_auto")
+ON_ANP_MASKS = ("anp_ft",)
 # Bumped when an attack's training recipe changes, so that cached models of the old recipe are not reused (the
 # key of an attack without an entry stays as it was). input_aware 2: the victim is trained jointly with the
 # trigger generator (IAB's threat model) instead of on a static poisoned set.
 ATTACK_REVISIONS = {"input_aware": 2}
 # The ANP paper's headline (ResNet-18, CIFAR-10, 1% clean data): its Table 1 averaged over five runs.
 PAPER_SUMMARY = "ASR < 1% on 5 of 6 attacks, mean ACC drop 1.47 points, mean ASR reduction 96.44%, 241.5 s (GPU)"
+
+
+def all_defenses() -> list[str]:
+    """Every defence the table can run: the baselines, the variants and every shipped recipe."""
+    return list(dict.fromkeys([*ALL_DEFENSES, *RECIPES.names()]))
 
 
 def _key(cfg: dict[str, Any]) -> str:
@@ -107,20 +104,36 @@ def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Pa
     return model_path
 
 
-def _purify_cfg(
-    model: Path, out: Path, attack: str, seed: int, fraction: float, args: argparse.Namespace, **kw: Any
-) -> PurifyConfig:
-    return PurifyConfig(
-        model=model,
-        out=out,
-        data_dir=args.data_dir,
-        clean_fraction=fraction,
-        seed=seed,
-        eval_attack=attack,
-        target_label=args.target_label,
-        eps=args.anp_eps,
-        **{"augment": args.anp_augment, "iterations": args.anp_iterations, **kw},
-    )
+# benchmark variants of the shipped recipes: (recipe, --set items given the options)
+VARIANTS: dict[str, tuple[str, Any]] = {
+    "anp": ("paper", lambda args: []),
+    "anp_ft": (
+        "paper",
+        lambda args: [
+            f"select.threshold={args.anp_ft_threshold}",
+            "repair.method=finetune",
+            f"repair.epochs={args.ft_epochs}",
+        ],
+    ),
+}
+BASELINES = ("ft", "fine_pruning", "nad")
+
+
+def defense_recipe(defense: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The full recipe (as a dict) a recipe defence runs: a shipped recipe by name or a variant of one, with the
+    --anp-iterations/--anp-eps options applied to `paper`-based defences and --quick's shorter settings."""
+    name, sets = VARIANTS.get(defense, (defense, lambda a: []))
+    items = list(sets(args))
+    if name == "paper":
+        items += [f"anp.iterations={args.anp_iterations}", f"anp.eps={args.anp_eps}", f"anp.augment={args.anp_augment}"]
+    elif args.quick:
+        items += ["anp.iterations=200", "repair.epochs=2"]
+    data = apply_overrides({"recipe": get_recipe(name).to_dict()}, [f"recipe.{i}" for i in items])
+    return dict(Recipe(**data["recipe"]).to_dict())
+
+
+def is_recipe_defense(defense: str) -> bool:
+    return defense in VARIANTS or defense in RECIPES
 
 
 def run_defense(
@@ -130,7 +143,7 @@ def run_defense(
     trig = make_trigger(attack, loaded.meta, args.target_label, model_path)
     triggered = trigger_set(trig, loaded.test)
     clean, _ = draw_clean_split(loaded, clean_fraction=fraction, clean_samples=None, seed=seed)
-    t0, suspect = time.perf_counter(), None
+    t0, extra = time.perf_counter(), {}
     out = Path(args.cache) / "defended" / f"{model_path.parent.name}-{defense}-{fraction}"
     if defense == "none":
         model = loaded.model
@@ -140,112 +153,65 @@ def run_defense(
         model, _ = fine_pruning(loaded.model, clean, epochs=args.ft_epochs, seed=seed)
     elif defense == "nad":
         model, _ = nad(loaded.model, clean, epochs=args.ft_epochs, teacher_epochs=args.ft_epochs, seed=seed)
-    elif defense in ("anp", "anp_ft", "anp_auto", "anp_targeted", "anp_unlearn"):
-        extra: dict[str, Any] = {}
-        if defense in ("anp_targeted", "anp_unlearn"):
-            extra = {
-                "anp_target": args.anp_target,
-                "augment": False,
-                "unlearn": defense == "anp_unlearn",
-                "iterations": args.recipe_iterations,
-            }
-            if args.anp_target == "vote":
-                extra["vote_tiebreak"] = args.vote_tiebreak
-            if defense == "anp_unlearn":
-                extra["unlearn_trigger"] = args.unlearn_trigger
-                extra["unlearn_rounds"] = args.unlearn_rounds
-                extra["unlearn_distill"] = args.unlearn_distill
-                extra["cap_acc_drop"] = args.recipe_cap
-                extra["unlearn_adv_eps"] = args.unlearn_adv_eps
-                if args.unlearn_distill > 0:  # they shape the distillation (purify refuses them without it)
-                    extra["unlearn_teacher"] = args.unlearn_teacher
-                    extra["unlearn_distill_suppress"] = args.unlearn_distill_suppress
-                    extra["unlearn_distill_augment"] = args.unlearn_distill_augment
-        if defense == "anp_ft":
-            extra = {"threshold": args.anp_ft_threshold, "finetune_epochs": args.ft_epochs}
-        if defense == "anp_auto":
-            extra = {"threshold": "auto", "max_acc_drop": args.max_acc_drop, "finetune_epochs": args.ft_epochs}
-        # an ANP state saved in ``out`` by an earlier run with the same config and model is reused (resume);
-        # anp_ft and anp_auto learn the very masks of anp (same ANP config), so they start from its state and
-        # their row's time is their own step only (the table adds anp's, see ``charged_seconds``)
+    elif is_recipe_defense(defense):
+        # anp_ft learns the very masks of anp (same ANP config): it starts from anp's saved state, and its row's
+        # time is its own steps only (the table adds anp's, see ``charged_seconds``)
         shared = out.parent / f"{model_path.parent.name}-anp-{fraction}" / "anp_state.pt"
         if defense in ON_ANP_MASKS and shared.is_file() and not (out / "anp_state.pt").is_file():
             out.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shared, out / "anp_state.pt")
-        cfg = _purify_cfg(model_path, out, attack, seed, fraction, args, resume=True, **extra)
-        report, model, _ = purify(cfg, loaded=copy.copy(loaded))
+        cfg = PurifyConfig(
+            model=model_path,
+            out=out,
+            data_dir=args.data_dir,
+            clean_fraction=fraction,
+            seed=seed,
+            eval_attack=attack,
+            target_label=args.target_label,
+            recipe=defense_recipe(defense, args),
+        )
+        report, model, _ = purify(cfg, loaded=copy.copy(loaded), resume=True)
         atomic_write_json(out / "report.json", report)  # the purify report, for audit (the row keeps the figures)
-        suspect = report["anp"]["target_class"]
+        extra = {
+            "target_class": report["suspect"]["target"],
+            "verdict": report["verdict"]["status"],
+            "validation_drop": report.get("validation_drop"),
+        }
     else:
-        raise ValueError(f"unknown defence {defense!r}; accepted: {', '.join(ALL_DEFENSES)}")
+        raise ValueError(f"unknown defence {defense!r}; accepted: {', '.join(all_defenses())}")
     seconds = time.perf_counter() - t0 if defense != "none" else 0.0
     row = {
         "accuracy": evaluate_accuracy(model, loaded.test),
         "asr": evaluate_asr(model, triggered, trig.target_label),
         "seconds": seconds,
     }
-    if suspect is not None:  # the class a targeted defence aimed at (the scans' choice; the table's is --target-label)
-        row["target_class"] = suspect
+    row.update({k: v for k, v in extra.items() if v is not None})
     return row
 
 
-# The options a defence's result depends on (besides the model, the defence and the clean fraction).
-ROW_OPTIONS = (
-    "anp_iterations",
-    "recipe_iterations",
-    "anp_eps",
-    "anp_augment",
-    "anp_ft_threshold",
-    "max_acc_drop",
-    "ft_epochs",
-    "anp_target",
-    "unlearn_trigger",
-    "target_label",
-    "data_dir",
-)
-# Options of ROW_OPTIONS that only some defences depend on (given), which entered every defence's key before that
-# was seen: the other defences' keys keep the value their rows were kept with, so that those rows stay found.
-KEY_PINNED = {"anp_target": ("reversal", ("anp_targeted", "anp_unlearn"))}
-# Options only some defences depend on: they enter only those rows' keys (added after rows were kept, so the
-# other rows' keys stay as they were).
-DEFENSE_OPTIONS = {"anp_unlearn": ("unlearn_rounds", "unlearn_distill", "recipe_cap")}
-# Options that enter a defence's key only when not at the value they had before they existed (given here): rows
-# kept before then keep their keys. vote_tiebreak only with --anp-target vote (the only target it changes).
-DEFENSE_OPTIONS_IF_SET = {
-    "anp_unlearn": {
-        "unlearn_adv_eps": 0.0,
-        "unlearn_teacher": "pruned",
-        "unlearn_distill_suppress": 0.0,
-        "unlearn_distill_augment": False,
-        "vote_tiebreak": "strongest",
-    },
-    "anp_targeted": {"vote_tiebreak": "strongest"},
-}
+def row_key(defense: str, model_path: Path, fraction: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything a row depends on besides the model file's content (its folder name holds the training hash)."""
+    key: dict[str, Any] = {
+        "model": model_path.parent.name,
+        "defense": defense,
+        "fraction": fraction,
+        "target_label": args.target_label,
+        "data_dir": str(args.data_dir),
+    }
+    if defense in BASELINES:
+        key["ft_epochs"] = args.ft_epochs
+    if is_recipe_defense(defense):
+        key["recipe"] = defense_recipe(defense, args)
+    return key
 
 
 def cached_defense(
     defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """``run_defense``, its result kept in ``--cache/rows`` under a key of the model, the defence and every option
-    it depends on: a run split over processes (one per core, ``--attacks``) is assembled by a later run that
-    finds each row there. ``--fresh-rows`` recomputes them."""
-    key = _key(
-        {
-            "model": model_path.parent.name,
-            "defense": defense,
-            "fraction": fraction,
-            **{
-                k: str(KEY_PINNED[k][0] if k in KEY_PINNED and defense not in KEY_PINNED[k][1] else getattr(args, k))
-                for k in ROW_OPTIONS
-            },
-            **{k: str(getattr(args, k)) for k in DEFENSE_OPTIONS.get(defense, ())},
-            **{
-                k: str(getattr(args, k))
-                for k, before in DEFENSE_OPTIONS_IF_SET.get(defense, {}).items()
-                if getattr(args, k, before) != before and (k != "vote_tiebreak" or args.anp_target == "vote")
-            },
-        }
-    )
+    """``run_defense``, its result kept in ``--cache/rows`` under a key of everything it depends on
+    (:func:`row_key`): a run split over processes is assembled by a later run that finds each row there.
+    ``--fresh-rows`` recomputes them."""
+    key = _key(row_key(defense, model_path, fraction, args))
     path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{fraction}-{key}.json"
     if path.is_file() and not args.fresh_rows:
         logger.info("reusing %s", path)
@@ -311,7 +277,7 @@ def markdown(
 ) -> str:
     floors = floors or {}
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    defenses = [d for d in ALL_DEFENSES if any(r["defense"] == d for r in rows)]
+    defenses = [d for d in all_defenses() if any(r["defense"] == d for r in rows)]
     fractions = sorted({r["clean_fraction"] for r in rows}, reverse=True)
     lines = [
         f"{DATASET_NAMES.get(args.dataset, args.dataset)} ({args.arch}"
@@ -395,63 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anp-eps", type=float, default=0.4)
     p.add_argument("--anp-augment", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--anp-ft-threshold", type=float, default=0.2)
-    p.add_argument("--max-acc-drop", type=float, default=0.02)
     p.add_argument("--ft-epochs", type=int, default=10)
-    p.add_argument("--recipe-iterations", type=int, default=1000, help="ANP iterations of anp_targeted/anp_unlearn")
-    p.add_argument(
-        "--anp-target",
-        default="vote",
-        choices=("auto", "reversal", "combined", "vote"),
-        help="anp_targeted/anp_unlearn",
-    )
-    p.add_argument("--unlearn-trigger", default="both", choices=("patch", "blend", "both"), help="for anp_unlearn")
-    p.add_argument(
-        "--unlearn-rounds",
-        type=int,
-        default=2,
-        help="anp_unlearn: reverse-then-unlearn rounds (purify --unlearn-rounds)",
-    )
-    p.add_argument(
-        "--unlearn-distill",
-        type=float,
-        default=3.0,
-        help="anp_unlearn: weight of distilling the pruned model on clean images (purify --unlearn-distill)",
-    )
-    p.add_argument(
-        "--unlearn-adv-eps",
-        type=float,
-        default=0.0,
-        help="anp_unlearn: targeted PGD copies towards the suspect while unlearning (purify --unlearn-adv-eps)",
-    )
-    for flag, default, choices, text in (  # the recipe's choices, each as purify names it
-        ("--unlearn-teacher", "recalibrated", ("pruned", "recalibrated"), "anp_unlearn: the distilled model"),
-        (
-            "--vote-tiebreak",
-            "reference",
-            ("reference", "strongest"),
-            "anp_targeted/anp_unlearn with --anp-target vote: who decides without a majority",
-        ),
-    ):
-        p.add_argument(flag, default=default, choices=choices, help=f"{text} (purify {flag})")
-    p.add_argument(
-        "--unlearn-distill-suppress",
-        type=float,
-        default=0.75,
-        help="anp_unlearn: share of the teacher's suspected-class probability taken out (purify "
-        "--unlearn-distill-suppress)",
-    )
-    p.add_argument(
-        "--unlearn-distill-augment",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="anp_unlearn: distil on cropped and flipped clean images (purify --unlearn-distill-augment)",
-    )
-    p.add_argument(
-        "--recipe-cap",
-        type=float,
-        default=0.03,
-        help="anp_unlearn: prune no further than this clean-split accuracy drop (purify --cap-acc-drop)",
-    )
     p.add_argument("--small-defenses", default="anp", help="the defences also run with --small-fraction clean data")
     p.add_argument("--fresh-rows", action="store_true", help="recompute rows kept in --cache/rows")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each process")
@@ -462,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes, one (attack, seed) each: its training and defences in order (0: cores / --threads)",
     )
     p.add_argument("--cache", default="runs/anp_table")
-    p.add_argument("--quick", action="store_true", help="1 epoch, 200 ANP iterations, 2 fine-tune epochs")
+    p.add_argument("--quick", action="store_true", help="1 epoch, 200 ANP iterations, 2 fine-tune and repair epochs")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out-md", type=Path, default=None, help="write the markdown table here (atomically)")
     return p
@@ -522,7 +432,7 @@ def run_units(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
-        args.epochs, args.anp_iterations, args.recipe_iterations, args.ft_epochs = 1, 200, 200, 2
+        args.epochs, args.anp_iterations, args.ft_epochs = 1, 200, 2
     if args.jobs < 0:
         raise SystemExit(f"--jobs={args.jobs} is not accepted; accepted: an integer >= 1, or 0 (one per core)")
     _setup(args.threads)

@@ -1,4 +1,4 @@
-"""End to end through the CLI on the built-in digits data: train a backdoored tiny model, purify it."""
+"""End to end through the CLI on the built-in digits data: train a backdoored tiny model, purify it with recipes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from pruneguard.cli.app import app, main
 from pruneguard.models import load_model, read_meta
-from pruneguard.scan.suspect import combine_suspects, vote_suspects
 from pruneguard.utils.io import sha256_file
 
 runner = CliRunner()
@@ -52,57 +51,8 @@ def test_train_writes_model_with_holdout(trained: Path) -> None:
     assert (trained.parent / "config.yaml").is_file()
 
 
-def test_purify_end_to_end(trained: Path, tmp_path: Path) -> None:
-    out = tmp_path / "purify"
-    source_hash = sha256_file(trained)
-    res = runner.invoke(
-        app,
-        [
-            "purify",
-            "--model",
-            str(trained),
-            "--out",
-            str(out),
-            "--iterations",
-            "20",
-            "--clean-fraction",
-            "0.1",
-            "--eval-attack",
-            "badnets",
-            "--json",
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    report = json.loads(res.stdout)
-    saved = json.loads((out / "report.json").read_text())
-    for key in (
-        "model_sha256",
-        "clean_samples",
-        "before",
-        "after",
-        "pruned_neurons",
-        "total_neurons",
-        "threshold",
-        "seconds",
-        "config",
-        "versions",
-        "curve",
-        "masks",
-    ):
-        assert key in saved
-    assert saved["model_sha256"] == source_hash == sha256_file(trained)  # input untouched
-    assert report["pruned_neurons"] == saved["pruned_neurons"]
-    assert 0 <= saved["after"]["asr"] <= 1 and 0 <= saved["after"]["accuracy"] <= 1
-    assert len(saved["masks"]) == saved["total_neurons"]
-    assert saved["curve"][0]["pruned"] == 0
-    html = (out / "report.html").read_text()
-    assert "data:image/png;base64" in html and "Pruning curve" in html
-    meta = read_meta(out / "purified.safetensors")
-    assert meta.extra["purified_from"]["model_sha256"] == source_hash
-    assert meta.extra["purified_from"]["report_sha256"] == sha256_file(out / "report.json")
-    # an existing run is refused without --overwrite
-    again = runner.invoke(app, ["purify", "--model", str(trained), "--out", str(out), "--iterations", "2"])
-    assert again.exit_code != 0
+# short versions of the steps, so that each run takes a few seconds on the digits toy
+FAST = ["anp.iterations=10", "repair.reversal_steps=30", "repair.epochs=1", "eval_attack=badnets"]
 
 
 def _run_bad(args: list[str], capsys) -> tuple[int, str]:
@@ -111,20 +61,123 @@ def _run_bad(args: list[str], capsys) -> tuple[int, str]:
     return code, err
 
 
+def _sets(*items: str) -> list[str]:
+    return [x for item in items for x in ("--set", item)]
+
+
+def _purify(trained: Path, out: Path, *extra: str, sets: tuple[str, ...] = tuple(FAST)) -> int:
+    return main(["purify", "--model", str(trained), "--out", str(out), "--clean-size", "0.1", *_sets(*sets), *extra])
+
+
+def test_purify_default_recipe_end_to_end(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "purify"
+    source_hash = sha256_file(trained)
+    args = ["purify", "--model", str(trained), "--out", str(out), "--clean-size", "0.1", *_sets(*FAST)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    first = res.stdout.splitlines()[0]
+    saved = json.loads((out / "report.json").read_text())
+    assert first == saved["verdict"]["sentence"] and first.startswith(("Purified:", "No evidence"))
+    assert "validation accuracy" in first and "%" in first
+    for key in ("model_sha256", "clean_samples", "used_samples", "validation_samples", "before", "after", "suspect"):
+        assert key in saved
+    assert saved["recipe"] == "default (modified)" and saved["config"]["recipe"]["anp"]["iterations"] == 10
+    assert saved["used_samples"] + saved["validation_samples"] == saved["clean_samples"]
+    assert saved["validation_samples"] == round(0.2 * saved["clean_samples"])
+    assert saved["model_sha256"] == source_hash == sha256_file(trained)  # input untouched
+    assert 0 <= saved["after"]["asr"] <= 1 and 0 <= saved["after"]["validation_accuracy"] <= 1
+    html = (out / "report.html").read_text()
+    body = html.split("<body>", 1)[1]
+    assert body.index(saved["verdict"]["sentence"].split(";")[0][:40]) < body.index("<h2>")  # the verdict first
+    meta = read_meta(out / "purified.safetensors")
+    assert meta.extra["purified_from"]["model_sha256"] == source_hash
+    assert meta.extra["purified_from"]["config_sha256"] == sha256_file(out / "config.yaml")
+    assert saved["purified_sha256"] == sha256_file(out / "purified.safetensors")
+    # report.json is written last: a folder with it is complete
+    assert (out / "report.json").stat().st_mtime_ns >= (out / "purified.safetensors").stat().st_mtime_ns
+    again = runner.invoke(app, ["purify", "--model", str(trained), "--out", str(out)])
+    assert again.exit_code != 0  # an existing run is refused without --overwrite
+
+
+def test_written_config_reproduces_the_run(trained: Path, tmp_path: Path) -> None:
+    assert _purify(trained, tmp_path / "a", "--recipe", "paper", sets=("anp.iterations=15",)) == 0
+    first = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert main(["purify", "--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "b")]) == 0
+    second = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert second["purified_weights_sha256"] == first["purified_weights_sha256"]
+    assert second["config"]["recipe"] == first["config"]["recipe"] and first["recipe"] == "paper (modified)"
+    # a flag given beside --config wins over the file
+    assert (
+        main(["purify", "--config", str(tmp_path / "a" / "config.yaml"), "--out", str(tmp_path / "c"), "--seed", "5"])
+        == 0
+    )
+    third = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert third["seed"] == 5 and third["masks"] != first["masks"]
+
+
+def test_purify_help_lists_at_most_15_options() -> None:
+    res = runner.invoke(app, ["purify", "--help"], env={"COLUMNS": "200"})
+    options = [line.split()[0] for line in res.stdout.splitlines() if line.strip().startswith("--")]
+    assert 10 <= len(options) <= 15, options
+    assert {"--model", "--out", "--recipe", "--config", "--set", "--policy", "--json"} <= set(options)
+
+
+def test_paper_recipe_is_anp_as_published(trained: Path, tmp_path: Path) -> None:
+    """--recipe paper: no scan, untargeted ANP with the paper's settings on all the clean data, threshold 0.2."""
+    from pruneguard.pruning.anp import ANPConfig, anp_optimize
+    from pruneguard.pruning.selection import select_by_threshold
+    from pruneguard.workflows.common import draw_clean_split, load_for_defense
+
+    assert _purify(trained, tmp_path / "p", "--recipe", "paper", sets=("anp.iterations=12",)) == 0
+    rep = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert rep["suspect"] == {"target": None, "evidence": False, "reasons": ["no scan was asked for"]}
+    assert rep["validation_samples"] == 0 and rep["steps"] == ["anp"] and "guard" not in rep
+    loaded = load_for_defense(trained)
+    clean, _ = draw_clean_split(loaded, clean_fraction=0.1, clean_samples=None, seed=0)
+    result = anp_optimize(loaded.model, clean, ANPConfig(iterations=12, seed=0))
+    assert [m["mask"] for m in rep["masks"]] == pytest.approx(result.masks.tolist())
+    assert rep["pruned_neurons"] == select_by_threshold(result.masks, 0.2).numel()
+    assert rep["verdict"]["status"] == ("purified" if rep["pruned_neurons"] else "unchanged")
+
+
 @pytest.mark.parametrize(
     "extra,needle",
     [
-        (["--clean-fraction", "0"], "--clean-fraction"),
-        (["--clean-fraction", "1.5"], "--clean-fraction"),
-        (["--threshold", "lots"], "--threshold"),
-        (["--anp-eps", "3"], "--eps"),
+        (["--clean-size", "0"], "--clean-size='0'"),
+        (["--clean-size", "1.5"], "--clean-size='1.5'"),
+        (["--clean-size", "lots"], "--clean-size='lots'"),
+        (["--set", "select.threshold=lots"], "recipe.select.threshold='lots'"),
+        (["--set", "anp.eps=3"], "recipe.anp.eps=3"),
+        (["--set", "anp.epz=3"], "accepted: enabled, eps"),
+        (["--set", "anp.eps"], "FIELD=VALUE"),
+        (["--recipe", "papr"], "did you mean paper"),
+        (["--set", "suspect.method=none"], "suspect.require_evidence"),
+        (["--set", "repair.suppress=1.5"], "recipe.repair.suppress=1.5"),
+        (["--recipe", "paper", "--set", "repair.method=unlearn"], "repair.method=unlearn"),
+        (["--set", "seed=x"], "--seed='x'"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(trained: Path, tmp_path: Path, capsys, extra, needle) -> None:
     out = tmp_path / "o"
     code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), *extra], capsys)
-    assert code == 2
+    assert code == 2, err
     assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_bad_config_files_are_one_line(trained: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text('a: &a ["x", "x"]\nb: &b [*a, *a]\nc: [*b, *b]\n')
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("recipe: {anp: {iterations: 5, colour: red}}\n")
+    for path, needle in ((bomb, "aliases"), (listing, "mapping"), (unknown, "recipe.anp.colour")):
+        code, err = _run_bad(["purify", "--config", str(path), "--model", str(trained), "--out", str(out)], capsys)
+        assert code == 2 and needle in err and err.count("\n") == 1, err
+    code, err = _run_bad(["purify", "--model", str(trained)], capsys)
+    assert code == 2 and "--out is required" in err
     assert not out.exists()
 
 
@@ -141,26 +194,25 @@ def test_bad_model_files_exit_2_and_write_nothing(trained: Path, tmp_path: Path,
     assert code == 2 and "shape" in err and not out.exists()
     code, err = _run_bad(["purify", "--model", str(trained), "--out", str(trained)], capsys)
     assert code == 2 and "--out" in err
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--set", "suspect.target=99"], capsys)
+    assert code == 2 and "recipe.suspect.target=99" in err and not out.exists()
     code, err = _run_bad(["train", "--arch", "no_such_arch", "--dataset", "digits", "--out", str(out)], capsys)
     assert code == 2 and "no_such_arch" in err and not (out / "model.safetensors").exists()
 
 
 def test_purify_plain_state_dict_with_arch(trained: Path, tmp_path: Path) -> None:
-    import torch
-
-    from pruneguard.models import load_model
-
     model, meta = load_model(trained)
     pt = tmp_path / "weights.pt"
     torch.save(model.state_dict(), pt)
     out = tmp_path / "p"
-    args = ["purify", "--model", str(pt), "--out", str(out), "--iterations", "5", "--clean-fraction", "0.1"]
-    code = main([*args, "--dataset", "digits", "--arch", "small_cnn", "--arch-kwargs", json.dumps(meta.kwargs)])
-    assert code == 0
+    args = ["purify", "--model", str(pt), "--out", str(out), "--recipe", "paper", "--clean-size", "0.1"]
+    args += _sets("anp.iterations=5")
+    kwargs = f"arch_kwargs={json.dumps(meta.kwargs)}"
+    assert main([*args, "--dataset", "digits", "--arch", "small_cnn", "--set", kwargs]) == 0
     report = json.loads((out / "report.json").read_text())
     assert "may overlap" in report["clean_source"]  # no held-out indices in a plain state dict
     assert main([*args, "--overwrite"]) == 2  # no metadata and no --arch
-    assert main([*args, "--overwrite", "--dataset", "digits", "--arch", "small_cnn", "--arch-kwargs", "[1]"]) == 2
+    assert main([*args, "--overwrite", "--dataset", "digits", "--arch", "small_cnn", "--set", "arch_kwargs=[1]"]) == 2
 
 
 def test_purify_policy_exit_codes(trained: Path, tmp_path: Path) -> None:
@@ -168,7 +220,7 @@ def test_purify_policy_exit_codes(trained: Path, tmp_path: Path) -> None:
     passing.write_text("max_accuracy_drop: 1.0\n")
     failing = tmp_path / "fail.yaml"
     failing.write_text("max_accuracy_drop: 1.0\nmax_scan_score: 0.5\n")  # purify does not measure a scan score
-    base = ["purify", "--model", str(trained), "--iterations", "3", "--clean-fraction", "0.1"]
+    base = ["purify", "--model", str(trained), "--recipe", "paper", "--clean-size", "0.1", *_sets("anp.iterations=3")]
     assert main([*base, "--out", str(tmp_path / "a"), "--policy", str(passing)]) == 0
     assert main([*base, "--out", str(tmp_path / "b"), "--policy", str(failing)]) == 3
     report = json.loads((tmp_path / "b" / "report.json").read_text())
@@ -181,34 +233,92 @@ def test_purify_policy_exit_codes(trained: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "c").exists()
 
 
-def test_purify_anp_fast_is_recorded_and_its_state_is_not_resumed_by_the_reference(
+def test_a_purification_that_breaks_the_guard_exits_3_with_the_failed_verdict_first(
     trained: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "fast"
-    base = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "4", "--clean-fraction", "0.1"]
-    assert main([*base, "--anp-fast"]) == 0
-    fast = json.loads((out / "report.json").read_text())
-    assert fast["config"]["anp_fast"] is True
-    assert main([*base, "--resume"]) == 0  # the reference run must not pick up the fast run's masks
-    ref = json.loads((out / "report.json").read_text())
-    assert ref["config"]["anp_fast"] is False
-    assert ref["masks"] != fast["masks"]
-
-
-def test_purify_unlearn_reports_each_stage_and_keeps_pruned_neurons(trained: Path, tmp_path: Path) -> None:
-    out = tmp_path / "unlearn"
-    args = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "10", "--clean-fraction", "0.1"]
-    args += ["--eval-attack", "badnets", "--unlearn", "--unlearn-steps", "30", "--unlearn-epochs", "2"]
-    args += ["--prune-count", "2", "--unlearn-trigger", "both"]
-    assert main(args) == 0
+    """Every neuron with a mask <= 1 pruned, no cap: the validation accuracy collapses past the 2-point limit."""
+    out = tmp_path / "broken"
+    sets = (
+        "anp.iterations=5",
+        "validation_fraction=0.2",
+        "max_acc_drop=0.02",
+        "select.threshold=1.0",
+        "select.capped=false",
+    )
+    res = runner.invoke(
+        app,
+        [
+            "purify",
+            "--model",
+            str(trained),
+            "--out",
+            str(out),
+            "--recipe",
+            "paper",
+            "--clean-size",
+            "0.1",
+            *_sets(*sets),
+        ],
+    )
+    assert res.exit_code == 3, res.output
     rep = json.loads((out / "report.json").read_text())
-    assert rep["scan"] is not None  # untargeted ANP: the scan names the class to reverse a trigger to
-    assert rep["unlearn"]["trigger"]["target"] == rep["scan"]["suspected_target"]
-    assert 0 < rep["unlearn"]["trigger"]["mask_share"] <= 1
-    assert [t["kind"] for t in rep["unlearn"]["triggers"]] == ["patch", "blend"]
-    assert set(rep["after_pruning"]) >= {"accuracy", "asr"}
+    assert rep["verdict"]["status"] == "failed" and rep["validation_drop"] > 0.02
+    assert res.stdout.splitlines()[0].startswith("FAILED:") and "limit 2.0" in res.stdout.splitlines()[0]
+    body = (out / "report.html").read_text().split("<body>", 1)[1]
+    assert body.index("FAILED:") < body.index("<h2>")
+    # the same with the cap on: the pruning stops where the validation accuracy would fall too far
+    capped = tmp_path / "capped"
+    assert _purify(trained, capped, "--recipe", "paper", sets=(*sets[:-1], "select.capped=true")) == 0
+    rep = json.loads((capped / "report.json").read_text())
+    assert "capped at" in rep["pruning_rule"] and rep["pruned_neurons"] < rep["total_neurons"]
+    assert rep["validation_drop"] <= 0.02 and rep["curve_data"] == "validation"
+
+
+def test_a_model_without_evidence_is_returned_unchanged(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    import pruneguard.workflows.purify as wp
+    from pruneguard.scan.finder import SuspectFinding
+
+    found = SuspectFinding(3, False, ["class 3 is no outlier"], {})
+    monkeypatch.setattr(wp, "find_suspect", lambda *a, **k: found)
+    out = tmp_path / "clean"
+    assert _purify(trained, out) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["verdict"]["status"] == "unchanged" and rep["steps"] == [] and rep["after"] == rep["before"]
+    assert rep["verdict"]["sentence"].startswith("No evidence of a backdoor (class 3 is no outlier)")
+    original, _ = load_model(trained)
+    purified, _ = load_model(out / "purified.safetensors")
+    assert all(
+        torch.equal(a, b) for a, b in zip(original.state_dict().values(), purified.state_dict().values(), strict=True)
+    )
+    # asked to purify anyway, the recipe runs towards the class found
+    assert _purify(trained, tmp_path / "anyway", sets=(*FAST, "suspect.require_evidence=false")) == 0
+    rep = json.loads((tmp_path / "anyway" / "report.json").read_text())
+    assert rep["steps"][:2] == ["anp", "unlearn"] and rep["repair"]["target"] == 3 and rep["anp"]["target_class"] == 3
+
+
+def test_unlearning_reports_each_stage_and_keeps_pruned_neurons(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "unlearn"
+    sets = (
+        *FAST,
+        "suspect.require_evidence=false",
+        "select.rule=count",
+        "select.count=2",
+        "select.capped=false",
+        "max_acc_drop=null",
+    )
+    assert _purify(trained, out, sets=sets) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["scan"] is not None and rep["reversal_scan"] is not None and rep["vote"] is not None
+    assert rep["repair"]["target"] == rep["suspect"]["target"] == rep["anp"]["target_class"]
+    assert [(t["kind"], t["round"]) for t in rep["repair"]["triggers"]] == [
+        ("patch", 1),
+        ("blend", 1),
+        ("patch", 2),
+        ("blend", 2),
+    ]
+    assert set(rep["after_pruning"]) >= {"accuracy", "asr", "validation_accuracy"}
     assert rep["after_pruning"] != rep["after"]  # the unlearning changed the model
-    assert "unlearning" in (out / "report.html").read_text()
+    assert "unlearning, 2 round(s)" in (out / "report.html").read_text()
     purified, _ = load_model(out / "purified.safetensors")
     zeroed = 0  # neurons whose scale (BatchNorm) or whole weight row (conv/linear without a norm) is zero
     for m in purified.modules():
@@ -219,155 +329,34 @@ def test_purify_unlearn_reports_each_stage_and_keeps_pruned_neurons(trained: Pat
     assert zeroed >= 2  # the pruned neurons stayed zero through the unlearning fine-tune
 
 
-def test_purify_unlearn_rounds_reverse_again_on_the_unlearned_model(trained: Path, tmp_path: Path) -> None:
-    args = ["purify", "--model", str(trained), "--iterations", "10", "--clean-fraction", "0.1", "--prune-count", "2"]
-    args += ["--eval-attack", "badnets", "--unlearn", "--unlearn-steps", "30", "--unlearn-epochs", "2"]
-    assert main([*args, "--out", str(tmp_path / "one")]) == 0
-    assert main([*args, "--unlearn-rounds", "2", "--out", str(tmp_path / "two")]) == 0
-    one, two = (json.loads((tmp_path / d / "report.json").read_text())["unlearn"] for d in ("one", "two"))
-    assert [t["round"] for t in two["triggers"]] == [1, 2] and two["rounds"] == 2
-    assert "epochs × 2 round(s)" in (tmp_path / "two" / "report.html").read_text()
-    assert two["triggers"][0] == one["triggers"][0] | {"seconds": two["triggers"][0]["seconds"]}  # same first round
-    assert two["triggers"][1]["mask_l1"] != two["triggers"][0]["mask_l1"]  # reversed anew on the unlearned model
-    m1, _ = load_model(tmp_path / "one" / "purified.safetensors")
-    m2, _ = load_model(tmp_path / "two" / "purified.safetensors")
-    assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
-    # distilling the pruned model while unlearning: same reversed trigger, other weights, reported
-    assert main([*args, "--unlearn-distill", "2", "--out", str(tmp_path / "kd")]) == 0
-    kd = json.loads((tmp_path / "kd" / "report.json").read_text())["unlearn"]
-    assert kd["distill"] == 2.0 and one["distill"] == 0.0
-    assert "distilling the pruned model, weight 2" in (tmp_path / "kd" / "report.html").read_text()
-    assert kd["triggers"][0] == one["triggers"][0] | {"seconds": kd["triggers"][0]["seconds"]}
-    m3, _ = load_model(tmp_path / "kd" / "purified.safetensors")
-    assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values(), strict=True))
-    # the teacher with its BatchNorm statistics recomputed on the clean split: recorded, other weights
-    rc = [*args, "--unlearn-distill", "2", "--unlearn-teacher", "recalibrated", "--out", str(tmp_path / "rc")]
-    assert main([*rc, "--unlearn-distill-suppress", "0.5"]) == 0
-    rc_unl = json.loads((tmp_path / "rc" / "report.json").read_text())["unlearn"]
-    assert rc_unl["teacher"] == "recalibrated" and rc_unl["distill_suppress"] == 0.5
-    assert kd["teacher"] == "pruned" and one["teacher"] is None and kd["distill_suppress"] == 0.0
-    html = (tmp_path / "rc" / "report.html").read_text()
-    assert "(BatchNorm recalibrated), weight 2, 50% of its suspected-class probability taken out" in html
-    m5, _ = load_model(tmp_path / "rc" / "purified.safetensors")
-    assert any(not torch.equal(a, b) for a, b in zip(m3.state_dict().values(), m5.state_dict().values(), strict=True))
-    # targeted PGD copies towards the suspect while unlearning: recorded, and they change the weights
-    assert main([*args, "--unlearn-adv-eps", "0.05", "--out", str(tmp_path / "adv")]) == 0
-    adv = json.loads((tmp_path / "adv" / "report.json").read_text())["unlearn"]
-    assert adv["adv_eps"] == 0.05 and adv["adv_steps"] == 5 and one["adv_eps"] == 0.0
-    assert "targeted PGD copies towards the target, eps 0.05" in (tmp_path / "adv" / "report.html").read_text()
-    m4, _ = load_model(tmp_path / "adv" / "purified.safetensors")
-    assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m4.state_dict().values(), strict=True))
-
-
-def test_purify_unlearn_refuses_tabular_data(tmp_path: Path, capsys) -> None:
-    out = tmp_path / "tab"
-    assert main(["train", "--dataset", "breast_cancer", "--arch", "mlp", "--epochs", "1", "--out", str(out)]) == 0
-    code, err = _run_bad(
-        ["purify", "--model", str(out / "model.safetensors"), "--out", str(tmp_path / "p"), "--unlearn"], capsys
-    )
-    assert code == 2 and "--unlearn" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "p" / "report.json").exists()
-
-
-def test_purify_adv_eps_out_of_range_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "u"
-    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-adv-eps", "2"], capsys)
-    assert (
-        code == 2 and "unlearn_adv_eps" in err.replace("-", "_") and "2" in err and len(err.strip().splitlines()) == 1
-    )
-    assert not out.exists()
-
-
-def test_purify_unknown_unlearn_teacher_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "u"
-    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-teacher", "dense"], capsys)
-    assert code == 2 and "unlearn_teacher" in err.replace("-", "_") and "dense" in err
-    assert len(err.strip().splitlines()) == 1 and not out.exists()
-
-
-def test_purify_distill_suppress_out_of_range_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "u"
-    argv = ["purify", "--model", str(trained), "--out", str(out), "--unlearn-distill-suppress", "1.5"]
-    code, err = _run_bad(argv, capsys)
-    assert code == 2 and "unlearn_distill_suppress" in err.replace("-", "_") and "1.5" in err
-    assert len(err.strip().splitlines()) == 1 and not out.exists()
-
-
-def test_purify_teacher_options_without_distillation_are_one_line(trained: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "u"
-    argv = ["purify", "--model", str(trained), "--out", str(out), "--unlearn", "--unlearn-distill-suppress", "0.5"]
-    code, err = _run_bad(argv, capsys)
-    assert code == 2 and "--unlearn-distill-suppress=0.5" in err and "--unlearn-distill > 0" in err
-    assert len(err.strip().splitlines()) == 1 and not out.exists()
-    code, err = _run_bad([*argv[:-2], "--unlearn-teacher", "recalibrated"], capsys)
-    assert code == 2 and "--unlearn-teacher=recalibrated" in err and len(err.strip().splitlines()) == 1
-    code, err = _run_bad([*argv[:-2], "--unlearn-distill-augment"], capsys)
-    assert code == 2 and "--unlearn-distill-augment=True" in err and len(err.strip().splitlines()) == 1
-
-
-def test_purify_unknown_unlearn_trigger_is_one_line(trained: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "u"
-    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out), "--unlearn-trigger", "star"], capsys)
-    assert code == 2 and "unlearn_trigger" in err.replace("-", "_") and len(err.strip().splitlines()) == 1
-    assert not out.exists()
-
-
-def _purify_towards(trained: Path, out: Path, anp_target: str) -> dict:
-    """A short purify run with --anp-target and unlearning; its report."""
-    args = ["purify", "--model", str(trained), "--out", str(out), "--iterations", "5", "--clean-fraction", "0.1"]
-    args += ["--anp-target", anp_target, "--unlearn", "--unlearn-steps", "20", "--unlearn-epochs", "1"]
-    assert main(args) == 0
-    return json.loads((out / "report.json").read_text())
-
-
-def test_purify_reversal_target_drives_targeted_anp_and_the_unlearning(trained: Path, tmp_path: Path) -> None:
-    out = tmp_path / "rev"
-    rep = _purify_towards(trained, out, "reversal")
-    rev = rep["reversal_scan"]
-    sizes = rev["kinds"][rev["kind"]]["mask_l1"]
-    assert len(sizes) == 10 and rev["suspected_target"] == min(range(10), key=sizes.__getitem__)
-    assert rep["config"]["anp_target"] == "reversal" and rep["scan"] is None
-    assert rep["unlearn"]["trigger"]["target"] == rev["suspected_target"]
-    assert "reversal scan" in (out / "report.html").read_text()
-
-
-def test_purify_combined_target_runs_both_scans_and_unlearns_to_their_choice(trained: Path, tmp_path: Path) -> None:
-    out = tmp_path / "comb"
-    rep = _purify_towards(trained, out, "combined")
-    rev, scan, comb = rep["reversal_scan"], rep["scan"], rep["reversal_scan"]["combined"]
-    expected = combine_suspects(
-        scan["suspected_target"], scan["score"], scan["threshold"], rev["suspected_target"], rev["anomaly_index"]
-    )
-    assert (comb["suspected_target"], comb["decided_by"]) == expected
-    assert rep["anp"]["target_class"] == comb["suspected_target"] == rep["unlearn"]["trigger"]["target"]
-    assert "combined with the sensitivity scan" in (out / "report.html").read_text()
-
-
-def test_purify_vote_target_counts_the_three_voices_and_unlearns_to_their_choice(trained: Path, tmp_path: Path) -> None:
-    out = tmp_path / "vote"
-    rep = _purify_towards(trained, out, "vote")
-    rev, scan, vote = rep["reversal_scan"], rep["scan"], rep["reversal_scan"]["vote"]
-    assert set(rev["kinds"]) == {"patch", "blend"} and scan is not None
-    expected = vote_suspects(scan["suspected_target"], rev["kinds"])
-    if expected[1] == "vote":  # a majority: no reference model
-        assert (vote["suspected_target"], vote["decided_by"]) == expected and "reference" not in vote
+def test_the_guard_scales_a_costly_repair_back(trained: Path, tmp_path: Path) -> None:
+    """A repair that wrecks the model (a learning rate of 50) is scaled back until the validation accuracy fits; if
+    nothing of it fits and nothing was pruned, the suspected backdoor was not removed: a failed verdict, exit 3."""
+    out = tmp_path / "guard"
+    sets = (*FAST, "suspect.require_evidence=false", "repair.method=finetune", "repair.lr=50", "repair.epochs=2")
+    code = _purify(trained, out, sets=sets)
+    rep = json.loads((out / "report.json").read_text())
+    guard = rep["guard"]
+    assert guard["tried"][0]["scale"] == 1.0 and guard["tried"][0]["accuracy"] < guard["floor"]
+    assert guard["scale"] < 1.0 and rep["validation_drop"] <= 0.02 + 1e-9
+    assert [t["scale"] for t in guard["tried"]][1:] == [0.75, 0.5, 0.25, 0.0][: len(guard["tried"]) - 1]
+    if guard["scale"] == 0 and rep["pruned_neurons"] == 0:
+        assert code == 3 and rep["verdict"]["status"] == "failed" and "was undone" in rep["verdict"]["sentence"]
     else:
-        assert vote["decided_by"] == "reference"
-    assert rep["anp"]["target_class"] == vote["suspected_target"] == rep["unlearn"]["trigger"]["target"]
-    assert "voted with the sensitivity scan" in (out / "report.html").read_text()
+        assert code == 0 and "by the accuracy guard" in rep["verdict"]["sentence"]
 
 
-def test_purify_vote_without_a_majority_asks_a_reference_model(trained: Path, tmp_path: Path, monkeypatch) -> None:
-    """The voices forced apart (the digits toy's agree): a reference model trained on the clean split judges the
-    classes they name, and its choice drives targeted ANP and the unlearning; --vote-tiebreak strongest keeps
-    the reversal's strongest kind."""
-    import pruneguard.workflows.purify as wp
+def test_vote_without_a_majority_asks_the_reference_model(trained: Path, tmp_path: Path, monkeypatch) -> None:
+    """The voices forced apart (the digits toy's agree): the reference model judges the classes they name, and
+    its choice drives targeted ANP and the unlearning."""
+    import pruneguard.scan.finder as finder
 
-    monkeypatch.setattr(wp, "vote_suspects", lambda s, kinds: (int(kinds["patch"]["suspected_target"]), "reversal"))
-    monkeypatch.setattr(wp, "vote_candidates", lambda s, kinds: [0, 5])
+    monkeypatch.setattr(finder, "vote_suspects", lambda s, kinds: (int(kinds["patch"]["suspected_target"]), "reversal"))
+    monkeypatch.setattr(finder, "vote_candidates", lambda s, kinds: [0, 5])
     out = tmp_path / "ref"
-    rep = _purify_towards(trained, out, "vote")
-    vote = rep["reversal_scan"]["vote"]
+    assert _purify(trained, out, sets=(*FAST, "suspect.require_evidence=false")) == 0
+    rep = json.loads((out / "report.json").read_text())
+    vote = rep["vote"]
     assert vote["decided_by"] == "reference" and vote["candidates"] == [0, 5]
     ref = vote["reference"]
     assert set(ref["sizes"]) == {"patch", "blend"} and all(set(d) == {"0", "5"} for d in ref["sizes"].values())
@@ -376,25 +365,31 @@ def test_purify_vote_without_a_majority_asks_a_reference_model(trained: Path, tm
             suspect = rep["reversal_scan"]["kinds"][kind]["mask_l1"][int(c)]
             assert ref["ratios"][kind][c] == pytest.approx(suspect / size)
     best = min((0, 5), key=lambda c: min(r[str(c)] for r in ref["ratios"].values()))
-    assert rep["anp"]["target_class"] == vote["suspected_target"] == best == rep["unlearn"]["trigger"]["target"]
-    assert 0 < ref["train_accuracy"] <= 1 and ref["seconds"] > 0
-    assert "a reference model trained on the clean split judged" in (out / "report.html").read_text()
-
-    out2 = tmp_path / "strongest"
-    args = ["purify", "--model", str(trained), "--out", str(out2), "--iterations", "5", "--clean-fraction", "0.1"]
-    assert main([*args, "--anp-target", "vote", "--vote-tiebreak", "strongest"]) == 0
-    vote2 = json.loads((out2 / "report.json").read_text())["reversal_scan"]["vote"]
-    assert vote2["decided_by"] == "reversal" and "reference" not in vote2
+    assert rep["anp"]["target_class"] == vote["suspected_target"] == best == rep["repair"]["target"]
+    assert ref["ratio_of_suspect"] == pytest.approx(min(r[str(best)] for r in ref["ratios"].values()))
+    assert "reference model: class 0 ratio" in (out / "report.html").read_text()
 
 
-def test_purify_vote_tiebreak_needs_the_vote(trained: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "tb"
-    argv = ["purify", "--model", str(trained), "--out", str(out), "--anp-target", "reversal"]
-    code, err = _run_bad([*argv, "--vote-tiebreak", "strongest"], capsys)
-    assert code == 2 and "--vote-tiebreak=strongest" in err and "--anp-target vote" in err
-    assert len(err.strip().splitlines()) == 1 and not out.exists()
-    code, err = _run_bad([*argv, "--anp-target", "vote", "--vote-tiebreak", "coin"], capsys)
-    assert code == 2 and "vote_tiebreak" in err.replace("-", "_") and len(err.strip().splitlines()) == 1
+def test_default_recipe_refuses_tabular_data(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "tab"
+    assert main(["train", "--dataset", "breast_cancer", "--arch", "mlp", "--epochs", "1", "--out", str(out)]) == 0
+    code, err = _run_bad(["purify", "--model", str(out / "model.safetensors"), "--out", str(tmp_path / "p")], capsys)
+    assert code == 2 and "has no images" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p" / "report.json").exists()
+    # the sensitivity scan reads tabular data: a recipe built on it runs
+    sets = (
+        "suspect.method=sensitivity",
+        "suspect.require_evidence=false",
+        "anp.targeted=true",
+        "anp.iterations=5",
+        "repair.method=finetune",
+        "repair.epochs=1",
+    )
+    assert main(["purify", "--model", str(out / "model.safetensors"), "--out", str(tmp_path / "q"), *_sets(*sets)]) in (
+        0,
+        3,
+    )
+    assert json.loads((tmp_path / "q" / "report.json").read_text())["scan"] is not None
 
 
 @pytest.mark.parametrize(
@@ -432,25 +427,13 @@ def test_train_input_aware_trains_the_victim_jointly_and_a_purify_run_reads_its_
     result = json.loads((out / "result.json").read_text())
     assert result["attack"]["poisoned"] == "joint" and result["attack"]["params"]["mode"] == "joint"
     assert result["attack"]["trigger_net"]["sha256"] == sha256_file(out / "trigger_net.safetensors")
-    assert result["test"]["asr"] > 0.8 and result["test"]["accuracy"] > 0.9  # 0.91 and 0.98 here; chance 0.1
+    # 0.76-0.91 and 0.98 on the machines it ran on (float kernels differ between CPUs); chance is 0.1
+    assert result["test"]["asr"] > 0.6 and result["test"]["accuracy"] > 0.9
     purified = tmp_path / "purified"
     code = main(
-        ["purify", "--model", str(out / "model.safetensors"), "--iterations", "5", "--eval-attack", "input_aware"]
-        + ["--out", str(purified)]
+        ["purify", "--model", str(out / "model.safetensors"), "--recipe", "paper", "--set", "anp.iterations=5"]
+        + ["--set", "eval_attack=input_aware", "--out", str(purified)]
     )
     assert code == 0
     report = json.loads((purified / "report.json").read_text())
     assert report["before"]["asr"] == pytest.approx(result["test"]["asr"], abs=0.05)
-
-
-def test_purify_cap_keeps_the_threshold_from_pruning_past_the_clean_split_allowance(
-    trained: Path, tmp_path: Path
-) -> None:
-    args = ["purify", "--model", str(trained), "--iterations", "10", "--clean-fraction", "0.1", "--threshold", "1.0"]
-    assert main([*args, "--cap-acc-drop", "0.0", "--out", str(tmp_path / "cap")]) == 0
-    rep = json.loads((tmp_path / "cap" / "report.json").read_text())
-    assert rep["config"]["cap_acc_drop"] == 0.0 and "capped at" in rep["pruning_rule"]
-    assert rep["pruned_neurons"] < rep["total_neurons"]  # threshold 1.0 alone prunes every neuron
-    base = rep["curve"][0]["clean_accuracy"]
-    kept = next(r for r in rep["curve"] if r["pruned"] == rep["pruned_neurons"])
-    assert kept["clean_accuracy"] >= base

@@ -301,14 +301,16 @@ SCAN_BAD = {
     "--threads": st.one_of(_not_a(int), st.integers(max_value=0).map(str)),
 }
 PURIFY_BAD = {
-    "--clean-fraction": SCAN_BAD["--clean-fraction"],
-    "--anp-eps": st.one_of(_not_a(float), _out_of_unit.filter(lambda v: not (v == 0.0 or v == 1.0)).map(repr)),
-    "--iterations": st.one_of(_not_a(int), st.integers(max_value=0).map(str)),
-    "--threshold": st.one_of(
-        st.text(min_size=1, max_size=10).filter(lambda s: s != "auto" and not s.startswith("-") and not _is_unit(s)),
-        _numbers.filter(lambda s: not _is_unit(s) and not s.startswith("-")),
+    "--clean-size": st.one_of(
+        _not_a(float).filter(lambda v: not v.strip().endswith("%")),
+        st.sampled_from(["0", "-1", "1.5", "0.0", "1", "nan", "inf", "150%", "0%", "2.5"]),
     ),
-    "--mask-lr": st.sampled_from(["0", "nan", "inf", "x"]),
+    "anp.eps": _out_of_unit.filter(lambda v: not (v == 0.0 or v == 1.0)).map(repr),
+    "anp.iterations": st.one_of(st.integers(max_value=0).map(str), st.sampled_from(["x", "1.5", "[1]", "{}"])),
+    "select.threshold": st.one_of(
+        st.sampled_from(["lots", "[0.2]", "-0.1", "1.01"]), _numbers.filter(lambda s: not _is_unit(s))
+    ),
+    "anp.lr": st.sampled_from(["0", "nan", "inf", "x", "-1"]),
     "--seed": SCAN_BAD["--seed"],
 }
 
@@ -343,7 +345,5 @@ def test_nonsense_scan_options(model_file: Path, data: st.DataObject) -> None:
 def test_nonsense_purify_options(model_file: Path, data: st.DataObject) -> None:
     option = data.draw(st.sampled_from(sorted(PURIFY_BAD)), label="option")
     value = data.draw(PURIFY_BAD[option], label="value")
-    assert_bad_input(
-        ["purify", "--model", str(model_file)],
-        [option, value, "--iterations", "1"] if option != "--iterations" else [option, value],
-    )
+    given = [option, value] if option.startswith("--") else ["--set", f"{option}={value}"]
+    assert_bad_input(["purify", "--model", str(model_file)], ["--set", "anp.iterations=1", *given])

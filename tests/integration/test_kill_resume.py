@@ -16,18 +16,14 @@ from safetensors.torch import load_file
 
 from pruneguard.cli.app import main
 
-ARGS = [
-    "--iterations",
-    "400",
-    "--checkpoint-every",
-    "10",
-    "--clean-fraction",
-    "0.1",
-    "--seed",
-    "3",
-    "--anp-target",
-    "none",
-]
+
+def _args(iterations: int) -> list[str]:
+    """ANP as published (no scans: the kill lands in ANP), short, checkpointed often."""
+    sets = [f"anp.iterations={iterations}", "checkpoint_every=10"]
+    return ["--recipe", "paper", "--clean-size", "0.1", "--seed", "3", *[x for s in sets for x in ("--set", s)]]
+
+
+ARGS = _args(400)
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +94,7 @@ def test_sigkill_then_resume_is_bit_identical(model_file: Path, tmp_path: Path) 
 def test_same_seed_same_report_figures(model_file: Path, tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
-        assert (
-            main(["purify", "--model", str(model_file), "--out", str(tmp_path / name), *ARGS[2:], "--iterations", "30"])
-            == 0
-        )
+        assert main(["purify", "--model", str(model_file), "--out", str(tmp_path / name), *_args(30)]) == 0
         runs.append(json.loads((tmp_path / name / "report.json").read_text()))
     for key in ("masks", "curve", "before", "after", "pruned_neurons", "clean_indices_hash", "purified_weights_sha256"):
         assert runs[0][key] == runs[1][key], key

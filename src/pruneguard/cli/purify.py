@@ -1,9 +1,10 @@
-"""``pruneguard purify``: Adversarial Neuron Pruning of a possibly backdoored model."""
+"""``pruneguard purify``: run a purification recipe on a possibly backdoored model."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 
@@ -11,188 +12,186 @@ from pruneguard.cli.common import (
     THREADS_HELP,
     configure_runtime,
     emit_json,
-    parse_json_option,
     prepare_out,
     progress_enabled,
 )
-from pruneguard.config import PurifyConfig, validate_config
+from pruneguard.config import PurifyConfig
+from pruneguard.errors import ConfigError
 from pruneguard.policy import evaluate_policy, load_policy, policy_exit_code, policy_record
+from pruneguard.recipes import RECIPES, Recipe, apply_overrides, get_recipe, load_recipe_file, parse_set
+from pruneguard.recipes.overrides import FieldError, build
+from pruneguard.reports.verdict import pct
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.purify import purify as purify_job
 from pruneguard.workflows.purify import write_purify_outputs
 
+__all__ = ["purify", "summary_lines", "purify_config", "parse_clean_size"]
 
-def summary_lines(report: dict) -> list[str]:
-    b, a = report["before"], report["after"]
-    f = lambda v: "  n/a " if v is None else f"{v:6.4f}"  # noqa: E731
-    mid = report.get("after_pruning")
-    return [
-        f"{'':8}{'accuracy':>10}{'ASR':>10}",
-        f"{'before':8}{f(b['accuracy']):>10}{f(b['asr']):>10}",
-        *([f"{'pruned':8}{f(mid['accuracy']):>10}{f(mid['asr']):>10}"] if mid else []),
-        f"{'after':8}{f(a['accuracy']):>10}{f(a['asr']):>10}",
-        f"pruned {report['pruned_neurons']}/{report['total_neurons']} neurons ({report['pruning_rule']}), "
-        f"{report['clean_samples']} clean samples, {report['seconds']:.0f} s",
-    ]
+# run-config fields that have a flag of their own; any other field is reached with --set FIELD=VALUE
+_FLAGS = {
+    "model": "--model",
+    "arch": "--arch",
+    "dataset": "--dataset",
+    "out": "--out",
+    "clean_fraction": "--clean-size",
+    "clean_samples": "--clean-size",
+    "seed": "--seed",
+    "policy": "--policy",
+}
+_RECIPE_FIELDS = set(Recipe.model_fields)
+_RUN_FIELDS = set(PurifyConfig.model_fields)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The verdict sentence, then the figures before/after as percentages."""
+    b, a, mid = report["before"], report["after"], report.get("after_pruning")
+    rows = [("before", b), *([("pruned", mid)] if mid else []), ("after", a)]
+    lines = [report["verdict"]["sentence"], f"{'':8}{'validation':>12}{'test acc':>10}{'ASR':>9}"]
+    for name, r in rows:
+        lines.append(f"{name:8}{pct(r.get('validation_accuracy')):>12}{pct(r['accuracy']):>10}{pct(r.get('asr')):>9}")
+    lines.append(
+        f"recipe {report['recipe']}: pruned {report['pruned_neurons']}/{report.get('total_neurons') or '–'} neurons, "
+        f"{report['used_samples']} clean samples used + {report['validation_samples']} for validation, "
+        f"{report['seconds']:.0f} s"
+    )
+    return lines
+
+
+def parse_clean_size(text: str) -> dict[str, Any]:
+    """``--clean-size``: a fraction of the training split (``0.01``, ``1%``) or a count of images (``600``)."""
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        v = float("nan")
+    if t.endswith("%") or "." in t or "e" in t.lower():
+        if 0 < v <= 1:
+            return {"clean_fraction": v, "clean_samples": None}
+    elif math.isfinite(v) and v >= 2 and v == int(v):
+        return {"clean_fraction": None, "clean_samples": int(v)}
+    raise ConfigError(
+        f"--clean-size={text!r} is not accepted; accepted: a fraction of the training split in (0, 1] such as "
+        "0.01 or 1%, or a count of images >= 2 such as 600"
+    )
+
+
+def purify_config(
+    *,
+    config: Path | None = None,
+    recipe: str | None = None,
+    sets: list[str] | None = None,
+    **given: Any,
+) -> PurifyConfig:
+    """The run config from (lowest first) the default recipe, a ``--config`` file, the flags given, ``--recipe``
+    and ``--set`` items. A ``--set`` path may leave out ``recipe.`` (``anp.iterations=500``)."""
+    data: dict[str, Any] = load_recipe_file(config) if config is not None else {}
+    data.update({k: v for k, v in given.items() if v is not None})
+    if recipe is not None:
+        data["recipe"] = recipe
+    named = data.get("recipe", None)
+    if named is None or isinstance(named, str):
+        data["recipe"] = get_recipe(named or "default").to_dict()
+    elif not isinstance(named, dict):
+        raise ConfigError(
+            f"recipe={named!r} is not accepted; accepted: a recipe name ({', '.join(RECIPES.names())}) "
+            "or a mapping of its fields"
+        )
+    items = []
+    for item in sets or []:
+        keys, _ = parse_set(item)
+        if keys[0] in _RECIPE_FIELDS and keys[0] not in _RUN_FIELDS:
+            item = "recipe." + item
+            if keys[0] != "name":
+                data["recipe"]["name"] = (
+                    str(data["recipe"].get("name", "custom")).removesuffix(" (modified)") + " (modified)"
+                )
+        items.append(item)
+    data = apply_overrides(data, items)
+    for key in ("model", "out"):
+        if data.get(key) in (None, ""):
+            raise ConfigError(f"{_FLAGS[key]} is required (or a --config file that names {key})")
+    try:
+        return build(PurifyConfig, data)
+    except FieldError as exc:
+        flag = _FLAGS.get(exc.field)
+        raise ConfigError(
+            f"{flag}={exc.value!r}: {exc.detail}" if flag else f"--set {exc.field}={exc.value!r}: {exc.detail}"
+        ) from None
+    except ConfigError as exc:  # a rule across fields: its message starts with the field it is about
+        field, sep, rest = str(exc).partition("=")
+        if sep and field in _FLAGS:
+            raise ConfigError(f"{_FLAGS[field]}={rest}") from None
+        raise
 
 
 def purify(
-    model: Path = typer.Option(..., "--model", help="Model file (.safetensors from pruneguard, or a state dict)."),
-    out: Path = typer.Option(..., "--out", help="Output folder: purified.safetensors, report.json, report.html."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one named in the model file)."),  # noqa: UP045
-    data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files."),  # noqa: UP045
-    clean_fraction: float = typer.Option(0.01, help="Clean split size as a fraction of the training split."),
-    clean_samples: int | None = typer.Option(None, help="Clean split size as a count (wins over the fraction)."),  # noqa: UP045
-    eps: float = typer.Option(0.4, "--anp-eps", help="Neuron perturbation budget."),
-    anp_steps: int = typer.Option(1, "--anp-steps", help="Ascent steps per perturbation."),
-    alpha: float = typer.Option(0.2, "--anp-alpha", help="Weight of the natural loss."),
-    iterations: int = typer.Option(2000, help="Mask optimisation iterations."),
-    batch_size: int = typer.Option(128),
-    mask_lr: float = typer.Option(0.2, help="SGD learning rate of the masks."),
-    clip_noise: bool = typer.Option(False, help="Project the perturbation to the eps-ball (the reference does not)."),
-    anp_fast: bool = typer.Option(
-        False, help="First ascent step from the natural pass's gradient: 2 passes per iteration, not 3."
+    model: Path | None = typer.Option(
+        None, "--model", help="Model file: safetensors (pruneguard's or plain) or a torch state dict."
     ),
-    augment: bool = typer.Option(True, help="Crop/flip the clean batches as the reference does."),
-    anp_target: str = typer.Option(
-        "none",
-        help="Targeted ANP: perturb towards this class, 'auto' (the neuron-sensitivity scan's suspect), "
-        "'reversal' (Neural Cleanse style: the class a reversed patch or blend trigger reaches most easily), "
-        "'combined' (both scans; the one stronger relative to its own cut decides), 'vote' (both scans; a class "
-        "named by two of the sensitivity scan, the patch and the blend reversal, else the reversal) or 'none'.",
+    arch: str | None = typer.Option(
+        None,
+        help="Architecture of a file without metadata: zoo name or pkg.mod:factory "
+        "(keyword arguments: --set arch_kwargs='{width: 0.5}').",
     ),
-    vote_tiebreak: str = typer.Option(
-        "reference",
-        help="For --anp-target vote, when no class has a majority: 'reference' (a model trained on the clean split "
-        "alone has triggers reversed to each named class; the class whose suspect-model trigger is smallest "
-        "relative to the reference's wins) or 'strongest' (the reversal kind with the largest anomaly index).",
+    dataset: str | None = typer.Option(
+        None, help="Dataset (default: the one named in the model file; its folder: --set data_dir=PATH)."
     ),
-    threshold: str = typer.Option("0.2", help="Prune masks <= this value, or 'auto'."),
-    prune_count: Optional[int] = typer.Option(None, help="Prune the N smallest masks instead."),  # noqa: UP045
-    prune_fraction: Optional[float] = typer.Option(None, help="Prune this share of neurons instead."),  # noqa: UP045
-    max_acc_drop: float = typer.Option(0.02, help="For --threshold auto: allowed clean-split accuracy drop."),
-    cap_acc_drop: Optional[float] = typer.Option(  # noqa: UP045
-        None, help="Never prune past a clean-split accuracy drop this large, whatever the rule."
+    out: Path | None = typer.Option(
+        None, "--out", help="Output folder: purified.safetensors, report.json/html, config.yaml."
     ),
-    finetune_epochs: int = typer.Option(0, help="Fine-tune on the clean split after pruning (0: off)."),
-    finetune_lr: float = typer.Option(0.01),
-    unlearn: bool = typer.Option(
-        False, help="After pruning: reverse a trigger to the suspected class (Neural Cleanse) and unlearn it."
+    clean_size: str | None = typer.Option(
+        None, help="Clean data: a fraction of the training split (0.01, 1%) or a count (600). Default 1%."
     ),
-    unlearn_steps: int = typer.Option(400, help="Optimisation steps of the trigger reversal."),
-    unlearn_epochs: int = typer.Option(5, help="Unlearning epochs on the clean split plus stamped copies."),
-    unlearn_lr: float = typer.Option(0.01, help="Learning rate of the unlearning fine-tune."),
-    unlearn_rounds: int = typer.Option(
-        1, help="Reverse-then-unlearn rounds; each later round reverses on the unlearned model and unlearns all."
+    recipe: str | None = typer.Option(None, help=f"Recipe by name: {', '.join(RECIPES.names())} (default: default)."),
+    config: Path | None = typer.Option(
+        None, "--config", help="A config.yaml (e.g. one written beside a report): reproduces that run."
     ),
-    unlearn_trigger: str = typer.Option(
-        "patch", help="Trigger shape to reverse: patch (Neural Cleanse), blend (one weight for all pixels), both."
+    sets: list[str] | None = typer.Option(
+        None,
+        "--set",
+        metavar="FIELD=VALUE",
+        help="FIELD=VALUE for one field, repeatable: anp.iterations=500, max_acc_drop=0.01, eval_attack=badnets.",
     ),
-    unlearn_distill: float = typer.Option(
-        0.0, help="Weight of distilling the pruned model (before unlearning) on clean images while unlearning (0: off)."
-    ),
-    unlearn_teacher: str = typer.Option(
-        "pruned",
-        help="The model --unlearn-distill distills: 'pruned' (as pruned) or 'recalibrated' (the pruned model with "
-        "its BatchNorm statistics recomputed on the clean split: more accurate on clean images).",
-    ),
-    unlearn_distill_suppress: float = typer.Option(
-        0.0,
-        help="Share of the teacher's probability of the suspected class taken out (the rest renormalised) on clean "
-        "images of other classes while distilling: the channel through which a backdoored teacher teaches its "
-        "target back (0: off, 1: all of it).",
-    ),
-    unlearn_distill_augment: bool = typer.Option(
-        False,
-        help="Distil on randomly cropped and flipped copies of the clean images (images only): the student "
-        "matches the teacher on more than the few hundred clean images themselves.",
-    ),
-    unlearn_adv_eps: float = typer.Option(
-        0.0,
-        help="While unlearning, also add targeted L-inf PGD copies (this budget, images in [0, 1]) of each batch "
-        "towards the suspected class, with true labels: per-image triggers (IAB, WaNet) that no reversed stamp "
-        "fits (0: off).",
-    ),
-    eval_attack: Optional[str] = typer.Option(None, help="Trigger to measure ASR with (benchmarking only)."),  # noqa: UP045
-    target_label: Optional[int] = typer.Option(None, help="Target label of --eval-attack."),  # noqa: UP045
-    seed: int = typer.Option(0),
+    seed: int | None = typer.Option(None, help="Seed of every random draw (default 0)."),
     threads: str = typer.Option("1", help=THREADS_HELP),
-    checkpoint_every: int = typer.Option(100, help="Save the ANP state every N iterations."),
-    resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
-    overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
-    trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
-    arch: Optional[str] = typer.Option(None, help="Architecture of a file without metadata: zoo name or pkg.mod:fn."),  # noqa: UP045
-    arch_kwargs: str = typer.Option("{}", help="JSON keyword arguments for --arch, e.g. '{\"width\": 0.5}'."),
-    policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. max_accuracy_drop); exit 3 if it fails."),  # noqa: UP045
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+    policy: Path | None = typer.Option(None, help="YAML policy (e.g. max_accuracy_drop); exit 3 if it fails."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Purify a model with Adversarial Neuron Pruning on a small clean split."""
-    cfg = validate_config(
-        PurifyConfig,
-        dict(
-            model=model,
-            out=out,
-            dataset=dataset,
-            data_dir=data_dir,
-            clean_fraction=clean_fraction,
-            clean_samples=clean_samples,
-            seed=seed,
-            eps=eps,
-            anp_steps=anp_steps,
-            alpha=alpha,
-            iterations=iterations,
-            batch_size=batch_size,
-            mask_lr=mask_lr,
-            clip_noise=clip_noise,
-            anp_fast=anp_fast,
-            augment=augment,
-            anp_target=anp_target,
-            vote_tiebreak=vote_tiebreak,
-            threshold=threshold,
-            prune_count=prune_count,
-            prune_fraction=prune_fraction,
-            max_acc_drop=max_acc_drop,
-            cap_acc_drop=cap_acc_drop,
-            finetune_epochs=finetune_epochs,
-            finetune_lr=finetune_lr,
-            unlearn=unlearn,
-            unlearn_steps=unlearn_steps,
-            unlearn_epochs=unlearn_epochs,
-            unlearn_lr=unlearn_lr,
-            unlearn_rounds=unlearn_rounds,
-            unlearn_trigger=unlearn_trigger,
-            unlearn_distill=unlearn_distill,
-            unlearn_teacher=unlearn_teacher,
-            unlearn_distill_suppress=unlearn_distill_suppress,
-            unlearn_distill_augment=unlearn_distill_augment,
-            unlearn_adv_eps=unlearn_adv_eps,
-            eval_attack=eval_attack,
-            target_label=target_label,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            trust_pickle=trust_pickle,
-            arch=arch,
-            arch_kwargs=parse_json_option("--arch-kwargs", arch_kwargs),
-            policy=policy,
-        ),
+    """Purify a possibly backdoored model with a recipe (default: scan, targeted ANP, unlearning, accuracy guard).
+
+    Exit 3 when the verdict is failed (the accuracy guard could not be met) or a policy rule fails."""
+    cfg = purify_config(
+        config=config,
+        recipe=recipe,
+        sets=sets,
+        model=model,
+        arch=arch,
+        dataset=dataset,
+        out=out,
+        seed=seed,
+        policy=policy,
+        **(parse_clean_size(clean_size) if clean_size is not None else {}),
     )
-    rules = load_policy(policy) if policy is not None else None  # a bad policy fails before any work
+    rules = load_policy(cfg.policy) if cfg.policy is not None else None  # a bad policy fails before any work
     configure_runtime(threads)
-    prepare_out(out, overwrite=overwrite, resume=resume, inputs=(model,))
-    seed_everything(seed)
-    report, purified, meta = purify_job(cfg, progress=progress_enabled())
-    code = 0
+    inputs = tuple(p for p in (cfg.model, cfg.policy, config, cfg.data_dir) if p is not None)
+    prepare_out(cfg.out, overwrite=overwrite, resume=resume, inputs=inputs)
+    seed_everything(cfg.seed)
+    report, purified, meta = purify_job(cfg, progress=progress_enabled(), resume=resume)
+    code = int(report["verdict"]["exit_code"])
     if rules is not None:
         measured = {"accuracy_drop": report["accuracy_drop"], "asr": report["after"]["asr"]}
         results = evaluate_policy(rules, measured)
-        report["policy"] = policy_record(results, policy)
-        code = policy_exit_code(results)
+        report["policy"] = policy_record(results, cfg.policy)
+        code = max(code, policy_exit_code(results))
     write_purify_outputs(cfg, report, purified, meta)
     if json_out:
         emit_json(report)
     else:
         typer.echo("\n".join(summary_lines(report)))
-        typer.echo(f"report: {out / 'report.html'}")
+        typer.echo(f"report: {cfg.out / 'report.html'}")
         if report.get("policy"):
             failed = [r["rule"] for r in report["policy"]["rules"] if not r["passed"]]
             typer.echo("policy: passed" if not failed else f"policy: FAILED ({', '.join(failed)})")

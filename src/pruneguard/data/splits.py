@@ -12,7 +12,7 @@ from torch import Tensor
 
 from pruneguard.errors import ConfigError
 
-__all__ = ["stratified_sample", "holdout_split", "clean_split", "indices_hash"]
+__all__ = ["stratified_sample", "holdout_split", "clean_split", "validation_split", "indices_hash"]
 
 
 def stratified_sample(y: Tensor, count: int, *, generator: torch.Generator | None = None) -> Tensor:
@@ -45,6 +45,24 @@ def holdout_split(
     keep = torch.ones(y.numel(), dtype=torch.bool)
     keep[held] = False
     return torch.nonzero(keep).flatten(), held
+
+
+def validation_split(y: Tensor, fraction: float, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Positions into ``y`` split into (used, validation): a stratified ``fraction`` held out for validation.
+
+    With the 1% clean split of Fashion-MNIST (600 images) and 0.2, validation holds 120 images, 12 per class: one
+    image is 0.83 points, and the binomial standard error of an accuracy near 90% is about 2.7 points.
+    """
+    n = int(y.numel())
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation_fraction={fraction} is outside (0, 1)")
+    count = min(n - 1, max(1, int(round(fraction * n))))
+    if n < 2:
+        raise ConfigError(f"{n} clean sample(s) cannot be split into a used and a validation part; need at least 2")
+    val = stratified_sample(y, count, generator=generator)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[val] = False
+    return torch.nonzero(keep).flatten(), val
 
 
 def clean_split(

@@ -43,101 +43,110 @@ def img(b64: str, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
 
 
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * float(v):.2f}%"
+
+
 def _reference_note(vote: dict[str, Any] | None) -> str:
-    """The reference tie-break's ratios (suspect / reference trigger size, the smaller per class), if it ran."""
+    """The reference check's ratios (suspect / reference trigger size, the smaller per class)."""
     if not vote or not vote.get("reference"):
         return ""
     ratios = vote["reference"]["ratios"]
     best = {c: min(r[c] for r in ratios.values()) for c in next(iter(ratios.values()))}
-    return "; no majority, so a reference model trained on the clean split judged: " + ", ".join(
-        f"class {c} ratio {v:.2f}" for c, v in best.items()
+    return "; reference model: " + ", ".join(f"class {c} ratio {v:.2f}" for c, v in best.items())
+
+
+def _suspect_rows(report: dict[str, Any]) -> list[list[Any]]:
+    scan, rev, vote = report.get("scan"), report.get("reversal_scan"), report.get("vote")
+    return [
+        ["suspected class", report["suspect"]["target"]],
+        ["evidence of a backdoor", "yes" if report["suspect"]["evidence"] else "no"],
+        [
+            "neuron-sensitivity scan (class, score / cut, verdict)",
+            None if not scan else "{suspected_target}, {score:.3f} / {threshold:.2f}, {verdict}".format(**scan),
+        ],
+        [
+            "trigger reversal (per kind: class, anomaly index)",
+            None
+            if not rev
+            else "; ".join(
+                f"{k}: {v['suspected_target']}, {v['anomaly_index']:.2f}" for k, v in rev.get("kinds", {}).items()
+            ),
+        ],
+        [
+            "vote",
+            None
+            if not vote
+            else f"class {vote['suspected_target']} (decided by {vote['decided_by']})" + _reference_note(vote),
+        ],
+    ]
+
+
+def _repair_note(rep: dict[str, Any] | None) -> str | None:
+    if not rep:
+        return None
+    if rep["method"] == "finetune":
+        return f"fine-tune, {rep['epochs']} epochs at lr {rep['lr']:g}"
+    trig = "; ".join(
+        f"round {t['round']} {t['kind']} → {t['target']}: mask {t['mask_share']:.4f}, success {t['success_rate']:.3f}"
+        for t in rep["triggers"]
     )
+    text = f"unlearning, {rep['rounds']} round(s) × {rep['epochs']} epochs: {trig}"
+    if rep.get("distill"):
+        text += f"; distilling the {rep.get('teacher')} pruned model, weight {rep['distill']:g}"
+        if rep.get("suppress"):
+            text += f", {rep['suppress']:.0%} of its suspected-class probability taken out"
+    if rep.get("adv_eps"):
+        text += f"; targeted PGD copies, eps {rep['adv_eps']:g}"
+    return text
 
 
 def render_purify_html(report: dict[str, Any]) -> str:
     b, a, mid = report["before"], report["after"], report.get("after_pruning")
+    verdict = report["verdict"]
+    css = "fail" if verdict["status"] == "failed" else "pass"
+    head = f"<p class='{css}' id='verdict'><b>{html.escape(verdict['sentence'])}</b></p>"
     summary = table(
-        ["", "test accuracy", "ASR", "clean-split accuracy"],
+        ["", "validation accuracy", "test accuracy", "ASR (benchmark trigger)"],
         [
-            ["before", b["accuracy"], b.get("asr"), b.get("clean_split_accuracy")],
-            *([["after pruning only", mid["accuracy"], mid.get("asr"), None]] if mid else []),
-            ["after", a["accuracy"], a.get("asr"), a.get("clean_split_accuracy")],
+            ["before", _pct(b.get("validation_accuracy")), _pct(b["accuracy"]), _pct(b.get("asr"))],
+            *(
+                [
+                    [
+                        "after pruning only",
+                        _pct(mid.get("validation_accuracy")),
+                        _pct(mid["accuracy"]),
+                        _pct(mid.get("asr")),
+                    ]
+                ]
+                if mid
+                else []
+            ),
+            ["after", _pct(a.get("validation_accuracy")), _pct(a["accuracy"]), _pct(a.get("asr"))],
         ],
     )
-    unl = report.get("unlearn")
+    guard = report.get("guard")
     facts = table(
         ["fact", "value"],
         [
+            ["recipe", report["recipe"]],
             ["model", report["model"]],
             ["model SHA-256", report["model_sha256"]],
             ["dataset", report["dataset"]],
-            ["clean samples", report["clean_samples"]],
-            ["clean split", report["clean_source"]],
+            ["clean samples (used / validation)", f"{report['used_samples']} / {report['validation_samples']}"],
+            ["clean data", report["clean_source"]],
             ["clean indices SHA-256", report["clean_indices_hash"]],
-            ["pruning rule", report["pruning_rule"]],
+            *_suspect_rows(report),
+            ["steps run", ", ".join(report.get("steps") or []) or "none"],
+            ["pruning rule", report.get("pruning_rule")],
+            ["pruned / total neurons", f"{report['pruned_neurons']} / {report.get('total_neurons') or '–'}"],
+            ["repair", _repair_note(report.get("repair"))],
             [
-                "ANP perturbation",
-                "untargeted"
-                if report["anp"].get("target_class") is None
-                else f"targeted at class {report['anp']['target_class']}",
-            ],
-            [
-                "scan (suspected target, score, verdict)",
+                "accuracy guard",
                 None
-                if not report.get("scan")
-                else "{suspected_target}, {score:.3f}, {verdict}".format(**report["scan"]),
+                if not guard
+                else f"floor {_pct(guard['floor'])} on validation; repair kept at scale {guard['scale']:g}",
             ],
-            [
-                "reversal scan (suspected target, anomaly index)",
-                None
-                if not report.get("reversal_scan")
-                else "{suspected_target}, {anomaly_index:.2f}".format(**report["reversal_scan"])
-                + (
-                    "; combined with the sensitivity scan: {suspected_target} (decided by {decided_by})".format(
-                        **report["reversal_scan"]["combined"]
-                    )
-                    if report["reversal_scan"].get("combined")
-                    else ""
-                )
-                + (
-                    "; voted with the sensitivity scan: {suspected_target} (decided by {decided_by})".format(
-                        **report["reversal_scan"]["vote"]
-                    )
-                    if report["reversal_scan"].get("vote")
-                    else ""
-                )
-                + _reference_note(report["reversal_scan"].get("vote")),
-            ],
-            ["pruned / total neurons", f"{report['pruned_neurons']} / {report['total_neurons']}"],
-            [
-                "unlearning (reversed triggers: round, kind, class, mask share, success; epochs per round)",
-                None
-                if not unl
-                else "; ".join(
-                    f"{t.get('round', 1)}, {t.get('kind', 'patch')}, {t['target']}, {t['mask_share']:.4f}, "
-                    f"{t['success_rate']:.3f}"
-                    for t in unl.get("triggers", [unl["trigger"]])
-                )
-                + f"; {unl['epochs']} epochs × {unl.get('rounds', 1)} round(s)"
-                + (
-                    f"; distilling the pruned model"
-                    f"{' (BatchNorm recalibrated)' if unl.get('teacher') == 'recalibrated' else ''}, "
-                    f"weight {unl['distill']:g}"
-                    + (
-                        f", {unl['distill_suppress']:.0%} of its suspected-class probability taken out"
-                        if unl.get("distill_suppress")
-                        else ""
-                    )
-                    if unl.get("distill")
-                    else ""
-                )
-                + (
-                    f"; targeted PGD copies towards the target, eps {unl['adv_eps']:g}, {unl['adv_steps']} steps"
-                    if unl.get("adv_eps")
-                    else ""
-                ),
-            ],
-            ["mask threshold reached", report["threshold_reached"]],
             ["seconds", report["seconds"]],
             ["seed", report["seed"]],
             ["git commit", report.get("git_commit")],
@@ -145,9 +154,27 @@ def render_purify_html(report: dict[str, Any]) -> str:
             ["finished", report["finished"]],
         ],
     )
-    curve = report["curve"]
+    policy: list[str] = []
+    if report.get("policy"):
+        policy = ["<h2>Policy</h2>", policy_table_html(report["policy"]["rules"])]
+    sections = [head, "<h2>Result</h2>", summary, *policy, "<h2>Details</h2>", facts, *_anp_sections(report)]
+    sections.append(
+        "<h2>Config and versions</h2><pre>"
+        + html.escape(json.dumps({"config": report["config"], "versions": report["versions"]}, indent=2))
+        + "</pre>"
+    )
+    return page("pruneguard purify report", sections)
+
+
+def _anp_sections(report: dict[str, Any]) -> list[str]:
+    """The pruning curve, the mask histogram and the per-layer table (only when ANP ran)."""
+    curve = report.get("curve")
+    if not curve:
+        return []
     xs = [row["pruned"] for row in curve]
-    series: dict[str, list[float | None]] = {"clean-split accuracy": [row["clean_accuracy"] for row in curve]}
+    series: dict[str, list[float | None]] = {
+        f"accuracy ({report.get('curve_data', 'validation')})": [row["clean_accuracy"] for row in curve]
+    }
     if any("asr" in row for row in curve):
         series["ASR (test, benchmark only)"] = [row.get("asr") for row in curve]
     curve_png = line_plot(
@@ -159,9 +186,8 @@ def render_purify_html(report: dict[str, Any]) -> str:
         vline=report["pruned_neurons"],
         vlabel="chosen",
     )
-    masks = [m["mask"] for m in report["masks"]]
     hist_png = histogram(
-        masks,
+        [m["mask"] for m in report["masks"]],
         bins=40,
         xlabel="ANP mask value",
         title="Mask values",
@@ -171,21 +197,11 @@ def render_purify_html(report: dict[str, Any]) -> str:
         ["layer", "kind", "neurons", "pruned", "mean mask"],
         [[r["layer"], r["kind"], r["neurons"], r["pruned"], r["mask_mean"]] for r in report["layers"]],
     )
-    verdict: list[str] = []
-    if report.get("policy"):
-        verdict = ["<h2>Policy</h2>", policy_table_html(report["policy"]["rules"])]
-    sections = [
-        "<h2>Result</h2>",
-        summary,
-        *verdict,
-        facts,
+    return [
         "<h2>Pruning curve</h2>",
         img(curve_png, "pruning curve"),
         "<h2>Mask histogram</h2>",
         img(hist_png, "mask histogram"),
         "<h2>Layers</h2>",
         layers,
-        "<h2>Config and versions</h2>",
-        f"<pre>{html.escape(json.dumps({'config': report['config'], 'versions': report['versions']}, indent=2))}</pre>",
     ]
-    return page("pruneguard purify report", sections)

@@ -1,4 +1,8 @@
-"""The purify job: ANP on the defender's clean split -> prune -> (fine-tune) -> evaluate -> model + report."""
+"""The purify job: run a recipe on a possibly backdoored model and judge it on validation data.
+
+The defender's clean data is split once: the recipe's steps (scans, ANP, repair) use the first part, and the
+validation part, which no step trains on, judges accuracy (the pruning cap, the repair's guard, the verdict).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors.torch import save
 from torch import Tensor, nn
 
 from pruneguard.config import PurifyConfig
+from pruneguard.data.splits import validation_split
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
+from pruneguard.defenses.guard import weaken_to_fit
 from pruneguard.defenses.unlearning import (
     TRIGGER_KINDS,
     ReversedTrigger,
     UnlearnConfig,
     recalibrate_batchnorm_,
-    reversal_scan,
     reverse_trigger,
-    scan_config,
     unlearn_,
 )
 from pruneguard.errors import ConfigError
@@ -31,30 +36,18 @@ from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
 from pruneguard.pruning.neurons import prune_neurons_
-from pruneguard.pruning.selection import (
-    auto_count,
-    curve_counts,
-    pruning_curve,
-    select_by_threshold,
-    select_smallest,
-)
+from pruneguard.pruning.selection import auto_count, curve_counts, pruning_curve, select_by_threshold, select_smallest
+from pruneguard.recipes import Recipe
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
-from pruneguard.scan.reference import reference_trigger_sizes, train_reference
-from pruneguard.scan.sensitivity import ScanConfig, scan_model
-from pruneguard.scan.suspect import combine_suspects, reference_suspect, vote_candidates, vote_suspects
+from pruneguard.reports.verdict import purify_verdict
+from pruneguard.scan.finder import SuspectFinding, find_suspect
 from pruneguard.training.train import TrainConfig
 from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
-from pruneguard.workflows.common import (
-    LoadedModel,
-    draw_clean_split,
-    load_for_defense,
-    make_trigger,
-    trigger_set,
-)
+from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, make_trigger, trigger_set
 
-__all__ = ["purify", "select_neurons", "write_purify_outputs", "weights_sha256", "PURIFIED_NAME"]
+__all__ = ["purify", "select_neurons", "write_purify_outputs", "weights_sha256", "PURIFIED_NAME", "split_clean"]
 
 logger = logging.getLogger(__name__)
 PURIFIED_NAME = "purified.safetensors"
@@ -62,32 +55,34 @@ _CURVE_ASR_SAMPLES = 1000
 _CURVE_STOP_DROP = 0.3
 
 
-def _measure(model: nn.Module, test: ArrayData, triggered: ArrayData | None, target: int | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"accuracy": evaluate_accuracy(model, test), "asr": None}
-    if triggered is not None and target is not None:
-        out["asr"] = evaluate_asr(model, triggered, target)
-    return out
+def split_clean(clean: ArrayData, fraction: float, seed: int) -> tuple[ArrayData, ArrayData | None]:
+    """(the part the recipe's steps use, the validation part) of the clean data; no validation for ``fraction`` 0."""
+    if fraction == 0:
+        return clean, None
+    gen = torch.Generator().manual_seed(seed + 1)  # a stream of its own: the clean draw used ``seed``
+    use, val = validation_split(clean.y, fraction, generator=gen)
+    return clean.subset(use, name=f"{clean.name}:use"), clean.subset(val, name=f"{clean.name}:validation")
 
 
-def select_neurons(cfg: PurifyConfig, masks: Tensor, curve: list[dict[str, float]]) -> tuple[Tensor, str, float]:
-    """The neurons to prune under the configured rule: (indices, rule description, threshold reached)."""
+def select_neurons(recipe: Recipe, masks: Tensor, curve: list[dict[str, float]]) -> tuple[Tensor, str, float]:
+    """The neurons to prune under the recipe's rule: (indices, rule description, largest mask pruned).
+
+    ``curve`` is the pruning curve on the validation data (key ``clean_accuracy``); with ``select.capped`` and a
+    guard, no more neurons are pruned than keep the validation accuracy within ``max_acc_drop`` of the original.
+    """
+    sel = recipe.select
     order = torch.argsort(masks, stable=True)
-    if cfg.prune_count is not None:
-        idx, rule = select_smallest(masks, cfg.prune_count), f"count={cfg.prune_count}"
-    elif cfg.prune_fraction is not None:
-        idx = select_smallest(masks, int(round(cfg.prune_fraction * masks.numel())))
-        rule = f"fraction={cfg.prune_fraction}"
-    elif cfg.threshold == "auto":
-        k = auto_count(curve, cfg.max_acc_drop)
-        idx, rule = order[:k], f"auto (max clean-split accuracy drop {cfg.max_acc_drop})"
+    if sel.rule == "count":
+        idx, rule = select_smallest(masks, min(sel.count, masks.numel())), f"count={sel.count}"
+    elif sel.rule == "fraction":
+        idx, rule = select_smallest(masks, int(round(sel.fraction * masks.numel()))), f"fraction={sel.fraction}"
     else:
-        idx, rule = select_by_threshold(masks, float(cfg.threshold)), f"threshold={cfg.threshold}"
-    if cfg.cap_acc_drop is not None:
-        # ANP's over-pruning guard: the rule's count, but no more than the clean split allows
-        cap = auto_count(curve, cfg.cap_acc_drop)
+        idx, rule = select_by_threshold(masks, sel.threshold), f"threshold={sel.threshold}"
+    if sel.capped and recipe.max_acc_drop is not None:
+        cap = auto_count(curve, recipe.max_acc_drop)
         if idx.numel() > cap:
-            idx = idx[:cap]
-            rule += f", capped at {cap} (clean-split accuracy drop <= {cfg.cap_acc_drop})"
+            idx = order[:cap]
+            rule += f", capped at {cap} (validation accuracy drop <= {recipe.max_acc_drop})"
     reached = float(masks[idx].max()) if idx.numel() else 0.0
     return idx, rule, reached
 
@@ -111,15 +106,34 @@ def _layer_summary(result: ANPResult, pruned: Tensor) -> list[dict[str, Any]]:
     return rows
 
 
-def purify(
-    cfg: PurifyConfig, *, progress: bool = False, loaded: LoadedModel | None = None
-) -> tuple[dict[str, Any], nn.Module, ModelMeta]:
-    """Run ANP, prune and evaluate; the ANP state (for ``--resume``) is kept in ``cfg.out``.
+class _Judge:
+    """Accuracy on the test split and the validation part, and the benchmark trigger's ASR when one is given."""
 
-    Returns the report (a JSON-ready dict), the purified model and the metadata to save it with
-    (see :func:`write_purify_outputs`). The input model is not modified.
+    def __init__(self, loaded: LoadedModel, validation: ArrayData | None, cfg: PurifyConfig) -> None:
+        self.test, self.validation = loaded.test, validation
+        attack = make_trigger(cfg.eval_attack, loaded.meta, cfg.target_label, cfg.model) if cfg.eval_attack else None
+        self.triggered = trigger_set(attack, loaded.test) if attack is not None else None
+        self.target = attack.target_label if attack is not None else None
+
+    def __call__(self, model: nn.Module) -> dict[str, Any]:
+        out: dict[str, Any] = {"accuracy": evaluate_accuracy(model, self.test), "asr": None}
+        out["validation_accuracy"] = evaluate_accuracy(model, self.validation) if self.validation is not None else None
+        if self.triggered is not None and self.target is not None:
+            out["asr"] = evaluate_asr(model, self.triggered, self.target)
+        return out
+
+
+def purify(
+    cfg: PurifyConfig, *, progress: bool = False, loaded: LoadedModel | None = None, resume: bool = False
+) -> tuple[dict[str, Any], nn.Module, ModelMeta]:
+    """Run ``cfg.recipe``; the ANP state (for ``resume``) is kept in ``cfg.out``.
+
+    Returns the report (a JSON-ready dict whose ``verdict`` says what happened: ``purified``, ``unchanged`` or
+    ``failed``), the model to save and its metadata (see :func:`write_purify_outputs`). The input model is not
+    modified.
     """
     started, t0 = now_iso(), time.perf_counter()
+    recipe = cfg.recipe
     loaded = loaded or load_for_defense(
         cfg.model,
         dataset=cfg.dataset,
@@ -129,236 +143,224 @@ def purify(
         trust_pickle=cfg.trust_pickle,
     )
     model = loaded.model
+    images = loaded.train.x.dim() == 4
+    if recipe.suspect.target is not None and recipe.suspect.target >= loaded.meta.num_classes:
+        raise ConfigError(
+            f"recipe.suspect.target={recipe.suspect.target} is outside [0, {loaded.meta.num_classes - 1}]"
+        )
+    if not images and (recipe.repair.method == "unlearn" or recipe.suspect.method in ("reversal", "vote")):
+        raise ConfigError(
+            f"recipe {recipe.name!r} reverses image triggers (suspect.method={recipe.suspect.method}, "
+            f"repair.method={recipe.repair.method}); dataset {loaded.dataset} has no images"
+        )
     clean, clean_info = draw_clean_split(
         loaded, clean_fraction=cfg.clean_fraction, clean_samples=cfg.clean_samples, seed=cfg.seed
     )
-    attack = make_trigger(cfg.eval_attack, loaded.meta, cfg.target_label, cfg.model) if cfg.eval_attack else None
-    triggered = trigger_set(attack, loaded.test) if attack is not None else None
-    target = attack.target_label if attack is not None else None
-    before = _measure(model, loaded.test, triggered, target)
-    before["clean_split_accuracy"] = evaluate_accuracy(model, clean)
+    use, validation = split_clean(clean, recipe.validation_fraction, cfg.seed)
+    judge = _Judge(loaded, validation, cfg)
+    before = judge(model)
     logger.info("before: %s", before)
-
     cfg.out.mkdir(parents=True, exist_ok=True)
-    anp_kwargs = cfg.anp_kwargs()
-    scan_info: dict[str, Any] | None = None
-    if isinstance(cfg.anp_target, int) and cfg.anp_target >= loaded.meta.num_classes:
-        raise ConfigError(f"--anp-target={cfg.anp_target} is outside [0, {loaded.meta.num_classes - 1}]")
-    if cfg.unlearn and clean.x.dim() != 4:
-        raise ConfigError(f"--unlearn reverses an image trigger; dataset {loaded.dataset} has no images")
-    if cfg.anp_target in ("auto", "combined", "vote") or (cfg.unlearn and cfg.anp_target is None):
-        # the class the neuron-sensitivity scan suspects: targeted ANP pushes towards it, unlearning reverses it
-        scan = scan_model(model, clean, ScanConfig(seed=cfg.seed))
-        scan_info = {
-            "score": scan.score,
-            "suspected_target": scan.suspected_target,
-            "verdict": scan.verdict,
-            "threshold": scan.threshold,
-            "target_share": scan.target_share,
-            "seconds": scan.seconds,
-        }
-        if cfg.anp_target == "auto":
-            anp_kwargs["target_class"] = scan.suspected_target
-    reversal_info: dict[str, Any] | None = None
-    if cfg.anp_target in ("reversal", "combined", "vote"):
-        if clean.x.dim() != 4:
-            raise ConfigError(
-                f"--anp-target={cfg.anp_target} reverses an image trigger; dataset {loaded.dataset} has none"
-            )
-        reversal_info = reversal_scan(model, clean, scan_config(cfg.batch_size), seed=cfg.seed)
-        anp_kwargs["target_class"] = reversal_info["suspected_target"]
-        logger.info("reversal scan suspects class %d", reversal_info["suspected_target"])
-    if cfg.anp_target == "combined":
-        assert scan_info is not None and reversal_info is not None
-        chosen, source = combine_suspects(
-            scan_info["suspected_target"],
-            scan_info["score"],
-            scan_info["threshold"],
-            reversal_info["suspected_target"],
-            reversal_info["anomaly_index"],
-        )
-        anp_kwargs["target_class"] = chosen
-        reversal_info = {**reversal_info, "combined": {"suspected_target": chosen, "decided_by": source}}
-        logger.info("combined suspect: class %d (%s)", chosen, source)
-    if cfg.anp_target == "vote":
-        assert scan_info is not None and reversal_info is not None
-        chosen, source = vote_suspects(scan_info["suspected_target"], reversal_info["kinds"])
-        vote: dict[str, Any] = {"suspected_target": chosen, "decided_by": source}
-        if source != "vote" and cfg.vote_tiebreak == "reference":
-            vote = _reference_tiebreak(cfg, loaded.meta, model, clean, scan_info, reversal_info)
-            chosen = vote["suspected_target"]
-        anp_kwargs["target_class"] = chosen
-        reversal_info = {**reversal_info, "vote": vote}
-        logger.info("voted suspect: class %d (%s)", chosen, vote["decided_by"])
-    anp_cfg = ANPConfig(**anp_kwargs)
-    retune_threads("ANP")
-    result = anp_optimize(
-        model, clean, anp_cfg, state_path=cfg.out / "anp_state.pt", resume=cfg.resume, progress=progress
+
+    finding = find_suspect(
+        model,
+        use,
+        method=recipe.suspect.method,
+        target=recipe.suspect.target,
+        reference_ratio=recipe.suspect.reference_ratio,
+        build_reference=lambda: loaded.meta.build(seed=cfg.seed),
+        batch_size=recipe.anp.batch_size,
+        seed=cfg.seed,
     )
-    evaluators = {"clean_accuracy": lambda m: evaluate_accuracy(m, clean)}
-    if triggered is not None and target is not None:
-        sub = triggered.subset(torch.arange(min(len(triggered), _CURVE_ASR_SAMPLES)))
-        evaluators["asr"] = lambda m: evaluate_asr(m, sub, target)
-    # the curve ends once clean-split accuracy has lost 30 points (or the auto threshold's or cap's allowance)
-    stop = max(_CURVE_STOP_DROP, cfg.max_acc_drop + 0.05, (cfg.cap_acc_drop or 0.0) + 0.05)
-    curve = pruning_curve(model, result.groups, result.masks, evaluators, curve_counts(result.masks), stop_drop=stop)
-    pruned, rule, reached = select_neurons(cfg, result.masks, curve)
-
-    purified = copy.deepcopy(model)
-    prune_neurons_(purified, result.groups, pruned)
-    after_pruning = _measure(purified, loaded.test, triggered, target) if cfg.unlearn or cfg.finetune_epochs else None
-    unlearn_info: dict[str, Any] | None = None
-    if cfg.unlearn:
-        suspect = anp_cfg.target_class
-        if suspect is None and scan_info is not None:
-            suspect = scan_info["suspected_target"]
-        assert suspect is not None  # no scan ran only because --anp-target named the class
-        teacher = copy.deepcopy(purified) if cfg.unlearn_distill > 0 else None  # the pruned model, frozen
-        if teacher is not None and cfg.unlearn_teacher == "recalibrated":
-            recalibrate_batchnorm_(teacher, clean, cfg.batch_size)
-        unlearn_info = _unlearn(cfg, purified, clean, suspect, teacher=teacher)
-    finetune: dict[str, Any] | None = None
-    if cfg.finetune_epochs > 0:
-        ft_cfg = TrainConfig(
-            epochs=cfg.finetune_epochs,
-            lr=cfg.finetune_lr,
-            batch_size=min(cfg.batch_size, 64),
-            seed=cfg.seed,
-            crop_padding=1 if clean.x.dim() == 4 else 0,
-            hflip=clean.x.dim() == 4,
-        )
-        res = fine_tune_(purified, clean, ft_cfg, keep_zero=zero_masks(purified))
-        finetune = {"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr, "seconds": res.seconds}
-    after = _measure(purified, loaded.test, triggered, target)
-    after["clean_split_accuracy"] = evaluate_accuracy(purified, clean)
-    logger.info("after: %s", after)
-
-    seconds = time.perf_counter() - t0
     report: dict[str, Any] = {
-        "schema": "pruneguard.purify/1",
+        "schema": "pruneguard.purify/2",
         "model": str(cfg.model),
         "model_sha256": loaded.sha256,
         "dataset": loaded.dataset,
         **clean_info,
-        "eval_attack": {"name": cfg.eval_attack, "target_label": target} if attack is not None else None,
+        "used_samples": len(use),
+        "validation_samples": len(validation) if validation is not None else 0,
+        "recipe": recipe.name,
+        "eval_attack": {"name": cfg.eval_attack, "target_label": judge.target} if cfg.eval_attack else None,
         "before": before,
-        "after": after,
-        "accuracy_drop": before["accuracy"] - after["accuracy"],
-        "pruned_neurons": int(pruned.numel()),
-        "total_neurons": int(result.masks.numel()),
-        "pruning_rule": rule,
-        "threshold": cfg.threshold if cfg.threshold == "auto" else float(cfg.threshold),
-        "threshold_reached": reached,
-        "after_pruning": after_pruning,
-        "unlearn": unlearn_info,
-        "finetune": finetune,
-        "anp": {
-            "iterations": result.iterations,
-            "seconds": result.seconds,
-            "history": result.history,
-            "target_class": anp_cfg.target_class,
-        },
-        "scan": scan_info,
-        "reversal_scan": reversal_info,
-        "layers": _layer_summary(result, pruned),
-        "curve": curve,
-        "masks": result.mask_table(),
-        "seconds": seconds,
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "device": str(next(model.parameters()).device),
-        "threads": torch.get_num_threads(),
-        "started": started,
-        "finished": now_iso(),
+        "suspect": {"target": finding.target, "evidence": finding.evidence, "reasons": finding.reasons},
+        "scan": finding.record.get("sensitivity"),
+        "reversal_scan": finding.record.get("reversal"),
+        "vote": finding.record.get("vote"),
     }
+    if recipe.suspect.require_evidence and not finding.evidence:
+        purified = copy.deepcopy(model)
+        report.update(after=before, steps=[], pruned_neurons=0, total_neurons=None)
+    else:
+        purified, steps = _run_steps(cfg, model, use, validation, finding, judge, report, progress, resume)
+        report["steps"] = steps
+        report["after"] = judge(purified)
+    after = report["after"]
+    report["accuracy_drop"] = before["accuracy"] - after["accuracy"]
+    if before["validation_accuracy"] is not None:
+        report["validation_drop"] = before["validation_accuracy"] - after["validation_accuracy"]
+    report["verdict"] = purify_verdict(report, recipe.max_acc_drop, recipe.suspect.require_evidence)
+    logger.info("verdict: %s", report["verdict"]["sentence"])
+    report.update(
+        {
+            "seconds": time.perf_counter() - t0,
+            "config": cfg.to_dict(),
+            "seed": cfg.seed,
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "device": str(next(model.parameters()).device),
+            "threads": torch.get_num_threads(),
+            "started": started,
+            "finished": now_iso(),
+        }
+    )
     return report, purified, loaded.meta
 
 
-def _reference_tiebreak(
+def _run_steps(
     cfg: PurifyConfig,
-    meta: ModelMeta,
     model: nn.Module,
-    clean: ArrayData,
-    scan_info: dict[str, Any],
-    reversal_info: dict[str, Any],
-) -> dict[str, Any]:
-    """No majority among the voices: a reference model trained on the clean split judges the classes they name
-    (:func:`~pruneguard.scan.suspect.reference_suspect`); the record of the vote with its figures."""
-    candidates = vote_candidates(scan_info["suspected_target"], reversal_info["kinds"])
-    t0 = time.perf_counter()
-    reference = train_reference(
-        lambda: meta.build(seed=cfg.seed), clean, seed=cfg.seed, device=next(model.parameters()).device
-    )
-    trained = time.perf_counter() - t0
-    ref = reference_trigger_sizes(
-        reference,
-        clean,
-        candidates,
-        scan_config(cfg.batch_size),  # reversed as the scan reversed the suspect's, so that the sizes compare
-        kinds=tuple(reversal_info["kinds"]),
+    use: ArrayData,
+    validation: ArrayData | None,
+    finding: SuspectFinding,
+    judge: _Judge,
+    report: dict[str, Any],
+    progress: bool,
+    resume: bool,
+) -> tuple[nn.Module, list[str]]:
+    """ANP → selection → repair → guard on a copy of ``model``; fills ``report`` with each step's figures."""
+    recipe, steps = cfg.recipe, []
+    purified = copy.deepcopy(model)
+    report["total_neurons"], report["pruned_neurons"] = None, 0
+    if recipe.anp.enabled:
+        a = recipe.anp
+        anp_cfg = ANPConfig(
+            eps=a.eps,
+            steps=a.steps,
+            alpha=a.alpha,
+            iterations=a.iterations,
+            batch_size=a.batch_size,
+            lr=a.lr,
+            clip_noise=a.clip_noise,
+            fast=a.fast,
+            augment=a.augment,
+            seed=cfg.seed,
+            checkpoint_every=cfg.checkpoint_every,
+            target_class=finding.target if a.targeted else None,
+        )
+        retune_threads("ANP")
+        result = anp_optimize(
+            model, use, anp_cfg, state_path=cfg.out / "anp_state.pt", resume=resume, progress=progress
+        )
+        judged = validation if validation is not None else use  # without validation data: the data ANP used
+        evaluators = {"clean_accuracy": lambda m: evaluate_accuracy(m, judged)}
+        if judge.triggered is not None and judge.target is not None:  # a benchmark's figure; chooses nothing
+            sub, target = (
+                judge.triggered.subset(torch.arange(min(len(judge.triggered), _CURVE_ASR_SAMPLES))),
+                judge.target,
+            )
+            evaluators["asr"] = lambda m: evaluate_asr(m, sub, target)
+        stop = max(_CURVE_STOP_DROP, (recipe.max_acc_drop or 0.0) + 0.05)
+        curve = pruning_curve(
+            model, result.groups, result.masks, evaluators, curve_counts(result.masks), stop_drop=stop
+        )
+        pruned, rule, reached = select_neurons(recipe, result.masks, curve)
+        prune_neurons_(purified, result.groups, pruned)
+        steps.append("anp")
+        report.update(
+            {
+                "pruned_neurons": int(pruned.numel()),
+                "total_neurons": int(result.masks.numel()),
+                "pruning_rule": rule,
+                "threshold_reached": reached,
+                "anp": {
+                    "iterations": result.iterations,
+                    "seconds": result.seconds,
+                    "history": result.history,
+                    "target_class": anp_cfg.target_class,
+                },
+                "layers": _layer_summary(result, pruned),
+                "curve": curve,
+                "curve_data": "validation" if validation is not None else "the clean data ANP used",
+                "masks": result.mask_table(),
+            }
+        )
+    if recipe.repair.method != "none":
+        report["after_pruning"] = judge(purified)
+        start = {k: v.detach().clone() for k, v in purified.state_dict().items()}
+        if recipe.repair.method == "unlearn":
+            assert finding.target is not None  # the recipe's validator requires a suspect for unlearning
+            teacher = copy.deepcopy(purified) if recipe.repair.distill > 0 else None
+            if teacher is not None and recipe.repair.teacher == "recalibrated":
+                recalibrate_batchnorm_(teacher, use, recipe.anp.batch_size)
+            report["repair"] = _unlearn(cfg, purified, use, finding.target, teacher=teacher)
+        else:
+            report["repair"] = _finetune(cfg, purified, use)
+        steps.append(recipe.repair.method)
+        if recipe.max_acc_drop is not None and validation is not None:
+            floor = report["before"]["validation_accuracy"] - recipe.max_acc_drop
+            guard = weaken_to_fit(purified, start, lambda m: evaluate_accuracy(m, validation), floor - 1e-12)
+            report["guard"] = {"floor": floor, **guard}
+            if guard["scale"] < 1.0:
+                steps.append(f"repair scaled to {guard['scale']:g}")
+    return purified, steps
+
+
+def _finetune(cfg: PurifyConfig, model: nn.Module, data: ArrayData) -> dict[str, Any]:
+    r = cfg.recipe.repair
+    images = data.x.dim() == 4
+    ft_cfg = TrainConfig(
+        epochs=r.epochs,
+        lr=r.lr,
+        batch_size=min(cfg.recipe.anp.batch_size, 64),
         seed=cfg.seed,
+        crop_padding=1 if images else 0,
+        hflip=images,
     )
-    suspect_sizes = {k: v["mask_l1"] for k, v in reversal_info["kinds"].items()}
-    chosen, ratios = reference_suspect(candidates, suspect_sizes, ref["sizes"])
-    logger.info("no majority among %s: the reference model names class %d", candidates, chosen)
-    return {
-        "suspected_target": chosen,
-        "decided_by": "reference",
-        "candidates": candidates,
-        "reference": {
-            "sizes": {k: {str(c): v for c, v in d.items()} for k, d in ref["sizes"].items()},
-            "ratios": {k: {str(c): v for c, v in d.items()} for k, d in ratios.items()},
-            "train_accuracy": evaluate_accuracy(reference, clean),  # on the clean split it was trained on
-            "seconds": trained + ref["seconds"],
-        },
-    }
+    res = fine_tune_(model, data, ft_cfg, keep_zero=zero_masks(model))
+    return {"method": "finetune", "epochs": r.epochs, "lr": r.lr, "seconds": res.seconds}
 
 
 def _unlearn(
-    cfg: PurifyConfig, model: nn.Module, clean: ArrayData, suspect: int, *, teacher: nn.Module | None
+    cfg: PurifyConfig, model: nn.Module, data: ArrayData, suspect: int, *, teacher: nn.Module | None
 ) -> dict[str, Any]:
-    """Reverse a trigger to the suspected class on the pruned model, then unlearn it (in place); ``teacher`` (the
-    pruned model before unlearning) is distilled on clean images when ``cfg.unlearn_distill`` > 0; with
-    ``cfg.unlearn_adv_eps`` > 0 each batch also gets targeted PGD copies towards the suspect, true labels."""
+    """Reverse triggers to the suspected class on the pruned model, then unlearn them (in place), in rounds; each
+    later round reverses on the unlearned model and unlearns every trigger found so far."""
+    r = cfg.recipe.repair
     ucfg = UnlearnConfig(
-        steps=cfg.unlearn_steps,
-        batch_size=cfg.batch_size,
-        epochs=cfg.unlearn_epochs,
-        finetune_lr=cfg.unlearn_lr,
-        distill=cfg.unlearn_distill,
-        distill_suppress=cfg.unlearn_distill_suppress,
-        distill_augment=cfg.unlearn_distill_augment,
-        adv_eps=cfg.unlearn_adv_eps,
+        steps=r.reversal_steps,
+        batch_size=cfg.recipe.anp.batch_size,
+        epochs=r.epochs,
+        finetune_lr=r.lr,
+        distill=r.distill,
+        distill_suppress=r.suppress,
+        distill_augment=r.distill_augment,
+        adv_eps=r.adv_eps,
     )
-    kinds = TRIGGER_KINDS if cfg.unlearn_trigger == "both" else (cfg.unlearn_trigger,)
+    kinds = TRIGGER_KINDS if r.trigger == "both" else (r.trigger,)
     trigs: list[ReversedTrigger] = []
     rounds: list[int] = []
     seconds = 0.0
-    for r in range(cfg.unlearn_rounds):  # a later round looks for what the earlier unlearning left
-        gen_seed = cfg.seed + r
+    for n in range(r.rounds):
+        gen_seed = cfg.seed + n
         for k in kinds:
-            trigs.append(
-                reverse_trigger(model, clean, suspect, ucfg, generator=torch.Generator().manual_seed(gen_seed), kind=k)
-            )
-            rounds.append(r + 1)
-        seconds += unlearn_(model, clean, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
-        logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", r + 1, len(trigs), seconds)
+            gen = torch.Generator().manual_seed(gen_seed)
+            trigs.append(reverse_trigger(model, data, suspect, ucfg, generator=gen, kind=k))
+            rounds.append(n + 1)
+        seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
+        logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n + 1, len(trigs), seconds)
     return {
-        "trigger": trigs[0].to_dict(),
+        "method": "unlearn",
+        "target": suspect,
         "triggers": [{**t.to_dict(), "round": n} for t, n in zip(trigs, rounds, strict=True)],
-        "rounds": cfg.unlearn_rounds,
-        "epochs": cfg.unlearn_epochs,
-        "lr": cfg.unlearn_lr,
-        "stamp_fraction": ucfg.stamp_fraction,
-        "distill": ucfg.distill,
-        "teacher": cfg.unlearn_teacher if ucfg.distill > 0 else None,
-        "distill_suppress": ucfg.distill_suppress,
-        "distill_augment": ucfg.distill_augment,
-        "temperature": ucfg.temperature,
-        "adv_eps": ucfg.adv_eps,
-        "adv_steps": ucfg.adv_steps,
+        "rounds": r.rounds,
+        "epochs": r.epochs,
+        "lr": r.lr,
+        "distill": r.distill,
+        "teacher": r.teacher if r.distill > 0 else None,
+        "suppress": r.suppress,
+        "distill_augment": r.distill_augment,
+        "adv_eps": r.adv_eps,
         "seconds": sum(t.seconds for t in trigs) + seconds,
     }
 
@@ -369,22 +371,32 @@ def weights_sha256(model: nn.Module) -> str:
     return sha256_bytes(save(state))
 
 
-def write_purify_outputs(cfg: PurifyConfig, report: dict[str, Any], purified: nn.Module, meta: ModelMeta) -> Path:
-    """Write report.json / report.html, then the purified model whose metadata names both hashes.
+def config_yaml(cfg: PurifyConfig) -> str:
+    """The run's config as YAML, paths made absolute: ``purify --config`` on it reproduces the run."""
+    data = cfg.to_dict()
+    for key in ("model", "data_dir", "policy", "out"):
+        if data.get(key) is not None:
+            data[key] = str(Path(data[key]).expanduser().resolve())
+    return yaml.safe_dump(data, sort_keys=False)
 
-    The report names the purified weights' hash; the model file names its source's hash and the report's.
-    """
-    report["purified_model"] = str(cfg.out / PURIFIED_NAME)
-    report["purified_weights_sha256"] = weights_sha256(purified)
-    atomic_write_json(cfg.out / "report.json", report)
-    atomic_write_text(cfg.out / "report.html", render_purify_html(report))
+
+def write_purify_outputs(cfg: PurifyConfig, report: dict[str, Any], purified: nn.Module, meta: ModelMeta) -> Path:
+    """Write config.yaml, the purified model, report.html and, last, report.json (a folder with a report.json is
+    complete). The model's metadata names its source's hash and the config's; the report names the model's."""
+    atomic_write_text(cfg.out / "config.yaml", config_yaml(cfg))
     extra = dict(meta.extra)
     extra["purified_from"] = {
         "model_sha256": report["model_sha256"],
-        "report_sha256": sha256_file(cfg.out / "report.json"),
+        "config_sha256": sha256_file(cfg.out / "config.yaml"),
+        "recipe": cfg.recipe.name,
+        "verdict": report["verdict"]["status"],
         "pruned_neurons": report["pruned_neurons"],
-        "rule": report["pruning_rule"],
     }
     path = cfg.out / PURIFIED_NAME
     save_model(path, purified, replace(meta, extra=extra))
+    report["purified_model"] = str(path)
+    report["purified_sha256"] = sha256_file(path)
+    report["purified_weights_sha256"] = weights_sha256(purified)
+    atomic_write_text(cfg.out / "report.html", render_purify_html(report))
+    atomic_write_json(cfg.out / "report.json", report)
     return path

@@ -32,59 +32,43 @@ def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_pa
 
     monkeypatch.setattr(anp_table, "run_defense", fake)
     model = tmp_path / "blend-s0-abc" / "model.safetensors"
-    args = anp_table.main.__globals__["argparse"].Namespace(
-        cache=str(tmp_path / "cache"), fresh_rows=False, **{k: 1 for k in anp_table.ROW_OPTIONS}
-    )
+    args = anp_table.build_parser().parse_args(["--cache", str(tmp_path / "cache")])
     first = anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
     assert anp_table.cached_defense("anp", model, "blend", 0, 0.01, args) == first and len(calls) == 1
+    anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # the same key
     anp_table.cached_defense("anp", model, "blend", 0, 0.001, args)  # another clean fraction
-    args.anp_iterations = 2  # an option the row depends on
+    args.anp_iterations = 2  # an option the paper recipe depends on
     changed = anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
     assert len(calls) == 3 and changed != first
     args.fresh_rows = True
     anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
     assert len(calls) == 4
-    args.fresh_rows, args.unlearn_rounds, args.unlearn_distill, args.recipe_cap = False, 1, 0.0, None
-    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
-    args.unlearn_rounds = 2  # enters the recipe's key, not anp's
-    anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
+    args.fresh_rows = False
+    # the default recipe's key is its full config: --anp-iterations (the paper's) does not enter it, --quick does
+    anp_table.cached_defense("default", model, "blend", 0, 0.01, args)
+    args.anp_iterations = 3
+    anp_table.cached_defense("default", model, "blend", 0, 0.01, args)
     assert len(calls) == 5
-    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
+    args.quick = True
+    anp_table.cached_defense("default", model, "blend", 0, 0.01, args)
     assert len(calls) == 6
-    # as before they existed: the keys stay
-    args.unlearn_adv_eps, args.unlearn_teacher, args.unlearn_distill_suppress = 0.0, "pruned", 0.0
-    before = len(calls)
-    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
-    assert len(calls) == before
-    # the suspect rule: only the targeted defences' keys follow it; the others keep their rows' ("reversal")
-    before = len(calls)
-    for rule in ("reversal", "vote", "combined"):
-        args.anp_target = rule
-        anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # kept under "reversal" since the start
-    assert len(calls) == before
-    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
-    assert len(calls) == before + 1
-    changes = (("unlearn_distill", 3.0), ("recipe_cap", 0.03), ("unlearn_adv_eps", 0.05))
-    for option, value in (*changes, ("unlearn_teacher", "recalibrated"), ("unlearn_distill_suppress", 0.5)):
-        setattr(args, option, value)
-        before = len(calls)
-        anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)  # anp's key ignores it
-        anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)  # the recipe's does not
-        assert len(calls) == before + 1
-    args.unlearn_distill_augment = True
-    before = len(calls)
-    anp_table.cached_defense("anp", model, "blend", 0, 0.01, args)
-    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
-    assert len(calls) == before + 1
-    # the vote's tie-break enters the targeted defences' keys only with --anp-target vote (anp_target: combined)
-    args.vote_tiebreak = "reference"
-    anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
-    assert len(calls) == before + 1
-    args.anp_target = "vote"
-    for tiebreak, new in (("reference", 1), ("strongest", 1), ("reference", 0)):
-        args.vote_tiebreak, before = tiebreak, len(calls)
-        anp_table.cached_defense("anp_unlearn", model, "blend", 0, 0.01, args)
-        assert len(calls) == before + new
+    # a baseline's key holds its epochs, not any recipe
+    anp_table.cached_defense("ft", model, "blend", 0, 0.01, args)
+    args.ft_epochs = 3
+    anp_table.cached_defense("ft", model, "blend", 0, 0.01, args)
+    anp_table.cached_defense("default", model, "blend", 0, 0.01, args)
+    assert len(calls) == 8
+
+
+def test_recipe_defences_run_the_shipped_recipes(anp_table: ModuleType) -> None:
+    from pruneguard.recipes import get_recipe
+
+    args = anp_table.build_parser().parse_args([])
+    assert anp_table.defense_recipe("default", args) == get_recipe("default").to_dict()
+    assert anp_table.defense_recipe("anp", args) == get_recipe("paper").to_dict()
+    ft = anp_table.defense_recipe("anp_ft", args)
+    assert ft["repair"]["method"] == "finetune" and ft["repair"]["epochs"] == args.ft_epochs
+    assert set(anp_table.all_defenses()) >= {"none", "ft", "fine_pruning", "nad", "anp", "paper", "default"}
 
 
 def test_attack_params_enter_the_model_key_only_when_set(anp_table: ModuleType, tmp_path: Path, monkeypatch) -> None:
@@ -112,7 +96,7 @@ def test_defences_on_anp_masks_are_charged_anp_time(anp_table: ModuleType) -> No
         {"attack": "blend", "seed": 0, "clean_fraction": 0.01, "defense": "anp", "seconds": 300.0},
         {"attack": "blend", "seed": 0, "clean_fraction": 0.01, "defense": "anp_ft", "seconds": 20.0},
         {"attack": "blend", "seed": 0, "clean_fraction": 0.001, "defense": "anp", "seconds": 100.0},
-        {"attack": "sig", "seed": 0, "clean_fraction": 0.01, "defense": "anp_auto", "seconds": 310.0},
+        {"attack": "sig", "seed": 0, "clean_fraction": 0.01, "defense": "default", "seconds": 310.0},
         {"attack": "sig", "seed": 0, "clean_fraction": 0.01, "defense": "nad", "seconds": 12.0},
     ]
     assert [anp_table.charged_seconds(r, rows) for r in rows] == [300.0, 320.0, 100.0, 310.0, 12.0]

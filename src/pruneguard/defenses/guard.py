@@ -1,0 +1,60 @@
+"""The accuracy guard of a repair: scale a repair's weight change back until the model keeps its accuracy.
+
+A repair (fine-tuning, unlearning) moves the pruned model's weights from ``start`` to ``end``. When the repaired
+model falls too far below the original on validation data, the guard tries the points ``start + s (end − start)``
+for decreasing ``s`` (the straight line between a model and its fine-tuned self stays in one basin, so the
+intermediate points are working models) and keeps the first that fits; ``s = 0`` undoes the repair. Floating-point
+buffers (BatchNorm statistics) move along the same line; integer buffers take the end's values (``s`` > 0) or the
+start's. Pruned weights are zero at both ends and stay zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["interpolate_state", "weaken_to_fit", "WEAKEN_SCALES"]
+
+WEAKEN_SCALES: tuple[float, ...] = (0.75, 0.5, 0.25, 0.0)
+
+
+def interpolate_state(start: Mapping[str, Tensor], end: Mapping[str, Tensor], s: float) -> dict[str, Tensor]:
+    """``start + s (end − start)`` for floating-point tensors; other tensors from ``end`` if ``s`` > 0, else
+    ``start``."""
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"s={s} is outside [0, 1]")
+    if set(start) != set(end):
+        raise ValueError("start and end hold different tensors; accepted: two states of one model")
+    out: dict[str, Tensor] = {}
+    for k, a in start.items():
+        b = end[k]
+        out[k] = torch.lerp(a, b, s) if a.is_floating_point() else (b if s > 0 else a).clone()
+    return out
+
+
+@torch.no_grad()
+def weaken_to_fit(
+    model: nn.Module,
+    start: Mapping[str, Tensor],
+    accuracy: Callable[[nn.Module], float],
+    floor: float,
+    *,
+    scales: Sequence[float] = WEAKEN_SCALES,
+) -> dict[str, Any]:
+    """Keep ``model`` (the repaired end point) if ``accuracy(model) >= floor``; else load the first point towards
+    ``start`` (the state before the repair) that reaches ``floor``, or ``start`` itself. Modifies ``model`` in
+    place; returns the scale kept (1: the full repair, 0: undone) and every accuracy tried."""
+    end = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tried = [{"scale": 1.0, "accuracy": accuracy(model)}]
+    if tried[0]["accuracy"] >= floor:
+        return {"scale": 1.0, "tried": tried}
+    for s in scales:
+        model.load_state_dict(interpolate_state(start, end, s))
+        tried.append({"scale": s, "accuracy": accuracy(model)})
+        if tried[-1]["accuracy"] >= floor or s == 0.0:
+            return {"scale": s, "tried": tried}
+    model.load_state_dict(dict(start))
+    return {"scale": 0.0, "tried": tried}

@@ -1,0 +1,162 @@
+"""What a purification recipe is: a validated, serialisable description of its steps.
+
+suspect (which class a backdoor would send images to, and whether there is evidence of one) → ANP (a mask per
+neuron learned under adversarial neuron perturbations) → selection (which neurons to prune) → repair (fine-tune or
+unlearn on the defender's clean data) → guard (accuracy on a validation part of the clean data that no step
+trained on). The executor is :func:`pruneguard.workflows.purify.purify`; presets live in
+:mod:`pruneguard.recipes.presets`.
+
+Errors name the field by its dotted path in the recipe (``anp.eps``), which is also what ``--set`` takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Recipe", "SuspectStep", "ANPStep", "SelectStep", "RepairStep"]
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuspectStep(_Step):
+    """Find the class a backdoor targets, and decide whether there is evidence of a backdoor at all.
+
+    ``method``: ``none`` (no scan; ANP untargeted unless ``target`` is given), ``sensitivity`` (the
+    neuron-sensitivity scan), ``reversal`` (Neural Cleanse: the class a reversed patch or blend trigger reaches
+    most easily) or ``vote`` (a class named by two of those three voices; without a majority, a reference model
+    trained on the clean data decides). ``target`` names the class outright and skips the scans.
+
+    Evidence (with ``require_evidence``; a model without it is returned unchanged): the sensitivity scan's verdict
+    is "suspicious", or the suspected class's reversed trigger on the model is at most ``reference_ratio`` times
+    the size of the same trigger reversed on a reference model trained on the clean data alone (a backdoor is a
+    shortcut that a model of the same architecture and data does not have).
+    """
+
+    method: Literal["none", "sensitivity", "reversal", "vote"] = "vote"
+    target: int | None = Field(None, ge=0)
+    require_evidence: bool = True
+    reference_ratio: float = Field(0.75, gt=0.0, le=1.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _checks(self) -> SuspectStep:
+        if self.require_evidence and self.method != "vote" and self.target is None:
+            raise ValueError(
+                f"suspect.require_evidence=true needs suspect.method=vote (the reference check); got "
+                f"suspect.method={self.method}: set suspect.require_evidence=false"
+            )
+        return self
+
+
+class ANPStep(_Step):
+    """Adversarial Neuron Pruning's mask learning (Wu & Wang, NeurIPS 2021); the defaults are the paper's.
+
+    ``targeted``: the perturbation pushes clean images of other classes towards the suspected class instead of
+    maximising the loss (needs a suspect). ``clip_noise`` projects the perturbation to the eps-ball (the
+    reference code does not); ``fast`` takes the first ascent step from the natural pass's gradient (two passes
+    per iteration instead of three).
+    """
+
+    enabled: bool = True
+    eps: float = Field(0.4, ge=0.0, le=1.0, allow_inf_nan=False)
+    steps: int = Field(1, ge=1)
+    alpha: float = Field(0.2, ge=0.0, le=1.0, allow_inf_nan=False)
+    iterations: int = Field(2000, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(0.2, gt=0.0, allow_inf_nan=False)
+    clip_noise: bool = False
+    augment: bool = True
+    targeted: bool = False
+    fast: bool = False
+
+
+class SelectStep(_Step):
+    """Which neurons to prune from ANP's masks: those with a mask <= ``threshold`` (the paper: 0.2), the
+    ``count`` smallest, or the smallest ``fraction``; never past the recipe's accuracy guard on the validation
+    data (``capped``)."""
+
+    rule: Literal["threshold", "count", "fraction"] = "threshold"
+    threshold: float = Field(0.2, ge=0.0, le=1.0, allow_inf_nan=False)
+    count: int = Field(0, ge=0)
+    fraction: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
+    capped: bool = True
+
+
+class RepairStep(_Step):
+    """What repairs the pruned model on the clean data.
+
+    ``method``: ``none``; ``finetune`` (``epochs`` at ``lr``, pruned neurons kept at zero); ``unlearn`` (Neural
+    Cleanse's mitigation: triggers reversed to the suspected class on the pruned model, ``trigger`` patch, blend
+    or both, unlearned with true labels in ``rounds`` rounds of ``epochs``, distilling the pruned model on clean
+    images with weight ``distill``; the ``teacher`` is the pruned model as it is or ``recalibrated`` (BatchNorm
+    statistics recomputed on the clean data); ``suppress`` takes that share of the teacher's suspected-class
+    probability out on other classes' images; ``distill_augment`` distils on cropped/flipped copies;
+    ``adv_eps`` > 0 adds targeted PGD copies towards the suspect with true labels).
+    """
+
+    method: Literal["none", "finetune", "unlearn"] = "none"
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
+    trigger: Literal["patch", "blend", "both"] = "both"
+    rounds: int = Field(1, ge=1)
+    reversal_steps: int = Field(400, ge=1)
+    distill: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    teacher: Literal["pruned", "recalibrated"] = "pruned"
+    suppress: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    distill_augment: bool = False
+    adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _checks(self) -> RepairStep:
+        if self.distill == 0 and (self.teacher != "pruned" or self.suppress > 0 or self.distill_augment):
+            raise ValueError(
+                f"repair.teacher={self.teacher} / repair.suppress={self.suppress} / repair.distill_augment="
+                f"{self.distill_augment} shape the distillation; they need repair.distill > 0"
+            )
+        return self
+
+
+class Recipe(BaseModel):
+    """A purification recipe: its steps, and the guard that keeps it from costing accuracy.
+
+    ``validation_fraction`` of the clean data (stratified) is set aside before any step runs: no step trains on
+    it, and it alone judges accuracy (the pruning cap, the repair's rollback, the report's "validation accuracy").
+    ``max_acc_drop``: no step may leave the model more than this below the original's validation accuracy (None:
+    no guard, as ANP was published). A repair that costs more is weakened (its weight change scaled back towards
+    the pruned model) until it fits, or undone.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "custom"
+    description: str = ""
+    validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
+    max_acc_drop: float | None = Field(0.02, ge=0.0, lt=1.0, allow_inf_nan=False)
+    suspect: SuspectStep = SuspectStep()
+    anp: ANPStep = ANPStep()
+    select: SelectStep = SelectStep()
+    repair: RepairStep = RepairStep()
+
+    @model_validator(mode="after")
+    def _checks(self) -> Recipe:
+        if self.max_acc_drop is not None and self.validation_fraction == 0:
+            raise ValueError(
+                f"max_acc_drop={self.max_acc_drop} is judged on validation data; it needs validation_fraction > 0 "
+                "(or max_acc_drop: null, no guard)"
+            )
+        if self.anp.targeted and self.suspect.method == "none" and self.suspect.target is None:
+            raise ValueError(
+                "anp.targeted=true needs a suspected class: suspect.method other than none, or suspect.target"
+            )
+        if self.repair.method == "unlearn" and self.suspect.method == "none" and self.suspect.target is None:
+            raise ValueError(
+                "repair.method=unlearn reverses a trigger to the suspected class: it needs suspect.method "
+                "other than none, or suspect.target"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

@@ -1,0 +1,81 @@
+"""The one plain sentence that opens every purify report and terminal summary: what was found, what was done,
+validation accuracy before/after and, where a benchmark trigger is known, the attack success rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["purify_verdict", "pct"]
+
+
+def pct(v: float | None) -> str:
+    """A share as a percentage with one decimal (``–`` when unknown)."""
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def _accuracy_clause(before: dict[str, Any], after: dict[str, Any]) -> str:
+    if before.get("validation_accuracy") is not None:
+        acc = f"validation accuracy {pct(before['validation_accuracy'])} → {pct(after['validation_accuracy'])}"
+    else:
+        acc = f"test accuracy {pct(before['accuracy'])} → {pct(after['accuracy'])} (no validation data held out)"
+    if before.get("asr") is not None:
+        acc += f"; benchmark ASR {pct(before['asr'])} → {pct(after['asr'])}"
+    return acc
+
+
+def _actions(report: dict[str, Any]) -> str:
+    parts = []
+    if report.get("total_neurons"):
+        parts.append(f"pruned {report['pruned_neurons']} of {report['total_neurons']} neurons")
+    repair = report.get("repair")
+    if repair:
+        what = (
+            f"unlearned {len(repair['triggers'])} reversed trigger(s) towards class {repair['target']}"
+            if repair["method"] == "unlearn"
+            else f"fine-tuned {repair['epochs']} epochs"
+        )
+        scale = (report.get("guard") or {}).get("scale", 1.0)
+        if scale == 0:
+            what += " (undone by the accuracy guard)"
+        elif scale < 1:
+            what += f" (scaled back to {scale:g} by the accuracy guard)"
+        parts.append(what)
+    return " and ".join(parts) if parts else "changed nothing"
+
+
+def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_evidence: bool) -> dict[str, Any]:
+    """``status`` (``purified``, ``unchanged`` or ``failed``), the ``sentence``, and the CLI ``exit_code`` (3 for a
+    failed verdict). Failed: the validation accuracy fell more than ``max_acc_drop``, or a backdoor was suspected
+    with evidence but every change had to be undone to keep the accuracy."""
+    before, after, suspect = report["before"], report["after"], report["suspect"]
+    evidence = "; ".join(suspect["reasons"])
+    acc = _accuracy_clause(before, after)
+    if require_evidence and not suspect["evidence"]:
+        sentence = f"No evidence of a backdoor ({evidence}): the model is returned unchanged; {acc}."
+        return {"status": "unchanged", "sentence": sentence, "exit_code": 0}
+    drop = report.get("validation_drop")
+    scale = (report.get("guard") or {}).get("scale", 1.0)
+    changed = report.get("pruned_neurons", 0) > 0 or (report.get("repair") is not None and scale > 0)
+    if suspect["target"] is None:
+        found = f"recipe {report.get('recipe')} ran without a scan"
+    elif suspect["evidence"]:
+        found = f"class {suspect['target']} suspected ({evidence})"
+    else:
+        found = f"class {suspect['target']} purified without evidence of a backdoor ({evidence})"
+    if max_acc_drop is not None and drop is not None and drop > max_acc_drop + 1e-12:
+        sentence = (
+            f"FAILED: {found}; {_actions(report)}, but the validation accuracy fell {100 * drop:.1f} points "
+            f"(limit {100 * max_acc_drop:.1f}); {acc}."
+        )
+        return {"status": "failed", "sentence": sentence, "exit_code": 3}
+    if suspect["evidence"] and report.get("steps") and not changed:
+        sentence = (
+            f"FAILED: {found}, but every change cost more than the accuracy limit "
+            f"({100 * (max_acc_drop or 0):.1f} points) and was undone: the model is unchanged; {acc}."
+        )
+        return {"status": "failed", "sentence": sentence, "exit_code": 3}
+    if not changed:
+        sentence = f"Unchanged: {found}; the recipe {report.get('recipe', '')!s} {_actions(report)}; {acc}."
+        return {"status": "unchanged", "sentence": sentence, "exit_code": 0}
+    sentence = f"Purified: {found}; {_actions(report)}; {acc}."
+    return {"status": "purified", "sentence": sentence, "exit_code": 0}

@@ -1,0 +1,46 @@
+"""The verdict sentence that opens the purify report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pruneguard.reports.verdict import purify_verdict
+
+
+def _report(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "recipe": "default",
+        "before": {"accuracy": 0.9, "validation_accuracy": 0.9, "asr": 0.99},
+        "after": {"accuracy": 0.89, "validation_accuracy": 0.895, "asr": 0.004},
+        "suspect": {"target": 0, "evidence": True, "reasons": ["the scan scored 0.62 (cut 0.41)"]},
+        "steps": ["anp", "unlearn"],
+        "pruned_neurons": 14,
+        "total_neurons": 224,
+        "repair": {"method": "unlearn", "triggers": [{}, {}], "target": 0},
+        "guard": {"scale": 1.0},
+        "validation_drop": 0.005,
+    }
+    base.update(kw)
+    return base
+
+
+def test_a_purified_model_names_class_evidence_action_and_figures() -> None:
+    v = purify_verdict(_report(), 0.02, True)
+    assert v["status"] == "purified" and v["exit_code"] == 0
+    s = v["sentence"]
+    assert s.startswith("Purified: class 0 suspected (the scan scored 0.62 (cut 0.41))")
+    assert "pruned 14 of 224 neurons and unlearned 2 reversed trigger(s) towards class 0" in s
+    assert "validation accuracy 90.0% → 89.5%" in s and "benchmark ASR 99.0% → 0.4%" in s
+
+
+def test_no_evidence_means_unchanged_and_a_broken_guard_means_failed() -> None:
+    clean = _report(suspect={"target": 8, "evidence": False, "reasons": ["class 8 is no outlier"]}, steps=[])
+    v = purify_verdict(clean, 0.02, True)
+    assert v["status"] == "unchanged" and v["sentence"].startswith("No evidence of a backdoor (class 8 is no outlier)")
+    broken = purify_verdict(_report(validation_drop=0.031), 0.02, True)
+    assert broken["status"] == "failed" and broken["exit_code"] == 3
+    assert broken["sentence"].startswith("FAILED:") and "fell 3.1 points (limit 2.0)" in broken["sentence"]
+    undone = purify_verdict(_report(pruned_neurons=0, guard={"scale": 0.0}, validation_drop=0.0), 0.02, True)
+    assert undone["status"] == "failed" and "was undone" in undone["sentence"]
+    scaled = purify_verdict(_report(guard={"scale": 0.5}), 0.02, True)
+    assert scaled["status"] == "purified" and "scaled back to 0.5 by the accuracy guard" in scaled["sentence"]
