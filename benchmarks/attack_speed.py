@@ -81,7 +81,8 @@ def _model_and_batch(batch: int) -> tuple[nn.Module, Tensor, Tensor, str]:
     from pruneguard.data import load_dataset
     from pruneguard.data.tensors import to_float
     from pruneguard.errors import PruneGuardError
-    from pruneguard.training.train import TrainConfig, train_model
+    from pruneguard.models.fit import TrainConfig
+    from pruneguard.training.train import train_model
 
     model = create_model("small_cnn", num_classes=10, input_shape=(1, 28, 28), mean=(0.286,), std=(0.353,))
     try:

@@ -52,6 +52,7 @@ from pruneguard.evaluation.robustness import (
     score_adversarial,
 )
 from pruneguard.models import create_model
+from pruneguard.models.fit import TrainConfig
 from pruneguard.pruning import (
     MagnitudePruner,
     PruningPlan,
@@ -65,7 +66,7 @@ from pruneguard.pruning.base import effective_weight, prunable_modules
 from pruneguard.pruning.structured import channel_widths
 from pruneguard.pruning.structured_iterative import channel_sparsity, prune_finetune_structured
 from pruneguard.quantization import quantize
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.training.train import train_model
 from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.io import atomic_write, atomic_write_text
 from pruneguard.utils.seed import make_generator, seed_everything

@@ -25,10 +25,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import anp_table  # noqa: E402
 
+from pruneguard.attacks.backdoor.triggers import stamp
 from pruneguard.data.tensors import to_float
-from pruneguard.defenses.unlearning import TRIGGER_KINDS, reverse_trigger, scan_config, stamp
 from pruneguard.evaluation import evaluate_accuracy
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
+from pruneguard.scan.reversal import TRIGGER_KINDS, reverse_trigger, scan_config
 from pruneguard.scan.suspect import reference_suspect
 from pruneguard.workflows.common import draw_clean_split, load_for_defense
 

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import anp_table  # noqa: E402
 
-from pruneguard.defenses.unlearning import reversal_scan, scan_config
+from pruneguard.scan.reversal import reversal_scan, scan_config
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
 from pruneguard.scan.suspect import combine_suspects, vote_suspects
 from pruneguard.workflows.common import draw_clean_split, load_for_defense

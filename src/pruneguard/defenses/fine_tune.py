@@ -8,7 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from pruneguard.data.tensors import ArrayData
-from pruneguard.training.train import BatchHook, TrainConfig, TrainResult, train_model
+from pruneguard.models.fit import BatchHook, TrainConfig
+from pruneguard.training.train import TrainResult, train_model
 
 __all__ = ["fine_tune_", "zero_masks"]
 

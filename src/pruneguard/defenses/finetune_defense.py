@@ -12,7 +12,7 @@ from torch import nn
 from pruneguard.data.tensors import ArrayData, iterate_batches
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.errors import ConfigError
-from pruneguard.training.train import TrainConfig
+from pruneguard.models.fit import TrainConfig
 from pruneguard.utils.modes import eval_mode
 
 __all__ = ["finetune_defense", "clean_train_config", "clean_accuracy"]

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from pruneguard.data.tensors import ArrayData
-from pruneguard.defenses.unlearning import TRIGGER_KINDS, UnlearnConfig, reverse_trigger
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.models.fit import TrainConfig
+from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, reverse_trigger
+from pruneguard.training.train import train_model
 
 __all__ = ["REFERENCE_TRAIN", "reference_trigger_sizes", "train_reference"]
 
@@ -46,13 +47,13 @@ def reference_trigger_sizes(
     reference: nn.Module,
     clean: ArrayData,
     candidates: Sequence[int],
-    config: UnlearnConfig,
+    config: ReversalConfig,
     *,
     kinds: Sequence[str] = TRIGGER_KINDS,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The reference's reversed trigger size (mask L1) per kind for each candidate class, reversed as
-    :func:`~pruneguard.defenses.unlearning.reversal_scan` reverses the suspect's (same config and seed), and the
+    :func:`~pruneguard.scan.reversal.reversal_scan` reverses the suspect's (same config and seed), and the
     seconds taken."""
     t0 = time.perf_counter()
     sizes = {

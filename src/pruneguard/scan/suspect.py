@@ -1,7 +1,7 @@
 """Which class to suspect when two trigger-agnostic scans disagree.
 
 The neuron-sensitivity scan (:mod:`pruneguard.scan.sensitivity`) and the trigger-reversal scan
-(:func:`pruneguard.defenses.unlearning.reversal_scan`) each name a suspected target class with a strength on its own
+(:func:`pruneguard.scan.reversal.reversal_scan`) each name a suspected target class with a strength on its own
 scale: the sensitivity score (the share of perturbed errors that go to one class; calibrated cut 0.41) and the
 reversal's anomaly index (Neural Cleanse's cut: 2). Each fails where the other does not. The rule: each
 strength divided by its own cut, the larger decides. Measured on the ANP table's Fashion-MNIST models (an
@@ -70,7 +70,7 @@ def vote_suspects(sensitivity_target: int | None, reversal_kinds: Mapping[str, M
 
     Args:
         sensitivity_target: the neuron-sensitivity scan's class (None: it saw no error, no voice).
-        reversal_kinds: :func:`~pruneguard.defenses.unlearning.reversal_scan`'s ``kinds``: per trigger kind its
+        reversal_kinds: :func:`~pruneguard.scan.reversal.reversal_scan`'s ``kinds``: per trigger kind its
             ``suspected_target`` and ``anomaly_index``; each kind is a voice.
 
     A class named by more than half of the voices wins; otherwise the kind with the largest anomaly index names

@@ -43,6 +43,7 @@ from pruneguard.evaluation.robustness import (
     transfer_matrix,
 )
 from pruneguard.metrics.robustness import flag_quantized_masking, robustness_verdict
+from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.policy import Policy, evaluate_policy, policy_record
 from pruneguard.pruning import MagnitudePruner, make_permanent_, prune_finetune, sparsity, step_schedule
@@ -53,7 +54,7 @@ from pruneguard.pruning.structured_iterative import channel_sparsity, prune_fine
 from pruneguard.quantization import quantize
 from pruneguard.reports.harden_html import render_harden_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.training.train import train_model
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_file
 from pruneguard.utils.seed import make_generator
 from pruneguard.workflows.harden_data import DENSE_NAME, HardenData, prepare_data, robustness_spec

@@ -19,8 +19,9 @@ from pruneguard.data.splits import holdout_split, indices_hash
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError, IncompatibleModelError
 from pruneguard.evaluation.robustness import RobustnessSpec
+from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.training.train import train_model
 from pruneguard.utils.io import sha256_file
 from pruneguard.workflows.attack import AttackSpace, attack_space, eval_sample, load_evaluated, load_hardened
 from pruneguard.workflows.common import LoadedModel, draw_clean_split

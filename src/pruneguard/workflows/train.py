@@ -17,9 +17,10 @@ from pruneguard.data.datasets import dataset_info, load_dataset
 from pruneguard.data.splits import holdout_split, indices_hash
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
+from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.reports.provenance import git_commit, now_iso, versions
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.training.train import train_model
 from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write, sha256_file
 from pruneguard.workflows.common import trigger_set

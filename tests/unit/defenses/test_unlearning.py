@@ -1,68 +1,33 @@
-"""Neural Cleanse trigger reversal and unlearning: the stamp, the reversal, the unlearning, bad input."""
+"""Neural Cleanse unlearning of reversed triggers, its distillation and adversarial terms, bad input."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
 
-from pruneguard.attacks.backdoor import Blend, triggered_eval_set
-from pruneguard.data import load_dataset
 from pruneguard.data.augment import augment_batch
-from pruneguard.data.tensors import ArrayData, to_float
+from pruneguard.data.tensors import to_float
 from pruneguard.defenses import unlearning
-from pruneguard.defenses.unlearning import (
-    ReversedTrigger,
-    UnlearnConfig,
-    reversal_scan,
-    reverse_trigger,
-    stamp,
-    unlearn_,
-)
+from pruneguard.defenses.unlearning import TriggerStamp, UnlearnConfig, unlearn_
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
-from pruneguard.models import create_model
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.scan.reversal import ReversalConfig, ReversedTrigger, reverse_trigger
 from pruneguard.utils.modes import eval_mode
 
-CFG = UnlearnConfig(steps=300, batch_size=64, lr=0.1, epochs=15, finetune_lr=0.02)
+CFG = UnlearnConfig(batch_size=64, epochs=15, finetune_lr=0.02)
+REVERSAL = ReversalConfig(steps=300, batch_size=64, lr=0.1)  # as the conftest's reversed_toy
 
 
-@pytest.fixture(scope="module")
-def reversed_toy(toy) -> ReversedTrigger:
-    model, clean, _, _ = toy
-    return reverse_trigger(model, clean, 0, CFG, generator=torch.Generator().manual_seed(0))
+@dataclass(frozen=True)
+class _PlainStamp:
+    """A stamp that is no reversal's result: unlearn_ needs only its target, mask and pattern."""
 
-
-def test_stamp_is_the_convex_mix_of_image_and_pattern() -> None:
-    x, p = torch.rand(3, 1, 4, 4), torch.rand(1, 4, 4)
-    m = torch.zeros(1, 4, 4)
-    m[0, 0, 0] = 1.0
-    m[0, 1, 1] = 0.25
-    out = stamp(x, m, p)
-    assert torch.equal(out[:, :, 2:, 2:], x[:, :, 2:, 2:])
-    assert torch.allclose(out[:, 0, 0, 0], p[0, 0, 0].expand(3))
-    assert torch.allclose(out[:, 0, 1, 1], 0.75 * x[:, 0, 1, 1] + 0.25 * p[0, 1, 1])
-
-
-def test_reversal_finds_a_small_stamp_to_the_backdoor_target(toy, reversed_toy) -> None:
-    model, clean, _, _ = toy
-    before = copy.deepcopy(model.state_dict())
-    t = reversed_toy
-    assert t.target == 0 and t.success_rate >= 0.9
-    assert 0 <= float(t.mask.min()) and float(t.mask.max()) <= 1 and 0 <= float(t.pattern.min()) <= 1
-    # the real trigger is a 2x2 patch: the stamp that reaches the target is far smaller than the image
-    assert t.mask_l1 < 0.25 * t.mask.numel()
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # model untouched
-
-
-def test_a_clean_class_needs_a_larger_stamp_than_the_backdoor_target(toy, reversed_toy) -> None:
-    """Neural Cleanse's detection premise, on the toy: the target's stamp is the smallest."""
-    model, clean, _, _ = toy
-    other = reverse_trigger(model, clean, 3, CFG, generator=torch.Generator().manual_seed(0))
-    assert other.mask_l1 > 1.5 * reversed_toy.mask_l1
+    target: int
+    mask: torch.Tensor
+    pattern: torch.Tensor
 
 
 def _assert_unlearned(toy_set, trigger: ReversedTrigger) -> None:
@@ -90,46 +55,16 @@ def test_unlearning_keeps_pruned_weights_at_zero(toy, reversed_toy) -> None:
     assert bool((conv.weight[0] == 0).all())
 
 
-def test_bad_input_is_refused(toy) -> None:
-    model, clean, _, _ = toy
-    with pytest.raises(ConfigError, match="target=12"):
-        reverse_trigger(model, clean, 12, CFG)
-    flat = ArrayData(torch.rand(4, 5), torch.zeros(4, dtype=torch.long), 2)
-    with pytest.raises(ConfigError, match="images"):
-        reverse_trigger(model, flat, 0, CFG)
+def test_bad_input_is_refused() -> None:
     with pytest.raises(ConfigError, match="--unlearn-stamp-fraction=0"):
         UnlearnConfig(stamp_fraction=0)
     with pytest.raises(ConfigError, match="--unlearn-epochs=0"):
         UnlearnConfig(epochs=0)
 
 
-@pytest.fixture(scope="module")
-def blend_toy():
-    """The toy of conftest with a Blend trigger (alpha 0.2, whole-image noise) instead of a patch."""
-    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    fit, clean = train.subset(torch.arange(1200)), train.subset(torch.arange(1200, len(train)))
-    attack = Blend(target_label=0)
-    poisoned = attack.poison(fit, rate=0.1, generator=torch.Generator().manual_seed(0))
-    torch.manual_seed(0)
-    model = create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
-    train_model(model, poisoned.data, TrainConfig(epochs=6, batch_size=64, lr=0.05, crop_padding=0, hflip=False))
-    return model, clean, test, triggered_eval_set(test, lambda x, y: attack(None, x, y), 0)
-
-
-def test_blend_reversal_finds_one_weight_and_a_weaker_blend_to_the_target(blend_toy) -> None:
-    model, clean, _, _ = blend_toy
-    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    t = reverse_trigger(model, clean, 0, CFG, generator=gen(), kind="blend")
-    assert t.kind == "blend" and t.to_dict()["kind"] == "blend" and t.mask.shape == (1, 8, 8)
-    assert bool((t.mask == t.mask.flatten()[0]).all())  # one blending weight for every pixel
-    assert t.success_rate >= 0.9
-    other = reverse_trigger(model, clean, 3, CFG, generator=gen(), kind="blend")
-    assert t.mask_l1 < 0.5 * other.mask_l1
-
-
 def test_unlearning_a_reversed_blend_removes_a_blend_backdoor(blend_toy) -> None:
     model, clean, _, _ = blend_toy
-    t = reverse_trigger(model, clean, 0, CFG, generator=torch.Generator().manual_seed(0), kind="blend")
+    t = reverse_trigger(model, clean, 0, REVERSAL, generator=torch.Generator().manual_seed(0), kind="blend")
     _assert_unlearned(blend_toy, t)
 
 
@@ -146,7 +81,10 @@ def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypat
     mask_a = torch.zeros(1, h, w)
     mask_a[0, 0, 0] = 1.0
     a = ReversedTrigger(0, mask_a, torch.ones(1, h, w), 1.0, 1.0, 0.0)
-    b = ReversedTrigger(0, torch.full((1, h, w), 0.5), torch.zeros(1, h, w), 1.0, 0.5 * h * w, 0.0, "blend")
+    b = _PlainStamp(0, torch.full((1, 1, 1), 0.5), torch.zeros(1, h, w))  # a blend: one weight for all pixels
+    assert isinstance(a, TriggerStamp) and isinstance(b, TriggerStamp)
+    unlearn_(model, clean, b, UnlearnConfig(stamp_fraction=0.25))  # one stamp: one stamped share
+    assert seen["x"].shape[0] == len(clean) + round(0.25 * len(clean))
     unlearn_(model, clean, [a, b], UnlearnConfig(stamp_fraction=0.25))
     n, k = len(clean), round(0.25 * len(clean))
     assert seen["x"].shape[0] == n + 2 * k
@@ -154,22 +92,6 @@ def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypat
     assert bool((first[:, 0, 0, 0] == 1.0).all())  # patch stamp: the corner pixel set to the pattern
     assert float(second.max()) <= 0.5 + 1e-6  # blend with a black pattern at weight 0.5 halves every pixel
     assert torch.equal(seen["y"][:n], clean.y)  # true labels kept
-
-
-def test_unknown_trigger_kind_is_refused(toy) -> None:
-    model, clean, _, _ = toy
-    with pytest.raises(ConfigError, match="--unlearn-trigger='star'"):
-        reverse_trigger(model, clean, 0, CFG, kind="star")
-
-
-@pytest.mark.parametrize("which", ["toy", "blend_toy"])
-def test_reversal_scan_names_the_backdoor_target(which, request) -> None:
-    model, clean, _, _ = request.getfixturevalue(which)
-    res = reversal_scan(model, clean, UnlearnConfig(steps=80, batch_size=64), seed=0)
-    assert set(res["kinds"]) == {"patch", "blend"} and res["suspected_target"] == 0
-    best = res["kinds"][res["kind"]]
-    assert len(best["mask_l1"]) == 10 and best["mask_l1"][0] == min(best["mask_l1"])
-    assert res["anomaly_index"] == max(k["anomaly_index"] for k in res["kinds"].values()) > 1
 
 
 def test_distill_loss_is_zero_for_equal_logits_and_matches_its_formula() -> None:

@@ -6,7 +6,8 @@ import torch
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
 from pruneguard.models import create_model
-from pruneguard.training import TrainConfig, train_model
+from pruneguard.models.fit import TrainConfig
+from pruneguard.training import train_model
 
 
 def data() -> ArrayData:

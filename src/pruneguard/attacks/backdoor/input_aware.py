@@ -33,7 +33,7 @@ from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset, to_
 from pruneguard.attacks.base import ATTACKS
 from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
 from pruneguard.errors import ConfigError
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.models.fit import TrainConfig, fit_
 from pruneguard.utils.modes import eval_mode
 
 __all__ = [
@@ -166,7 +166,7 @@ def _train_masks(
 
 
 class JointTrigger:
-    """IAB's joint stage as a :class:`~pruneguard.training.train.BatchHook`: the attacker who controls training.
+    """IAB's joint stage as a :class:`~pruneguard.models.fit.BatchHook`: the attacker who controls training.
 
     In each batch a ``rate`` share (at least one image) gets its own trigger and ``target_label``, the next
     ``cross_rate`` share gets the trigger generated for another image of the batch (the batch rolled by one; the
@@ -293,7 +293,7 @@ def train_input_aware(
     cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, schedule="constant", crop_padding=0, hflip=False, seed=seed
     )
-    train_model(model, data, cfg, hook=hook)
+    fit_(model, data, cfg, hook=hook)
     return net.eval().requires_grad_(False)
 
 

@@ -19,8 +19,8 @@ from pruneguard.attacks.base import ATTACKS
 from pruneguard.attacks.evasion.pgd import pgd
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
+from pruneguard.models.fit import TrainConfig, fit_
 from pruneguard.models.registry import create_model
-from pruneguard.training.train import TrainConfig, train_model
 
 __all__ = [
     "LabelConsistent",
@@ -68,7 +68,7 @@ def build_surrogate(data: ArrayData, *, width: float = 0.5, seed: int = 0) -> nn
 
 
 def train_clean_surrogate(data: ArrayData, *, epochs: int = 5, width: float = 0.5, seed: int = 0) -> nn.Module:
-    """Train a small clean CNN (:func:`build_surrogate`) on ``data`` with :func:`train_model`; returned in eval mode.
+    """Train a small clean CNN (:func:`build_surrogate`) with :func:`~pruneguard.models.fit.fit_`, in eval mode.
 
     Cost: ``epochs`` passes over ``data`` (under a second for ``digits``, tens of seconds per epoch for a
     Fashion-MNIST-size set on a CPU). Deterministic: initialisation and batch order are seeded by ``seed``.
@@ -84,7 +84,7 @@ def train_clean_surrogate(data: ArrayData, *, epochs: int = 5, width: float = 0.
         seed=seed,
     )
     logger.info("training a clean surrogate on %s for %d epochs", data.name, epochs)
-    train_model(model, data, cfg)
+    fit_(model, data, cfg)
     return model.eval()
 
 

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from pruneguard.errors import ConfigError
 
-__all__ = ["apply_patch", "blend", "checkerboard", "noise_pattern", "corner_location"]
+__all__ = ["apply_patch", "blend", "checkerboard", "noise_pattern", "corner_location", "stamp"]
 
 
 def checkerboard(size: int = 3) -> Tensor:
@@ -64,3 +64,8 @@ def noise_pattern(shape: tuple[int, ...], *, seed: int) -> Tensor:
     """A fixed uniform-noise image in [0, 1] drawn from ``seed`` (the Blend key pattern)."""
     g = torch.Generator().manual_seed(int(seed))
     return torch.rand(shape, generator=g)
+
+
+def stamp(x: Tensor, mask: Tensor, pattern: Tensor) -> Tensor:
+    """``(1 − mask)·x + mask·pattern``: the Neural Cleanse trigger model (images in [0, 1])."""
+    return (1 - mask) * x + mask * pattern

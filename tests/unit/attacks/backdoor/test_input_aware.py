@@ -17,7 +17,8 @@ from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models import create_model
-from pruneguard.training.train import TrainConfig, train_model
+from pruneguard.models.fit import TrainConfig
+from pruneguard.training.train import train_model
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,4 @@
-"""``pruneguard.scan.reference`` on the backdoored digits toy of this folder's conftest."""
+"""``pruneguard.scan.reference`` on the backdoored digits toy of tests/unit/conftest."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import math
 
 import torch
 
-from pruneguard.defenses.unlearning import TRIGGER_KINDS, UnlearnConfig, reverse_trigger
 from pruneguard.evaluation import evaluate_accuracy
 from pruneguard.models import create_model
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
+from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, reverse_trigger
 from pruneguard.scan.suspect import reference_suspect
 
-CFG = UnlearnConfig(steps=150, batch_size=64)
+CFG = ReversalConfig(steps=150, batch_size=64)
 
 
 def _build() -> torch.nn.Module:

@@ -1,0 +1,78 @@
+"""Neural Cleanse trigger reversal and the reversal scan, on the backdoored digits toys of tests/unit/conftest."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pruneguard.data.tensors import ArrayData
+from pruneguard.errors import ConfigError
+from pruneguard.scan.reversal import SCAN_STEPS, ReversalConfig, reversal_scan, reverse_trigger, scan_config
+
+CFG = ReversalConfig(steps=300, batch_size=64, lr=0.1)
+
+
+def test_reversal_finds_a_small_stamp_to_the_backdoor_target(toy, reversed_toy) -> None:
+    model, clean, _, _ = toy
+    before = copy.deepcopy(model.state_dict())
+    t = reversed_toy
+    assert t.target == 0 and t.success_rate >= 0.9
+    assert 0 <= float(t.mask.min()) and float(t.mask.max()) <= 1 and 0 <= float(t.pattern.min()) <= 1
+    # the real trigger is a 2x2 patch: the stamp that reaches the target is far smaller than the image
+    assert t.mask_l1 < 0.25 * t.mask.numel()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # model untouched
+
+
+def test_a_clean_class_needs_a_larger_stamp_than_the_backdoor_target(toy, reversed_toy) -> None:
+    """Neural Cleanse's detection premise, on the toy: the target's stamp is the smallest."""
+    model, clean, _, _ = toy
+    other = reverse_trigger(model, clean, 3, CFG, generator=torch.Generator().manual_seed(0))
+    assert other.mask_l1 > 1.5 * reversed_toy.mask_l1
+
+
+def test_bad_input_is_refused(toy) -> None:
+    model, clean, _, _ = toy
+    with pytest.raises(ConfigError, match="target=12"):
+        reverse_trigger(model, clean, 12, CFG)
+    flat = ArrayData(torch.rand(4, 5), torch.zeros(4, dtype=torch.long), 2)
+    with pytest.raises(ConfigError, match="images"):
+        reverse_trigger(model, flat, 0, CFG)
+    with pytest.raises(ConfigError, match="--unlearn-steps=0"):
+        ReversalConfig(steps=0)
+    with pytest.raises(ConfigError, match="success=0"):
+        ReversalConfig(success=0)
+
+
+def test_blend_reversal_finds_one_weight_and_a_weaker_blend_to_the_target(blend_toy) -> None:
+    model, clean, _, _ = blend_toy
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    t = reverse_trigger(model, clean, 0, CFG, generator=gen(), kind="blend")
+    assert t.kind == "blend" and t.to_dict()["kind"] == "blend" and t.mask.shape == (1, 8, 8)
+    assert bool((t.mask == t.mask.flatten()[0]).all())  # one blending weight for every pixel
+    assert t.success_rate >= 0.9
+    other = reverse_trigger(model, clean, 3, CFG, generator=gen(), kind="blend")
+    assert t.mask_l1 < 0.5 * other.mask_l1
+
+
+def test_unknown_trigger_kind_is_refused(toy) -> None:
+    model, clean, _, _ = toy
+    with pytest.raises(ConfigError, match="--unlearn-trigger='star'"):
+        reverse_trigger(model, clean, 0, CFG, kind="star")
+
+
+@pytest.mark.parametrize("which", ["toy", "blend_toy"])
+def test_reversal_scan_names_the_backdoor_target(which, request) -> None:
+    model, clean, _, _ = request.getfixturevalue(which)
+    res = reversal_scan(model, clean, ReversalConfig(steps=80, batch_size=64), seed=0)
+    assert set(res["kinds"]) == {"patch", "blend"} and res["suspected_target"] == 0
+    best = res["kinds"][res["kind"]]
+    assert len(best["mask_l1"]) == 10 and best["mask_l1"][0] == min(best["mask_l1"])
+    assert res["anomaly_index"] == max(k["anomaly_index"] for k in res["kinds"].values()) > 1
+    assert res["steps"] == 80
+
+
+def test_scan_config_is_the_scans_step_count_with_the_given_batch() -> None:
+    assert scan_config(64) == ReversalConfig(steps=SCAN_STEPS, batch_size=64)
+    assert scan_config() == ReversalConfig(steps=SCAN_STEPS)
