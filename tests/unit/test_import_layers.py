@@ -28,6 +28,7 @@ LAYER = {
     "registry": 0,
     "config": 0,
     "config_harden": 0,
+    "recipes": 0,  # validated descriptions of purification recipes (pydantic), like the run configs
     "policy": 0,
     "utils": 0,
     "models": 1,

@@ -20,7 +20,6 @@ from pruneguard.errors import ConfigError
 from pruneguard.policy import evaluate_policy, load_policy, policy_exit_code, policy_record
 from pruneguard.recipes import RECIPES, Recipe, apply_overrides, get_recipe, load_recipe_file, parse_set
 from pruneguard.recipes.overrides import FieldError, build
-from pruneguard.reports.verdict import pct
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.purify import purify as purify_job
 from pruneguard.workflows.purify import write_purify_outputs
@@ -42,13 +41,17 @@ _RECIPE_FIELDS = set(Recipe.model_fields)
 _RUN_FIELDS = set(PurifyConfig.model_fields)
 
 
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The verdict sentence, then the figures before/after as percentages."""
     b, a, mid = report["before"], report["after"], report.get("after_pruning")
     rows = [("before", b), *([("pruned", mid)] if mid else []), ("after", a)]
     lines = [report["verdict"]["sentence"], f"{'':8}{'validation':>12}{'test acc':>10}{'ASR':>9}"]
     for name, r in rows:
-        lines.append(f"{name:8}{pct(r.get('validation_accuracy')):>12}{pct(r['accuracy']):>10}{pct(r.get('asr')):>9}")
+        lines.append(f"{name:8}{_pct(r.get('validation_accuracy')):>12}{_pct(r['accuracy']):>10}{_pct(r.get('asr')):>9}")
     lines.append(
         f"recipe {report['recipe']}: pruned {report['pruned_neurons']}/{report.get('total_neurons') or '–'} neurons, "
         f"{report['used_samples']} clean samples used + {report['validation_samples']} for validation, "

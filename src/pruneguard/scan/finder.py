@@ -23,9 +23,9 @@ from typing import Any
 from torch import nn
 
 from pruneguard.data.tensors import ArrayData
-from pruneguard.defenses.unlearning import reversal_scan, scan_config
 from pruneguard.errors import ConfigError
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
+from pruneguard.scan.reversal import reversal_scan, scan_config
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
 from pruneguard.scan.suspect import reference_suspect, vote_candidates, vote_suspects
 

@@ -23,16 +23,10 @@ from pruneguard.data.splits import validation_split
 from pruneguard.data.tensors import ArrayData
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.defenses.guard import weaken_to_fit
-from pruneguard.defenses.unlearning import (
-    TRIGGER_KINDS,
-    ReversedTrigger,
-    UnlearnConfig,
-    recalibrate_batchnorm_,
-    reverse_trigger,
-    unlearn_,
-)
+from pruneguard.defenses.unlearning import UnlearnConfig, recalibrate_batchnorm_, unlearn_
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
+from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
 from pruneguard.pruning.neurons import prune_neurons_
@@ -42,7 +36,7 @@ from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.verdict import purify_verdict
 from pruneguard.scan.finder import SuspectFinding, find_suspect
-from pruneguard.training.train import TrainConfig
+from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, ReversedTrigger, reverse_trigger
 from pruneguard.utils.device import retune_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, make_trigger, trigger_set
@@ -327,8 +321,8 @@ def _unlearn(
     """Reverse triggers to the suspected class on the pruned model, then unlearn them (in place), in rounds; each
     later round reverses on the unlearned model and unlearns every trigger found so far."""
     r = cfg.recipe.repair
+    rcfg = ReversalConfig(steps=r.reversal_steps, batch_size=cfg.recipe.anp.batch_size)
     ucfg = UnlearnConfig(
-        steps=r.reversal_steps,
         batch_size=cfg.recipe.anp.batch_size,
         epochs=r.epochs,
         finetune_lr=r.lr,
@@ -345,7 +339,7 @@ def _unlearn(
         gen_seed = cfg.seed + n
         for k in kinds:
             gen = torch.Generator().manual_seed(gen_seed)
-            trigs.append(reverse_trigger(model, data, suspect, ucfg, generator=gen, kind=k))
+            trigs.append(reverse_trigger(model, data, suspect, rcfg, generator=gen, kind=k))
             rounds.append(n + 1)
         seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
         logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n + 1, len(trigs), seconds)
