@@ -51,7 +51,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     rows = [("before", b), *([("pruned", mid)] if mid else []), ("after", a)]
     lines = [report["verdict"]["sentence"], f"{'':8}{'validation':>12}{'test acc':>10}{'ASR':>9}"]
     for name, r in rows:
-        lines.append(f"{name:8}{_pct(r.get('validation_accuracy')):>12}{_pct(r['accuracy']):>10}{_pct(r.get('asr')):>9}")
+        lines.append(
+            f"{name:8}{_pct(r.get('validation_accuracy')):>12}{_pct(r['accuracy']):>10}{_pct(r.get('asr')):>9}"
+        )
     lines.append(
         f"recipe {report['recipe']}: pruned {report['pruned_neurons']}/{report.get('total_neurons') or '–'} neurons, "
         f"{report['used_samples']} clean samples used + {report['validation_samples']} for validation, "

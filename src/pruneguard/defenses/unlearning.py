@@ -8,18 +8,15 @@ so the model unlearns the shortcut. Only the defender's clean data is used; the 
 ``distill`` > 0 (not in Neural Cleanse) adds a knowledge-distillation term on clean images of the split, with a
 frozen ``teacher``: ``distill · T² · KL(softmax(teacher/T) ‖ softmax(student/T))``. ``purify`` passes the pruned
 model as it was before the unlearning: the fine-tune on a few hundred images then stays near the pruned model's
-clean behaviour instead of drifting. On the ANP table (Fashion-MNIST, 1% clean data) the unpruned, backdoored
-model as teacher kept more accuracy but taught part of the backdoor back through its clean-image outputs (ASR
-5.6% IAB, 2.4% SIG, 2.1% Trojan); the pruned model as teacher did not (BENCHMARKS.md,
-``benchmarks/unlearn_variants.py``). Clean images only: on
-stamped copies a backdoored teacher would teach the shortcut itself.
+clean behaviour instead of drifting. The teacher is the pruned model, not the unpruned one: a backdoored teacher
+teaches part of its backdoor back through its outputs on clean images (``distill_suppress`` removes a share of
+its suspected-class probability on other classes' images for the same reason). Clean images only: on stamped
+copies a backdoored teacher would teach the shortcut itself.
 
 ``adv_eps`` > 0 (not in Neural Cleanse; the per-image idea of adversarial unlearning, e.g. I-BAU and SAU, in its
 simplest form) adds to every fine-tuning batch targeted L-inf PGD copies of its non-target images towards the
 suspected class, computed on the model as it is at that step, with their true labels: a trigger that differs per
-image (IAB, WaNet) is not one stamp, but the backdoor leaves a short path to the target from every image. On a
-BadNets toy (digits) these copies alone, with no reversed stamp, took the ASR from 98% to 5% at ``eps`` 0.05
-where a plain fine-tune left 89%.
+image (IAB, WaNet) is not one stamp, but the backdoor leaves a short path to the target from every image.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 - ``paper``: ANP exactly as published (Wu & Wang, NeurIPS 2021): untargeted perturbations, eps 0.4, alpha 0.2,
   2000 iterations, crop/flip of the clean batches, prune masks <= 0.2, no repair, no guard, every clean image for
   ANP. Kept to reproduce the paper's method.
-- ``default``: the best recipe measured on the development models (BENCHMARKS.md): the class the scans vote for,
+- ``default``: the best recipe measured on the ANP table's models (its development set): the class the scans vote for,
   targeted ANP (1000 iterations, no crop/flip), the pruning capped by the accuracy guard, then two rounds of
   reversing patch and blend triggers to that class and unlearning them while distilling the recalibrated pruned
   model (suppression 0.75, cropped/flipped images); 20% of the clean data held out for the guard (2 points); a

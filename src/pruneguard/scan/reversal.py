@@ -177,9 +177,8 @@ def reversal_scan(
     For each trigger kind: each class's trigger size (``mask_l1``), the smallest class and its anomaly index (the
     median's distance to it in units of 1.4826 * median absolute deviation; Neural Cleanse flags > 2), and every
     class's (``anomaly_by_class``; zeros when the deviation is 0). The kind
-    whose smallest class stands out most decides ``suspected_target``. On three Fashion-MNIST models the patch
-    reversal named the BadNets target (anomaly 1.5) but not SIG's (it named class 8), the blend reversal named
-    the Blend and SIG targets (2.2, 2.3) but not BadNets' (BENCHMARKS.md); the larger index was right each time.
+    whose smallest class stands out most decides ``suspected_target``: a patch fits patch triggers (BadNets)
+    and a whole-image blend fits blended or additive ones (Blend, SIG), and each names the other's target badly.
     """
     t0 = time.perf_counter()
     per_kind: dict[str, dict[str, Any]] = {}
