@@ -12,6 +12,16 @@ from typing import Any, Optional
 import typer
 
 from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out
+from pruneguard.cli.model_options import (
+    ARCH,
+    ARCH_KWARGS,
+    INPUT_SHAPE,
+    MEAN,
+    NORMALIZATION_INSIDE,
+    NUM_CLASSES,
+    STD,
+    model_description,
+)
 from pruneguard.config import validate_config
 from pruneguard.config_harden import HardenConfig
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
@@ -73,6 +83,13 @@ def harden(
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    arch: Optional[str] = ARCH,  # noqa: UP045
+    arch_kwargs: str = ARCH_KWARGS,
+    num_classes: Optional[int] = NUM_CLASSES,  # noqa: UP045
+    input_shape: Optional[str] = INPUT_SHAPE,  # noqa: UP045
+    mean: Optional[str] = MEAN,  # noqa: UP045
+    std: Optional[str] = STD,  # noqa: UP045
+    normalization_inside: bool = NORMALIZATION_INSIDE,
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Prune a model step by step and report honestly whether it became more robust."""
@@ -111,6 +128,15 @@ def harden(
             seed=seed,
             resume=resume,
             trust_pickle=trust_pickle,
+            **model_description(
+                arch=arch,
+                arch_kwargs=arch_kwargs,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                mean=mean,
+                std=std,
+                normalization_inside=normalization_inside,
+            ),
         ),
     )
     rules = load_policy(policy) if policy is not None else None

@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from pruneguard.config import RunConfig
+from pruneguard.config_model import ModelDescriptionConfig
 from pruneguard.evaluation.predict import evaluate_accuracy
 from pruneguard.policy import Policy, evaluate_policy, policy_record
 from pruneguard.reports.provenance import git_commit, now_iso, versions
@@ -32,7 +33,7 @@ _EPS_HELP = "comma-separated numbers in (0, 1], e.g. 0.1,0.2,0.3"
 _DEFAULT = ScanConfig()
 
 
-class ScanRunConfig(RunConfig):
+class ScanRunConfig(RunConfig, ModelDescriptionConfig):
     """``pruneguard scan``: the neuron-sensitivity scan (see :class:`~pruneguard.scan.ScanConfig`)."""
 
     model: Path
@@ -101,7 +102,11 @@ def scan(
     """
     started, t0 = now_iso(), time.perf_counter()
     loaded = loaded or load_for_defense(
-        cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle
+        cfg.model,
+        dataset=cfg.dataset,
+        data_dir=cfg.data_dir,
+        description=cfg.description(),
+        trust_pickle=cfg.trust_pickle,
     )
     clean, clean_info = draw_clean_split(
         loaded, clean_fraction=cfg.clean_fraction, clean_samples=cfg.clean_samples, seed=cfg.seed
