@@ -52,6 +52,7 @@ class HardenConfig(RunConfig, ModelDescriptionConfig):
     adv_steps: int = Field(7, ge=1)
     trades_beta: float = Field(6.0, ge=0.0, allow_inf_nan=False)
     quantize: Literal["int8"] | None = None
+    onnx: bool = False
     max_acc_drop: float = Field(0.05, ge=0.0, lt=1.0, allow_inf_nan=False)
     robust_stop: bool = True
     eps: float = Field(0.1, gt=0.0, allow_inf_nan=False)

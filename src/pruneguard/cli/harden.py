@@ -39,6 +39,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{f(s['square']):>8}{f(s['transfer_pgd']):>9}"
         )
     lines.append(report["verdict"]["statement"])
+    for kind, rec in (report.get("onnx") or {}).items():
+        if rec is None:
+            continue
+        if rec.get("file") is None:
+            lines.append(f"ONNX {kind}: {rec['reason']}")
+        else:
+            lines.append(
+                f"ONNX {kind}: {rec['file']} (onnxruntime vs PyTorch on {rec['n']} test rows: max |logit difference| "
+                f"{rec['max_abs_diff']:.2e}, argmax agreement {rec['argmax_agreement']:.2%})"
+            )
     if report["collapse"]["stopped"]:
         lines.append("collapse: " + report["collapse"]["message"])
     lines += [f"flag ({fl['model']}) {fl['check']}: {fl['message']}" for fl in report["flags"]]
@@ -66,6 +76,9 @@ def harden(
     adv_train: Optional[str] = typer.Option(None, help="Adversarial fine-tuning each cycle: pgd or trades."),  # noqa: UP045
     adv_steps: int = typer.Option(7, help="PGD steps of adversarial fine-tuning."),
     quantize: Optional[str] = typer.Option(None, help="int8: also quantize and evaluate (BPDA, transfer)."),  # noqa: UP045
+    onnx: bool = typer.Option(
+        False, "--onnx", help="Also write hardened.onnx (and hardened_int8.onnx with --quantize where it exports)."
+    ),
     max_acc_drop: float = typer.Option(0.05, help="Collapse: clean accuracy drop from the dense model."),
     robust_stop: bool = typer.Option(True, help="Collapse also when PGD accuracy falls below the dense model's."),
     eps: float = typer.Option(0.1, help="Budget: [0, 1] pixel units; standard deviations for tabular data."),
@@ -113,6 +126,7 @@ def harden(
             adv_train=adv_train,
             adv_steps=adv_steps,
             quantize=quantize,
+            onnx=onnx,
             max_acc_drop=max_acc_drop,
             robust_stop=robust_stop,
             eps=eps,
