@@ -147,3 +147,17 @@ def test_bad_descriptions_are_one_line_exit_2(state_dict_file: Path, tmp_path: P
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert (message or "give --arch too") in err
+
+
+def test_export_of_a_user_model_with_normalisation_applied_before_it(state_dict_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "user.onnx"
+    raw = ["--arch", f"{__name__}:make_raw_net", "--dataset", "digits", "--mean", "0.3", "--std", "0.4"]
+    assert main(["-q", "export", "--model", str(state_dict_file), "--out", str(out), "--json", *raw]) == 0
+    import onnxruntime as ort
+
+    x = torch.rand(5, 1, 8, 8)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    reference = make_net(10)
+    reference.load_state_dict(torch.load(state_dict_file, weights_only=True))
+    torch.testing.assert_close(torch.from_numpy(got), reference.eval()(x).detach(), atol=1e-4, rtol=1e-4)
