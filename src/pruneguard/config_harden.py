@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pruneguard.config import RunConfig
+from pruneguard.config_model import ModelDescriptionConfig
 
 __all__ = ["HardenConfig", "AttackRunConfig"]
 
@@ -23,7 +24,7 @@ def _same_path(a: Path, b: Path) -> bool:
     return a.expanduser().resolve() == b.expanduser().resolve()
 
 
-class HardenConfig(RunConfig):
+class HardenConfig(RunConfig, ModelDescriptionConfig):
     """``pruneguard harden``: baseline -> iterative prune / fine-tune -> re-evaluate -> (int8) -> report.
 
     Data: a registered dataset (``--dataset``, or the one named in the model file) or a CSV file (``--csv`` with
@@ -51,6 +52,7 @@ class HardenConfig(RunConfig):
     adv_steps: int = Field(7, ge=1)
     trades_beta: float = Field(6.0, ge=0.0, allow_inf_nan=False)
     quantize: Literal["int8"] | None = None
+    onnx: bool = False
     max_acc_drop: float = Field(0.05, ge=0.0, lt=1.0, allow_inf_nan=False)
     robust_stop: bool = True
     eps: float = Field(0.1, gt=0.0, allow_inf_nan=False)
@@ -91,6 +93,8 @@ class HardenConfig(RunConfig):
             raise ValueError("give either --csv (with --label) or --dataset, not both")
         if (self.csv is None) != (self.label is None):
             raise ValueError("--csv and --label go together: the CSV file and its label column")
+        if self.csv is not None and self.arch is not None:
+            raise ValueError("--arch describes a --model file of a registered dataset; with --csv drop it")
         if self.csv is None and self.model is None:
             raise ValueError("--model is required (only --csv can train a small MLP itself)")
         if self.step > self.target_sparsity:
@@ -105,9 +109,10 @@ class HardenConfig(RunConfig):
         return self
 
 
-class AttackRunConfig(RunConfig):
+class AttackRunConfig(RunConfig, ModelDescriptionConfig):
     """``pruneguard attack``: one registered evasion attack against a model file, on its dataset's test split.
 
+    The model-description fields (``arch``, ...) come from :class:`ModelDescriptionConfig`.
     ``steps``, ``step_size``, ``queries``, ``restarts`` and ``version`` are passed to the attack only when
     given (an option the attack does not take is an error). ``source`` is the surrogate model of ``transfer``.
     """

@@ -14,6 +14,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from pruneguard.cli import attack as _attack
 from pruneguard.cli import demo as _demo
 from pruneguard.cli import download as _download
+from pruneguard.cli import export as _export
 from pruneguard.cli import harden as _harden
 from pruneguard.cli import listing as _listing
 from pruneguard.cli import purify as _purify
@@ -44,7 +45,7 @@ def _root(
     setup_logging(verbose, quiet)
 
 
-for module in (_train, _purify, _scan, _attack, _harden, _demo, _listing, _download):
+for module in (_train, _purify, _scan, _attack, _harden, _export, _demo, _listing, _download):
     module.register(app)
 
 

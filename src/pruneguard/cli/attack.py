@@ -8,6 +8,16 @@ from typing import Any, Optional
 import typer
 
 from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, write_result
+from pruneguard.cli.model_options import (
+    ARCH,
+    ARCH_KWARGS,
+    INPUT_SHAPE,
+    MEAN,
+    NORMALIZATION_INSIDE,
+    NUM_CLASSES,
+    STD,
+    model_description,
+)
 from pruneguard.config import validate_config
 from pruneguard.config_harden import AttackRunConfig
 from pruneguard.utils.seed import seed_everything
@@ -45,6 +55,13 @@ def attack(
     threads: str = typer.Option("1", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    arch: Optional[str] = ARCH,  # noqa: UP045
+    arch_kwargs: str = ARCH_KWARGS,
+    num_classes: Optional[int] = NUM_CLASSES,  # noqa: UP045
+    input_shape: Optional[str] = INPUT_SHAPE,  # noqa: UP045
+    mean: Optional[str] = MEAN,  # noqa: UP045
+    std: Optional[str] = STD,  # noqa: UP045
+    normalization_inside: bool = NORMALIZATION_INSIDE,
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Attack a model with one evasion attack and report clean and robust accuracy."""
@@ -68,6 +85,15 @@ def attack(
             batch_size=batch_size,
             seed=seed,
             trust_pickle=trust_pickle,
+            **model_description(
+                arch=arch,
+                arch_kwargs=arch_kwargs,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                mean=mean,
+                std=std,
+                normalization_inside=normalization_inside,
+            ),
         ),
     )
     configure_runtime(threads)

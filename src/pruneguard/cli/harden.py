@@ -12,6 +12,16 @@ from typing import Any, Optional
 import typer
 
 from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out
+from pruneguard.cli.model_options import (
+    ARCH,
+    ARCH_KWARGS,
+    INPUT_SHAPE,
+    MEAN,
+    NORMALIZATION_INSIDE,
+    NUM_CLASSES,
+    STD,
+    model_description,
+)
 from pruneguard.config import validate_config
 from pruneguard.config_harden import HardenConfig
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
@@ -29,6 +39,16 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{f(s['square']):>8}{f(s['transfer_pgd']):>9}"
         )
     lines.append(report["verdict"]["statement"])
+    for kind, rec in (report.get("onnx") or {}).items():
+        if rec is None:
+            continue
+        if rec.get("file") is None:
+            lines.append(f"ONNX {kind}: {rec['reason']}")
+        else:
+            lines.append(
+                f"ONNX {kind}: {rec['file']} (onnxruntime vs PyTorch on {rec['n']} test rows: max |logit difference| "
+                f"{rec['max_abs_diff']:.2e}, argmax agreement {rec['argmax_agreement']:.2%})"
+            )
     if report["collapse"]["stopped"]:
         lines.append("collapse: " + report["collapse"]["message"])
     lines += [f"flag ({fl['model']}) {fl['check']}: {fl['message']}" for fl in report["flags"]]
@@ -56,6 +76,9 @@ def harden(
     adv_train: Optional[str] = typer.Option(None, help="Adversarial fine-tuning each cycle: pgd or trades."),  # noqa: UP045
     adv_steps: int = typer.Option(7, help="PGD steps of adversarial fine-tuning."),
     quantize: Optional[str] = typer.Option(None, help="int8: also quantize and evaluate (BPDA, transfer)."),  # noqa: UP045
+    onnx: bool = typer.Option(
+        False, "--onnx", help="Also write hardened.onnx (and hardened_int8.onnx with --quantize where it exports)."
+    ),
     max_acc_drop: float = typer.Option(0.05, help="Collapse: clean accuracy drop from the dense model."),
     robust_stop: bool = typer.Option(True, help="Collapse also when PGD accuracy falls below the dense model's."),
     eps: float = typer.Option(0.1, help="Budget: [0, 1] pixel units; standard deviations for tabular data."),
@@ -73,6 +96,13 @@ def harden(
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    arch: Optional[str] = ARCH,  # noqa: UP045
+    arch_kwargs: str = ARCH_KWARGS,
+    num_classes: Optional[int] = NUM_CLASSES,  # noqa: UP045
+    input_shape: Optional[str] = INPUT_SHAPE,  # noqa: UP045
+    mean: Optional[str] = MEAN,  # noqa: UP045
+    std: Optional[str] = STD,  # noqa: UP045
+    normalization_inside: bool = NORMALIZATION_INSIDE,
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Prune a model step by step and report honestly whether it became more robust."""
@@ -96,6 +126,7 @@ def harden(
             adv_train=adv_train,
             adv_steps=adv_steps,
             quantize=quantize,
+            onnx=onnx,
             max_acc_drop=max_acc_drop,
             robust_stop=robust_stop,
             eps=eps,
@@ -111,6 +142,15 @@ def harden(
             seed=seed,
             resume=resume,
             trust_pickle=trust_pickle,
+            **model_description(
+                arch=arch,
+                arch_kwargs=arch_kwargs,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                mean=mean,
+                std=std,
+                normalization_inside=normalization_inside,
+            ),
         ),
     )
     rules = load_policy(policy) if policy is not None else None

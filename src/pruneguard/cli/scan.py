@@ -8,11 +8,20 @@ from typing import Any, Optional
 import typer
 
 from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.model_options import (
+    ARCH,
+    ARCH_KWARGS,
+    INPUT_SHAPE,
+    MEAN,
+    NORMALIZATION_INSIDE,
+    NUM_CLASSES,
+    STD,
+    model_description,
+)
 from pruneguard.config import validate_config
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
-from pruneguard.scan.sensitivity import ScanConfig
 from pruneguard.utils.seed import seed_everything
-from pruneguard.workflows.scan import ScanRunConfig, write_scan_outputs
+from pruneguard.workflows.scan import NC_ANOMALY_CUT, SCAN_STEPS, ScanConfig, ScanRunConfig, write_scan_outputs
 from pruneguard.workflows.scan import scan as scan_job
 
 _DEFAULT = ScanConfig()
@@ -21,7 +30,13 @@ _DEFAULT_EPS = ",".join(str(e) for e in _DEFAULT.eps)
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     target = report["suspected_target"]
-    lines = [
+    lines = [report["verdict_sentence"]]
+    lines += [
+        f"  {r['detector']}: class {r['class']}, {r['score']:.4f} vs cut {r['cut']:.4f} "
+        f"({'flagged' if r['flagged'] else 'under the cut'})"
+        for r in report["evidence"]
+    ]
+    lines += [
         f"verdict {report['verdict']}: score {report['score']:.4f} (threshold {report['threshold']:.4f}), "
         f"suspected target {'–' if target is None else target} ({report['target_share']:.0%} of errors)",
         "  eps   error  top-share  flip",
@@ -48,11 +63,23 @@ def scan(
     restarts: int = typer.Option(_DEFAULT.restarts, help="Random restarts per budget."),
     batch_size: int = typer.Option(_DEFAULT.batch_size, help="Samples per ascent / evaluation chunk."),
     threshold: float = typer.Option(_DEFAULT.threshold, help="Scores above this are 'suspicious'."),
+    reversal: bool = typer.Option(
+        False, help="Also run the trigger-reversal detector (Neural Cleanse's anomaly index; images only)."
+    ),
+    reversal_steps: int = typer.Option(SCAN_STEPS, help="Reversal optimisation steps per class."),
+    anomaly_cut: float = typer.Option(NC_ANOMALY_CUT, help="Anomaly indices above this flag the model."),
     policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. max_scan_score); exit 3 when a rule fails."),  # noqa: UP045
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
+    arch: Optional[str] = ARCH,  # noqa: UP045
+    arch_kwargs: str = ARCH_KWARGS,
+    num_classes: Optional[int] = NUM_CLASSES,  # noqa: UP045
+    input_shape: Optional[str] = INPUT_SHAPE,  # noqa: UP045
+    mean: Optional[str] = MEAN,  # noqa: UP045
+    std: Optional[str] = STD,  # noqa: UP045
+    normalization_inside: bool = NORMALIZATION_INSIDE,
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Scan a model for backdoor symptoms: how it fails under adversarial neuron perturbations."""
@@ -70,8 +97,20 @@ def scan(
             restarts=restarts,
             batch_size=batch_size,
             threshold=threshold,
+            reversal=reversal,
+            reversal_steps=reversal_steps,
+            anomaly_cut=anomaly_cut,
             seed=seed,
             trust_pickle=trust_pickle,
+            **model_description(
+                arch=arch,
+                arch_kwargs=arch_kwargs,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                mean=mean,
+                std=std,
+                normalization_inside=normalization_inside,
+            ),
             policy=policy,
         ),
     )

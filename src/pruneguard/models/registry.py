@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from pruneguard.errors import ConfigError, UnknownNameError
@@ -36,6 +37,22 @@ def resolve_factory(arch: str) -> ModelFactory:
     return factory  # type: ignore[no-any-return]
 
 
+class NormalizeInputs:
+    """Forward pre-hook giving a user model (``module:factory``) that expects normalised inputs
+    ``(x - mean) / std`` of the [0, 1] inputs pruneguard feeds every model. A hook, not a wrapper layer, so the
+    model's state dict keeps the user's own names; it survives ``copy.deepcopy`` and ONNX tracing."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.mean, self.std = mean, std
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x = args[0]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return ((x - mean) / std, *args[1:])
+
+
 def create_model(
     arch: str,
     *,
@@ -45,7 +62,8 @@ def create_model(
     std: Sequence[float] = (1.0,),
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a zoo model (or a user factory ``module:fn``, called with ``num_classes`` and ``kwargs`` only).
+    """Build a zoo model (or a user factory ``module:fn``, called with ``num_classes`` and ``kwargs`` only; a
+    ``mean``/``std`` other than the identity is then applied to its inputs by a forward pre-hook).
 
     Example:
         >>> model = create_model("small_cnn", num_classes=10, input_shape=(1, 28, 28), mean=(0.286,), std=(0.353,))
@@ -54,7 +72,10 @@ def create_model(
         raise ConfigError(f"num_classes={num_classes} must be >= 2")
     factory = resolve_factory(arch)
     if ":" in arch:
-        return factory(num_classes=num_classes, **kwargs)
+        model = factory(num_classes=num_classes, **kwargs)
+        if any(m != 0.0 for m in mean) or any(s != 1.0 for s in std):
+            model.register_forward_pre_hook(NormalizeInputs(tuple(mean), tuple(std)))
+        return model
     try:
         return factory(
             num_classes=num_classes,

@@ -151,10 +151,58 @@ def _facts(report: dict[str, Any]) -> str:
     return table(["fact", "value"], rows)
 
 
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def _headline(report: dict[str, Any]) -> list[str]:
+    """The first screen: what happened in one sentence, then the key figures as percentages."""
+    verdict, stages = report["verdict"], {s["stage"]: s for s in report["stages"]}
+    dense, pruned = stages["dense"], stages["pruned"]
+    eps = report["threat_model"]["eps"]
+    outcome = {
+        True: "Pruning made the model more robust",
+        False: "Pruning did not make the model more robust",
+        None: "No conclusion on robustness",
+    }[verdict["helped"]]
+    sentence = (
+        f"{outcome}: at {_pct(pruned['sparsity'])} sparsity, PGD accuracy (eps {eps:g}) went from "
+        f"{_pct(dense['pgd'])} to {_pct(pruned['pgd'])} and clean accuracy from {_pct(dense['clean'])} to "
+        f"{_pct(pruned['clean'])}."
+    )
+    rows = [
+        [name, _pct(s["sparsity"]), _pct(s["clean"]), _pct(s["fgsm"]), _pct(s["pgd"]), _pct(s["transfer_pgd"])]
+        for name, s in stages.items()
+    ]
+    cls = "pass" if verdict["helped"] else "fail"
+    out = [
+        f"<p class='verdict {cls}'><strong>{html.escape(sentence)}</strong></p>",
+        table(["model", "sparsity", "clean", "FGSM", "PGD", "transfer (PGD)"], rows),
+    ]
+    if report.get("onnx"):
+        out.append(_onnx(report["onnx"]))
+    return out
+
+
+def _onnx(section: dict[str, Any]) -> str:
+    rows = []
+    for kind, rec in section.items():
+        if rec is None:
+            continue
+        if rec.get("file") is None:
+            rows.append([kind, "not exported", rec["reason"], None, None])
+        else:
+            rows.append([kind, rec["file"], rec["inputs"], f"{rec['max_abs_diff']:.2e}", _pct(rec["argmax_agreement"])])
+    return "<h3>ONNX export (onnxruntime vs PyTorch)</h3>" + table(
+        ["model", "file", "checked on", "max |logit difference|", "argmax agreement"], rows
+    )
+
+
 def render_harden_html(report: dict[str, Any]) -> str:
     verdict, collapse = report["verdict"], report["collapse"]
     cls = "pass" if verdict["helped"] else "fail"
     sections = [
+        *_headline(report),
         "<h2>Verdict</h2>",
         f"<p class='{cls}'>{html.escape(verdict['statement'])}</p>",
         f"<p>Collapse detection: {html.escape(collapse['message'])}</p>",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["line_plot", "histogram"]
+__all__ = ["line_plot", "histogram", "trigger_png", "data_uri"]
 
 
 def _png(fig: object) -> str:
@@ -63,4 +64,61 @@ def histogram(values: Sequence[float], *, bins: int, xlabel: str, title: str, vl
     ax.set_ylabel("neurons")
     ax.set_title(title)
     ax.set_yscale("log")
+    return _png(fig)
+
+
+def data_uri(b64_png: str) -> str:
+    """A base64 PNG as an inline ``data:`` URI (the page fetches nothing)."""
+    return f"data:image/png;base64,{b64_png}"
+
+
+def _chw_to_image(a: Any) -> Any:
+    """``(C, H, W)`` in [0, 1] -> what ``imshow`` takes: ``(H, W)`` grey or ``(H, W, 3)`` colour."""
+    import numpy as np
+
+    a = np.clip(np.asarray(a, dtype=np.float32), 0.0, 1.0)
+    if a.ndim == 2:
+        return a
+    return a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))
+
+
+def trigger_png(mask: Any, pattern: Any, images: Any, *, title: str, max_images: int = 4) -> str:
+    """A reversed trigger and what it does, as a base64 PNG: the mask, the pattern, the stamp
+    (``mask * pattern``), then up to ``max_images`` clean images above the same images stamped
+    (``(1 - mask) * x + mask * pattern``, the Neural Cleanse trigger model).
+
+    Args:
+        mask: ``(1, H, W)`` or ``(H, W)`` in [0, 1] (array-like: numpy, a CPU tensor, nested lists).
+        pattern: ``(C, H, W)`` in [0, 1].
+        images: ``(N, C, H, W)`` clean images in [0, 1].
+        title: the figure's title (e.g. the class and the detector).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    m = np.asarray(mask, dtype=np.float32)
+    m = m.reshape(m.shape[-2], m.shape[-1])
+    p = np.asarray(pattern, dtype=np.float32)
+    x = np.asarray(images, dtype=np.float32)[:max_images]
+    stamped = (1.0 - m) * x + m * p
+    cols = max(3, len(x))
+    fig, axes = plt.subplots(3, cols, figsize=(1.6 * cols, 5.0), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    grey = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+    axes[0, 0].imshow(m, **grey)
+    axes[0, 0].set_title(f"mask ({m.mean():.1%} of pixels)", fontsize=8)
+    axes[0, 1].imshow(_chw_to_image(p), **grey)
+    axes[0, 1].set_title("pattern", fontsize=8)
+    axes[0, 2].imshow(_chw_to_image(m * p), **grey)
+    axes[0, 2].set_title("mask x pattern", fontsize=8)
+    for i in range(len(x)):
+        axes[1, i].imshow(_chw_to_image(x[i]), **grey)
+        axes[1, i].set_title("clean", fontsize=8)
+        axes[2, i].imshow(_chw_to_image(stamped[i]), **grey)
+        axes[2, i].set_title("stamped", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     return _png(fig)

@@ -13,18 +13,68 @@ from pruneguard.reports.plots import line_plot
 __all__ = ["render_scan_html"]
 
 
-def _verdict(report: dict[str, Any]) -> str:
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def _headline(report: dict[str, Any]) -> list[str]:
+    """The first screen: the verdict in one sentence, then the key figures as percentages."""
     cls = "fail" if report["verdict"] == "suspicious" else "pass"
+    sentence = report.get("verdict_sentence") or f"Verdict: {report['verdict']}."
     target = report["suspected_target"]
-    name = report.get("suspected_target_name")
-    label = "–" if target is None else f"{target}" + (f" ({name})" if name and name != str(target) else "")
-    return (
-        f"<p>Verdict: <strong class='{cls}'>{html.escape(report['verdict'])}</strong> — score "
-        f"{report['score']:.4f} against threshold {report['threshold']:.4f}; suspected target class "
-        f"{html.escape(label)} ({report['target_share']:.0%} of the errors under perturbation).</p>"
-        "<p>The score is the concentration of the perturbed model's errors on one class (pooled over budgets and "
-        "restarts): a backdoored model's errors pile onto its target class, a benign model's spread out.</p>"
-    )
+    figures = [
+        [f"{r['detector']}: score as a share of its cut (class {r['class']})", _pct(r.get("score_over_cut"))]
+        for r in report.get("evidence", [])
+    ]
+    figures += [
+        [f"perturbed errors that land on class {'–' if target is None else target}", _pct(report["target_share"])],
+        ["clean-split accuracy", _pct(report["clean_split_accuracy"])],
+    ]
+    rev = report.get("reversal")
+    if rev is not None:
+        trig = rev["trigger"]
+        figures += [
+            [
+                f"reversed trigger to class {trig['target']}: pixels it covers (mask L1 / pixels)",
+                _pct(trig["mask_share"]),
+            ],
+            [f"clean images of other classes it sends to class {trig['target']}", _pct(trig["success_rate"])],
+        ]
+    return [
+        f"<p class='verdict {cls}'><strong>{html.escape(sentence)}</strong></p>",
+        table(["key figure", "value"], figures),
+    ]
+
+
+def _evidence(report: dict[str, Any]) -> str:
+    rows = [
+        [
+            r["detector"],
+            r["measure"],
+            r["class"],
+            r["score"],
+            r["cut"],
+            _pct(r.get("score_over_cut")),
+            "yes" if r["flagged"] else "no",
+        ]
+        for r in report.get("evidence", [])
+    ]
+    return table(["detector", "measure", "class", "score", "cut", "score / cut", "flags the model"], rows)
+
+
+def _reversal(report: dict[str, Any]) -> list[str]:
+    rev = report.get("reversal")
+    if rev is None:
+        return []
+    kinds = rev["kinds"]
+    rows = [[k, v["suspected_target"], v["anomaly_index"], min(v["mask_l1"])] for k, v in kinds.items()]
+    return [
+        "<h2>Reversed trigger</h2>",
+        "<p>Neural Cleanse's detector: a trigger (mask and pattern) is reversed to every class on the clean split; "
+        "a class reached with a much smaller trigger than the others stands out (anomaly index above the cut).</p>",
+        img(rev["figure_png"], "reversed trigger: mask, pattern and stamped clean images"),
+        table(["trigger kind", "smallest class", "anomaly index", "smallest mask L1"], rows),
+    ]
 
 
 def render_scan_html(report: dict[str, Any]) -> str:
@@ -68,7 +118,17 @@ def render_scan_html(report: dict[str, Any]) -> str:
             ["finished", report["finished"]],
         ],
     )
-    sections = ["<h2>Result</h2>", _verdict(report), facts]
+    sections = [
+        *_headline(report),
+        "<h2>Evidence</h2>",
+        _evidence(report),
+        *_reversal(report),
+        "<h2>Result</h2>",
+        "<p>The neuron-sensitivity score is the concentration of the perturbed model's errors on one class (pooled "
+        "over budgets and restarts): a backdoored model's errors pile onto its target class, a benign model's "
+        "spread out.</p>",
+        facts,
+    ]
     if report.get("policy"):
         pol = report["policy"]
         state = "<strong class='pass'>passed</strong>" if pol["passed"] else "<strong class='fail'>failed</strong>"

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from pruneguard.attacks.base import ATTACKS
 from pruneguard.attacks.evasion import TransferAttack
 from pruneguard.config_harden import AttackRunConfig
-from pruneguard.data.datasets import dataset_info, load_dataset
+from pruneguard.data.datasets import load_dataset
 from pruneguard.data.splits import stratified_sample
 from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.errors import ConfigError, IncompatibleModelError, UnsafeModelError
@@ -35,7 +35,7 @@ from pruneguard.pruning.structured_iterative import replay_channel_plans
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.utils.io import sha256_file
 from pruneguard.utils.seed import make_generator
-from pruneguard.workflows.common import LoadedModel
+from pruneguard.workflows.common import LoadedModel, check_fits, describe_model, file_metadata
 
 __all__ = [
     "ATTACK_SCHEMA",
@@ -99,44 +99,56 @@ def eval_sample(data: ArrayData, n: int, seed: int) -> ArrayData:
     return data.subset(stratified_sample(data.y, n, generator=torch.Generator().manual_seed(seed)))
 
 
-def load_hardened(path: str | Path, *, trust_pickle: bool = False) -> tuple[nn.Module, ModelMeta]:
+def load_hardened(
+    path: str | Path, *, meta: ModelMeta | None = None, trust_pickle: bool = False
+) -> tuple[nn.Module, ModelMeta]:
     """Load a model file; a structured-pruned file (``meta.extra["structured"]``) is rebuilt from its plans.
 
-    A structured model is stored as its state dict plus ``extra["structured"] = {"plans": [...], "remaining":
-    {...}}``: the dense architecture is built from the metadata, the channel plans are replayed in order
-    (``replay_channel_plans``) and the state dict is loaded into the result. Returns the model in eval mode.
+    ``meta`` (from the model-description options, see :func:`pruneguard.workflows.common.describe_model`) wins
+    over the file's own metadata. A structured model is stored as its state dict plus ``extra["structured"] =
+    {"plans": [...], "remaining": {...}}``: the dense architecture is built from the metadata, the channel plans
+    are replayed in order (``replay_channel_plans``) and the state dict is loaded into the result. Returns the
+    model in eval mode.
     """
     path = Path(path)
-    meta = read_meta(path) if path.suffix == ".safetensors" and path.is_file() else None
-    structured = meta.extra.get("structured") if meta is not None else None
-    if meta is None or not structured:
-        return load_model(path, trust_pickle=trust_pickle)
-    if ":" in meta.arch and not trust_pickle:
-        raise UnsafeModelError(f"model file {path} names the user architecture {meta.arch!r}; pass --trust-pickle")
+    file_meta = read_meta(path) if path.suffix == ".safetensors" and path.is_file() else None
+    use = meta or file_meta
+    structured = use.extra.get("structured") if use is not None else None
+    if use is None or not structured:
+        return load_model(path, meta=meta, trust_pickle=trust_pickle)
+    if meta is None and ":" in use.arch and not trust_pickle:
+        raise UnsafeModelError(
+            f"model file {path} names the user architecture {use.arch!r}, which would import and run code; "
+            "refused. Give it as --arch on the command line, or pass --trust-pickle if you trust its source"
+        )
     try:
         plans = [PruningPlan.from_dict(d) for d in structured["plans"]]
-        model = replay_channel_plans(meta.build(), plans, torch.zeros(2, *meta.input_shape))
+        model = replay_channel_plans(use.build(), plans, torch.zeros(2, *use.input_shape))
         model.load_state_dict(load_file(str(path)), strict=True)
     except (KeyError, TypeError, RuntimeError, SafetensorError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise IncompatibleModelError(f"model file {path}: the structured model does not rebuild: {first}") from None
-    return model.eval(), meta
+    return model.eval(), use
 
 
 def load_evaluated(
-    path: Path, *, dataset: str | None, data_dir: Path | None, trust_pickle: bool = False
+    path: Path,
+    *,
+    dataset: str | None,
+    data_dir: Path | None,
+    description: dict[str, Any] | None = None,
+    trust_pickle: bool = False,
 ) -> LoadedModel:
-    """A model file (dense, masked or structured) with the registered dataset it is used with."""
-    model, meta = load_hardened(path, trust_pickle=trust_pickle)
+    """A model file (dense, masked or structured) with the registered dataset it is used with.
+
+    ``description``: the model-description options (see :func:`pruneguard.workflows.common.describe_model`).
+    """
+    meta = describe_model(description, dataset=dataset, file_meta=file_metadata(path))
+    model, meta = load_hardened(path, meta=meta, trust_pickle=trust_pickle)
     name = dataset or meta.dataset
     if name is None:
         raise ConfigError("--dataset is required: the model file does not name the dataset it was trained on")
-    info = dataset_info(name)
-    if tuple(meta.input_shape) != tuple(info.input_shape) or meta.num_classes != info.num_classes:
-        raise IncompatibleModelError(
-            f"--model expects inputs {tuple(meta.input_shape)} and {meta.num_classes} classes but --dataset={name} "
-            f"gives {tuple(info.input_shape)} and {info.num_classes}; use the dataset the model was trained on"
-        )
+    info = check_fits(meta, name)
     train, test = load_dataset(name, "train", data_dir), load_dataset(name, "test", data_dir)
     return LoadedModel(model, meta, sha256_file(path), name, info, train, test)
 
@@ -197,7 +209,13 @@ def _params(attack: Any) -> dict[str, Any]:
 def attack_job(cfg: AttackRunConfig) -> dict[str, Any]:
     """Attack ``cfg.model`` with ``cfg.attack``; return the JSON-ready result (nothing is written)."""
     started, t0 = now_iso(), time.perf_counter()
-    loaded = load_evaluated(cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle)
+    loaded = load_evaluated(
+        cfg.model,
+        dataset=cfg.dataset,
+        data_dir=cfg.data_dir,
+        description=cfg.description(),
+        trust_pickle=cfg.trust_pickle,
+    )
     space = attack_space(loaded.model, loaded.info.kind, loaded.train.x, loaded.test.x)
     test = eval_sample(loaded.test, cfg.n_samples, cfg.seed)
     x, y = space.inputs(test.x), test.y

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,19 @@ from pruneguard.data.datasets import DatasetInfo, dataset_info, load_dataset
 from pruneguard.data.splits import clean_split, indices_hash
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError, IncompatibleModelError
-from pruneguard.models.io import ModelMeta, load_model
+from pruneguard.models.io import ModelMeta, load_model, read_meta
 from pruneguard.utils.io import sha256_file
 
-__all__ = ["LoadedModel", "load_for_defense", "draw_clean_split", "make_trigger", "trigger_set"]
+__all__ = [
+    "LoadedModel",
+    "describe_model",
+    "file_metadata",
+    "check_fits",
+    "load_for_defense",
+    "draw_clean_split",
+    "make_trigger",
+    "trigger_set",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +44,57 @@ class LoadedModel:
     test: ArrayData
 
 
+def describe_model(
+    description: dict[str, Any] | None,
+    *,
+    dataset: str | None,
+    file_meta: ModelMeta | None = None,
+) -> ModelMeta | None:
+    """The metadata a model file is loaded with, from the model-description options
+    (:class:`pruneguard.config_model.ModelDescriptionConfig`), or ``None`` when they give no ``--arch`` (the
+    file's own metadata is then used).
+
+    Unset fields come from the file's metadata when it names the same architecture (its held-out indices and
+    provenance are kept), else from ``dataset``. A ``module:factory`` model normalises inside unless ``mean``/``std``
+    are given; a zoo model takes them, or the identity with ``normalization_inside``, or the dataset's.
+    """
+    desc = dict(description or {})
+    arch = desc.get("arch")
+    if arch is None:
+        return None
+    base = file_meta if file_meta is not None and file_meta.arch == arch else None
+    info = dataset_info(dataset) if dataset is not None else None
+    num_classes = desc.get("num_classes") or (base.num_classes if base else info.num_classes if info else None)
+    shape = desc.get("input_shape") or (base.input_shape if base else info.input_shape if info else None)
+    if num_classes is None or shape is None:
+        raise ConfigError(f"--arch={arch} needs --dataset, or --num-classes and --input-shape, to build the model")
+    mean, std = desc.get("mean"), desc.get("std")
+    if mean is None or std is None:
+        if desc.get("normalization_inside") or (":" in arch and base is None):
+            mean, std = (0.0,), (1.0,)
+        elif base is not None:
+            mean, std = base.mean, base.std
+        elif info is not None:
+            mean, std = info.mean, info.std
+        else:
+            raise ConfigError(f"--arch={arch} without --dataset needs --mean/--std or --normalization-inside")
+    fields: dict[str, Any] = {
+        "arch": arch,
+        "num_classes": int(num_classes),
+        "input_shape": tuple(int(s) for s in shape),
+        "mean": tuple(float(m) for m in mean),
+        "std": tuple(float(s) for s in std),
+        "kwargs": dict(desc.get("arch_kwargs") or (base.kwargs if base else {})),
+        "dataset": dataset or (base.dataset if base else None),
+    }
+    return replace(base, **fields) if base is not None else ModelMeta(**fields)
+
+
+def file_metadata(model_path: Path) -> ModelMeta | None:
+    """The pruneguard metadata of a safetensors file, or ``None`` (no metadata, or not a safetensors file)."""
+    return read_meta(model_path) if model_path.suffix == ".safetensors" and model_path.is_file() else None
+
+
 def load_for_defense(
     model_path: Path,
     *,
@@ -43,42 +103,41 @@ def load_for_defense(
     meta: ModelMeta | None = None,
     arch: str | None = None,
     arch_kwargs: dict[str, Any] | None = None,
+    description: dict[str, Any] | None = None,
     trust_pickle: bool = False,
 ) -> LoadedModel:
     """Load a model file and the dataset it is used with; check that they fit each other.
 
-    ``arch`` (a zoo name or ``package.module:factory``) describes a file that carries no pruneguard metadata
-    (a plain state dict): the model is built for ``dataset``'s classes, input shape and normalisation.
+    ``description`` (or ``arch``/``arch_kwargs``: a zoo name or ``package.module:factory``) describes a file that
+    carries no pruneguard metadata (a plain state dict); see :func:`describe_model`.
     """
-    if arch is not None and meta is None:
-        if dataset is None:
-            raise ConfigError(f"--arch={arch} needs --dataset to know the classes and input shape")
-        info = dataset_info(dataset)
-        meta = ModelMeta(
-            arch=arch,
-            num_classes=info.num_classes,
-            input_shape=info.input_shape,
-            mean=info.mean,
-            std=info.std,
-            kwargs=dict(arch_kwargs or {}),
-            dataset=dataset,
-        )
+    if meta is None:
+        desc = dict(description or {})
+        if arch is not None:
+            desc.update(arch=arch, arch_kwargs=dict(arch_kwargs or {}))
+        meta = describe_model(desc, dataset=dataset, file_meta=file_metadata(model_path))
     model, meta = load_model(model_path, meta=meta, trust_pickle=trust_pickle)
     name = dataset or meta.dataset
     if name is None:
         raise ConfigError("--dataset is required: the model file does not name the dataset it was trained on")
-    info = dataset_info(name)
+    info = check_fits(meta, name)
+    train, test = load_dataset(name, "train", data_dir), load_dataset(name, "test", data_dir)
+    return LoadedModel(model, meta, sha256_file(model_path), name, info, train, test)
+
+
+def check_fits(meta: ModelMeta, dataset: str) -> DatasetInfo:
+    """The dataset's description, after checking the model takes its inputs and predicts its classes."""
+    info = dataset_info(dataset)
     if tuple(meta.input_shape) != tuple(info.input_shape):
         raise IncompatibleModelError(
-            f"--model expects inputs of shape {tuple(meta.input_shape)} but --dataset={name} gives "
+            f"--model expects inputs of shape {tuple(meta.input_shape)} but --dataset={dataset} gives "
             f"{tuple(info.input_shape)}; use the dataset the model was trained on"
         )
     if meta.num_classes != info.num_classes:
         raise IncompatibleModelError(
-            f"--model has {meta.num_classes} classes but --dataset={name} has {info.num_classes}"
+            f"--model has {meta.num_classes} classes but --dataset={dataset} has {info.num_classes}"
         )
-    train, test = load_dataset(name, "train", data_dir), load_dataset(name, "test", data_dir)
-    return LoadedModel(model, meta, sha256_file(model_path), name, info, train, test)
+    return info
 
 
 def draw_clean_split(

@@ -22,7 +22,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from pruneguard.evaluation.robustness import (
     run_attack,
     transfer_matrix,
 )
+from pruneguard.export import checked_onnx
 from pruneguard.metrics.robustness import flag_quantized_masking, robustness_verdict
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
@@ -55,8 +56,9 @@ from pruneguard.quantization import quantize
 from pruneguard.reports.harden_html import render_harden_html
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.training.train import train_model
-from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_file
+from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 from pruneguard.utils.seed import make_generator
+from pruneguard.workflows.attack import eval_sample
 from pruneguard.workflows.harden_data import DENSE_NAME, HardenData, prepare_data, robustness_spec
 from pruneguard.workflows.purify import weights_sha256
 
@@ -65,6 +67,8 @@ __all__ = ["HardenResult", "harden", "write_harden_outputs", "harden_measurement
 logger = logging.getLogger(__name__)
 REPORT_SCHEMA = "pruneguard.harden/1"
 HARDENED_NAME = "hardened.safetensors"
+ONNX_NAME = "hardened.onnx"
+ONNX_INT8_NAME = "hardened_int8.onnx"
 
 
 @dataclass
@@ -72,6 +76,7 @@ class HardenResult:
     report: dict[str, Any]
     model: nn.Module
     meta: ModelMeta
+    onnx_files: dict[str, bytes] = field(default_factory=dict)
 
 
 def _finetuner(cfg: HardenConfig, data: HardenData, spec: RobustnessSpec) -> Callable[[nn.Module], None]:
@@ -190,7 +195,9 @@ def _stage(name: str, ev: dict[str, Any], model: nn.Module | None, lat: float, s
     }
 
 
-def _quantized(data: HardenData, spec: RobustnessSpec, pruned: nn.Module, ev_float: dict, advs: dict) -> dict:
+def _quantized(
+    data: HardenData, spec: RobustnessSpec, pruned: nn.Module, ev_float: dict, advs: dict
+) -> tuple[dict, nn.Module]:
     """Static int8 of ``pruned``, attacked through BPDA and by transfer from the float model."""
     qmodel = quantize(pruned, "static_int8", calibration=data.clean)
     view = BPDAWrapper(data.space.view(qmodel), data.space.view(pruned))
@@ -204,7 +211,36 @@ def _quantized(data: HardenData, spec: RobustnessSpec, pruned: nn.Module, ev_flo
     ev["white_box"] = "BPDA: int8 forward pass, gradients of the float model"
     lat = latency_ms(data.space.view(qmodel), data.x_test[:64])
     note = "evaluated, not saved: rebuild it with quantize(hardened, 'static_int8', calibration=defender split)"
-    return {"evaluation": ev, "latency_ms": lat, "masking_flag": None if flag is None else flag.to_dict(), "note": note}
+    record = {
+        "evaluation": ev,
+        "latency_ms": lat,
+        "masking_flag": None if flag is None else flag.to_dict(),
+        "note": note,
+    }
+    return record, qmodel
+
+
+def _onnx_exports(
+    cfg: HardenConfig, data: HardenData, pruned: nn.Module, qmodel: nn.Module | None, meta: ModelMeta
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The hardened model (and the int8 one, where the toolchain exports it) as ONNX, each checked with
+    onnxruntime against PyTorch on test rows: (report section, file name -> bytes)."""
+    test = eval_sample(data.loaded.test, 256, cfg.seed)
+    x, inputs = to_float(test.x).float(), f"{len(test)} test rows (stratified, seed {cfg.seed})"
+    props = {"pruneguard.model": meta.to_json()}
+    blob, check = checked_onnx(pruned, x, inputs=inputs, metadata=props)
+    section: dict[str, Any] = {"float": {"file": ONNX_NAME, **check.to_dict()}, "int8": None}
+    files = {ONNX_NAME: blob}
+    if qmodel is not None:
+        try:
+            qblob, qcheck = checked_onnx(qmodel, x, inputs=inputs, metadata=props)
+        except Exception as exc:  # the exporter's or onnxruntime's refusal is the answer recorded, not a failure
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            section["int8"] = {"file": None, "reason": f"int8 not exported: {type(exc).__name__}: {first}"}
+        else:
+            section["int8"] = {"file": ONNX_INT8_NAME, **qcheck.to_dict()}
+            files[ONNX_INT8_NAME] = qblob
+    return section, files
 
 
 def harden_measurements(report: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +324,9 @@ def harden(cfg: HardenConfig, *, policy: Policy | None = None) -> HardenResult:
     pruned, results, plans, features = _prune(cfg, data, spec)
     crafted = {"dense": {"pgd": advs["dense"]["pgd"], "fgsm": advs["dense"]["fgsm"]}}
     ev["pruned"], advs["pruned"] = evaluate_robustness(space.view(pruned), x, y, spec, transfer_from=crafted)
-    quantized = _quantized(data, spec, pruned, ev["pruned"], advs["pruned"]) if cfg.quantize == "int8" else None
+    quantized, qmodel = (
+        _quantized(data, spec, pruned, ev["pruned"], advs["pruned"]) if cfg.quantize == "int8" else (None, None)
+    )
     if quantized is not None:
         ev["int8"] = quantized["evaluation"]
     views = {"dense": space.view(data.loaded.model), "pruned": space.view(pruned)}
@@ -310,13 +348,17 @@ def harden(cfg: HardenConfig, *, policy: Policy | None = None) -> HardenResult:
     }
     if policy is not None:
         report["policy"] = policy_record(evaluate_policy(policy, harden_measurements(report)), cfg.policy)
-    report["finished"] = now_iso()
     prior = list((data.loaded.meta.extra.get("structured") or {}).get("plans", []))
     all_plans = prior + [p.to_dict() for p in plans]
     extra = {k: v for k, v in data.loaded.meta.extra.items() if k != "structured"}
     if all_plans:
         extra["structured"] = {"plans": all_plans, "remaining": PruningPlan.from_dict(all_plans[-1]).remaining}
-    return HardenResult(report, pruned, replace(data.loaded.meta, extra=extra))
+    meta = replace(data.loaded.meta, extra=extra)
+    files: dict[str, bytes] = {}
+    if cfg.onnx:
+        report["onnx"], files = _onnx_exports(cfg, data, pruned, qmodel, meta)
+    report["finished"] = now_iso()
+    return HardenResult(report, pruned, meta, files)
 
 
 def write_harden_outputs(cfg: HardenConfig, result: HardenResult) -> Path:
@@ -337,4 +379,7 @@ def write_harden_outputs(cfg: HardenConfig, result: HardenResult) -> Path:
         "adversarial_training": cfg.adv_train,
     }
     save_model(path, result.model, replace(result.meta, extra=extra))
+    for name, blob in result.onnx_files.items():
+        with atomic_write(cfg.out / name, "wb") as fh:
+            fh.write(blob)
     return path

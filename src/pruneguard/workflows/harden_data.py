@@ -93,7 +93,13 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
         train, test, names = load_csv(cfg.csv, cfg.label, test_fraction=cfg.test_fraction, seed=cfg.seed)
         loaded = _csv_model(cfg, cfg.csv, train, test, names)
     elif cfg.model is not None:
-        loaded = load_evaluated(cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle)
+        loaded = load_evaluated(
+            cfg.model,
+            dataset=cfg.dataset,
+            data_dir=cfg.data_dir,
+            description=cfg.description(),
+            trust_pickle=cfg.trust_pickle,
+        )
     else:
         raise ConfigError("--model is required (only --csv can train a small MLP itself)")
     if cfg.feature_keep is not None and loaded.info.kind != "tabular":

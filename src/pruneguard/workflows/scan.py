@@ -8,31 +8,48 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from pydantic import Field, field_validator, model_validator
 
 from pruneguard.config import RunConfig
+from pruneguard.config_model import ModelDescriptionConfig
+from pruneguard.data.tensors import ArrayData, to_float
+from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy
 from pruneguard.policy import Policy, evaluate_policy, policy_record
+from pruneguard.reports.plots import trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.scan_html import render_scan_html
+from pruneguard.scan.reversal import SCAN_STEPS, reversal_scan, reverse_trigger
+from pruneguard.scan.reversal import scan_config as unlearning_scan_config
 from pruneguard.scan.sensitivity import DEFAULT_EPS, MAX_BATCH_SIZE, MAX_RESTARTS, MAX_STEPS, ScanConfig, scan_model
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense
 
-__all__ = ["ScanRunConfig", "scan", "scan_measurements", "write_scan_outputs", "REPORT_SCHEMA"]
+__all__ = [
+    "ScanRunConfig",
+    "ScanConfig",
+    "SCAN_STEPS",
+    "scan",
+    "scan_measurements",
+    "verdict_sentence",
+    "write_scan_outputs",
+    "REPORT_SCHEMA",
+]
 
 logger = logging.getLogger(__name__)
 REPORT_SCHEMA = "pruneguard.scan/1"
 _EPS_HELP = "comma-separated numbers in (0, 1], e.g. 0.1,0.2,0.3"
 _DEFAULT = ScanConfig()
+NC_ANOMALY_CUT = 2.0  # Neural Cleanse flags an anomaly index above 2
 
 
-class ScanRunConfig(RunConfig):
+class ScanRunConfig(RunConfig, ModelDescriptionConfig):
     """``pruneguard scan``: the neuron-sensitivity scan (see :class:`~pruneguard.scan.ScanConfig`)."""
 
     model: Path
@@ -49,6 +66,9 @@ class ScanRunConfig(RunConfig):
     seed: int = Field(0, ge=-(2**63), lt=2**64)
     trust_pickle: bool = False
     policy: Path | None = None
+    reversal: bool = False
+    reversal_steps: int = Field(SCAN_STEPS, ge=1, le=10_000)
+    anomaly_cut: float = Field(NC_ANOMALY_CUT, gt=0.0, allow_inf_nan=False)
 
     @field_validator("eps", mode="before")
     @classmethod
@@ -83,6 +103,78 @@ class ScanRunConfig(RunConfig):
         )
 
 
+def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per detector: which class it names, its score against its cut, and whether it flags the model."""
+    rows = [
+        {
+            "detector": "neuron sensitivity",
+            "measure": "score (share of perturbed errors on one class)",
+            "class": report["suspected_target"],
+            "score": report["score"],
+            "cut": report["threshold"],
+            "flagged": report["score"] > report["threshold"],
+        }
+    ]
+    rev = report.get("reversal")
+    if rev is not None:
+        rows.append(
+            {
+                "detector": f"trigger reversal ({rev['kind']}, Neural Cleanse)",
+                "measure": "anomaly index of the smallest reversed trigger",
+                "class": rev["suspected_target"],
+                "score": rev["anomaly_index"],
+                "cut": rev["cut"],
+                "flagged": rev["anomaly_index"] > rev["cut"],
+            }
+        )
+    for r in rows:
+        r["score_over_cut"] = r["score"] / r["cut"] if r["cut"] > 0 else None
+    return rows
+
+
+def verdict_sentence(report: dict[str, Any]) -> str:
+    """The verdict in one sentence, with the deciding detector's class and how far it is from its cut."""
+    rows = report["evidence"]
+    flagged = [r for r in rows if r["flagged"]]
+    if flagged:
+        top = max(flagged, key=lambda r: r["score_over_cut"] or 0.0)
+        return (
+            f"Suspicious: the {top['detector']} detector points at class {top['class']} with a score of "
+            f"{top['score']:.3g}, {top['score_over_cut']:.0%} of its cut {top['cut']:.3g}"
+            + (f" ({len(flagged)} of {len(rows)} detectors flag the model)." if len(rows) > 1 else ".")
+        )
+    top = max(rows, key=lambda r: r["score_over_cut"] or 0.0)
+    return (
+        f"No backdoor symptom found: every detector stayed under its cut (closest: {top['detector']}, class "
+        f"{top['class']}, {top['score_over_cut']:.0%} of its cut)."
+    )
+
+
+def _reversal(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig) -> dict[str, Any]:
+    """Neural Cleanse's detector on the clean split, and a picture of the trigger reversed to the class it names."""
+    if clean.x.dim() != 4:
+        raise ConfigError(f"--reversal needs images; {loaded.dataset} has inputs of shape {tuple(clean.x.shape[1:])}")
+    rcfg = replace(unlearning_scan_config(cfg.batch_size), steps=cfg.reversal_steps)
+    rs = reversal_scan(loaded.model, clean, rcfg, seed=cfg.seed)
+    target, kind = rs["suspected_target"], rs["kind"]
+    trig = reverse_trigger(
+        loaded.model, clean, target, rcfg, generator=torch.Generator().manual_seed(cfg.seed), kind=kind
+    )
+    others = to_float(clean.x[clean.y != target][:4])
+    figure = trigger_png(
+        trig.mask,
+        trig.pattern,
+        others,
+        title=f"trigger reversed to class {target} ({kind}): success {trig.success_rate:.0%} on the clean split",
+    )
+    return {
+        **rs,
+        "cut": cfg.anomaly_cut,
+        "trigger": {**trig.to_dict(), "mask": trig.mask.squeeze(0).tolist(), "pattern": trig.pattern.tolist()},
+        "figure_png": figure,
+    }
+
+
 def scan_measurements(report: dict[str, Any]) -> dict[str, Any]:
     """What a policy can check after a scan (only ``scan_score``; other rules fail as not measured)."""
     return {"scan_score": report["score"]}
@@ -101,7 +193,11 @@ def scan(
     """
     started, t0 = now_iso(), time.perf_counter()
     loaded = loaded or load_for_defense(
-        cfg.model, dataset=cfg.dataset, data_dir=cfg.data_dir, trust_pickle=cfg.trust_pickle
+        cfg.model,
+        dataset=cfg.dataset,
+        data_dir=cfg.data_dir,
+        description=cfg.description(),
+        trust_pickle=cfg.trust_pickle,
     )
     clean, clean_info = draw_clean_split(
         loaded, clean_fraction=cfg.clean_fraction, clean_samples=cfg.clean_samples, seed=cfg.seed
@@ -109,6 +205,7 @@ def scan(
     scan_cfg = cfg.scan_config()
     clean_accuracy = evaluate_accuracy(loaded.model, clean)
     result = scan_model(loaded.model, clean, scan_cfg, progress=progress)
+    reversal = _reversal(loaded, clean, cfg) if cfg.reversal else None
     target = result.suspected_target
     classes = loaded.info.classes
     report: dict[str, Any] = {
@@ -131,6 +228,7 @@ def scan(
         "num_classes": result.num_classes,
         "scan": {**asdict(scan_cfg), "eps": list(scan_cfg.eps)},
         "scan_seconds": result.seconds,
+        "reversal": reversal,
         "seconds": time.perf_counter() - t0,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
@@ -140,6 +238,9 @@ def scan(
         "started": started,
         "finished": now_iso(),
     }
+    report["evidence"] = _evidence(report)
+    report["verdict"] = "suspicious" if any(r["flagged"] for r in report["evidence"]) else "clean"
+    report["verdict_sentence"] = verdict_sentence(report)
     if policy is not None:
         report["policy"] = policy_record(evaluate_policy(policy, scan_measurements(report)), cfg.policy)
     logger.info("scan: score %.4f (%s), suspected target %s", result.score, result.verdict, target)

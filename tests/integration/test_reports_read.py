@@ -1,0 +1,147 @@
+"""Reports people read: the scan's verdict with its evidence (and exit 3 under a failing policy), the first
+screen of the scan and harden reports, the reversed-trigger picture, and a real headless browser (Debian's
+``chromium``; skipped where it is not installed) rendering the reports with every image loaded and no URL fetched."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pruneguard.cli.app import main
+from pruneguard.reports.plots import data_uri, trigger_png
+
+FAST = ["--clean-samples", "60", "--eps", "0.2,0.4", "--steps", "2", "--restarts", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "run"
+    args = ["train", "--dataset", "digits", "--attack", "badnets", "--poison-rate", "0.1", "--target-label", "3"]
+    assert main(["-q", *args, "--epochs", "2", "--width", "0.25", "--out", str(out)]) == 0
+    return out / "model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def scanned(trained: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scan") / "scan"
+    assert (
+        main(["-q", "scan", "--model", str(trained), "--out", str(out), *FAST, "--reversal", "--reversal-steps", "5"])
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def hardened(trained: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("harden") / "harden"
+    args = ["--target-sparsity", "0.2", "--step", "0.2", "--finetune-epochs", "0", "--n-eval", "60"]
+    args += ["--clean-samples", "60", "--pgd-steps", "2", "--square-queries", "0", "--onnx"]
+    assert main(["-q", "harden", "--model", str(trained), "--out", str(out), *args]) == 0
+    return out
+
+
+def _first_paragraph(page: str) -> str:
+    body = page.split("</h1>", 1)[1]
+    match = re.match(r"\s*<p[^>]*>(.*?)</p>", body, re.S)
+    assert match, "the report does not open with a paragraph after its title"
+    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1)))
+
+
+def test_scan_gives_evidence_per_detector(scanned: Path) -> None:
+    report = json.loads((scanned / "report.json").read_text())
+    evidence = report["evidence"]
+    assert [r["detector"].split(" (")[0] for r in evidence] == ["neuron sensitivity", "trigger reversal"]
+    for r in evidence:
+        assert r["flagged"] == (r["score"] > r["cut"]) and r["score_over_cut"] == pytest.approx(r["score"] / r["cut"])
+        assert 0 <= r["class"] < 10
+    assert evidence[1]["cut"] == 2.0 and evidence[1]["score"] == report["reversal"]["anomaly_index"]
+    assert report["verdict"] == ("suspicious" if any(r["flagged"] for r in evidence) else "clean")
+    trig = report["reversal"]["trigger"]
+    assert np.asarray(trig["mask"]).shape == (8, 8) and np.asarray(trig["pattern"]).shape == (1, 8, 8)
+    sentence = _first_paragraph((scanned / "report.html").read_text())
+    assert sentence == report["verdict_sentence"] and sentence.endswith(".") and "%" in sentence
+
+
+def test_scan_exits_3_under_a_failing_policy_and_names_the_evidence(trained: Path, tmp_path: Path, capsys) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("max_scan_score: 0.0\n")
+    code = main(["scan", "--model", str(trained), "--out", str(tmp_path / "s"), *FAST, "--policy", str(policy)])
+    assert code == 3
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(
+        ("Suspicious: the neuron sensitivity detector points at class", "No backdoor")
+    )
+    assert "neuron sensitivity: class" in out and "policy: FAILED (max_scan_score)" in out
+
+
+def test_harden_report_opens_with_what_happened(hardened: Path) -> None:
+    report = json.loads((hardened / "report.json").read_text())
+    sentence = _first_paragraph((hardened / "report.html").read_text())
+    assert sentence.startswith(("Pruning made", "Pruning did not", "No conclusion"))
+    pruned = report["stages"][1]
+    assert f"{pruned['pgd']:.1%}" in sentence and f"{pruned['clean']:.1%}" in sentence
+    assert "ONNX export" in (hardened / "report.html").read_text()
+
+
+def test_trigger_png_shows_mask_pattern_and_stamped_images() -> None:
+    rng = np.random.default_rng(0)
+    mask = np.zeros((1, 8, 8))
+    mask[0, 6:, 6:] = 1.0
+    b64 = trigger_png(mask, rng.random((3, 8, 8)), rng.random((3, 3, 8, 8)), title="class 1")
+    import base64
+    import io
+
+    from matplotlib.image import imread
+
+    picture = imread(io.BytesIO(base64.b64decode(b64)))
+    assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 100
+    assert data_uri(b64).startswith("data:image/png;base64,iVBOR")
+
+
+_PROBE = """<script>window.addEventListener('load', () => {
+  const r = {images: [...document.images].map(i => i.complete && i.naturalWidth > 0),
+             fetched: performance.getEntriesByType('resource').map(e => e.name),
+             first: (document.querySelector('h1 + p') || {}).textContent || ''};
+  document.body.setAttribute('data-probe', JSON.stringify(r));
+});</script>"""
+
+
+def _browser() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _render(browser: str, page: Path, tmp_path: Path) -> dict:
+    """Load a copy of ``page`` with a probe script appended in headless Chromium; return what the probe saw."""
+    probed = tmp_path / f"probed_{page.parent.name}.html"
+    probed.write_text(page.read_text().replace("</body>", _PROBE + "</body>"))
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    cmd += ["--disable-component-update", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    done = subprocess.run([*cmd, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r'data-probe="([^"]*)"', done.stdout)
+    assert match, f"the browser did not run the probe: {done.stderr[-500:]}"
+    return json.loads(html.unescape(match.group(1)))
+
+
+@pytest.mark.skipif(_browser() is None, reason="no chromium installed (apt-get install -y chromium)")
+@pytest.mark.parametrize("which", ["scanned", "hardened"])
+def test_reports_render_in_a_browser_offline(which: str, request, tmp_path: Path) -> None:
+    folder: Path = request.getfixturevalue(which)
+    page = folder / "report.html"
+    assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page.read_text())  # nothing external to fetch
+    seen = _render(str(_browser()), page, tmp_path)
+    expected = 2 if which == "scanned" else 3  # scan: the curve and the trigger; harden: three plots
+    assert len(seen["images"]) == page.read_text().count("<img") >= expected and all(seen["images"])
+    assert seen["fetched"] == []  # every picture is an inline data: URI
+    report = json.loads((folder / "report.json").read_text())
+    first = " ".join(seen["first"].split())
+    if which == "scanned":
+        assert first == report["verdict_sentence"]
+    else:
+        assert first.startswith(("Pruning made", "Pruning did not", "No conclusion"))
