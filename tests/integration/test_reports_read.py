@@ -47,6 +47,24 @@ def hardened(trained: Path, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def purified(trained: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("purify") / "purify"
+    sets = ["anp.iterations=10", "repair.reversal_steps=20", "repair.epochs=1", "repair.rounds=1"]
+    sets += ["suspect.require_evidence=false", "eval_attack=badnets"]
+    args = ["--clean-size", "0.1", *[x for s in sets for x in ("--set", s)]]
+    assert main(["-q", "purify", "--model", str(trained), "--out", str(out), *args]) == 0
+    return out
+
+
+def test_purify_report_opens_with_the_verdict_and_shows_the_reversed_triggers(purified: Path) -> None:
+    report = json.loads((purified / "report.json").read_text())
+    page = (purified / "report.html").read_text()
+    assert _first_paragraph(page) == report["verdict"]["sentence"]
+    assert len(report["repair"]["figures_png"]) == 2  # the patch and the blend trigger of the first round
+    assert page.index("Reversed triggers") < page.index("<h2>Details</h2>")
+
+
 def _first_paragraph(page: str) -> str:
     body = page.split("</h1>", 1)[1]
     match = re.match(r"\s*<p[^>]*>(.*?)</p>", body, re.S)
@@ -130,18 +148,21 @@ def _render(browser: str, page: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.skipif(_browser() is None, reason="no chromium installed (apt-get install -y chromium)")
-@pytest.mark.parametrize("which", ["scanned", "hardened"])
+@pytest.mark.parametrize("which", ["scanned", "hardened", "purified"])
 def test_reports_render_in_a_browser_offline(which: str, request, tmp_path: Path) -> None:
     folder: Path = request.getfixturevalue(which)
     page = folder / "report.html"
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page.read_text())  # nothing external to fetch
     seen = _render(str(_browser()), page, tmp_path)
-    expected = 2 if which == "scanned" else 3  # scan: the curve and the trigger; harden: three plots
+    # scan: the curve and the trigger; harden: three plots; purify: two triggers, the curve and the histogram
+    expected = {"scanned": 2, "hardened": 3, "purified": 4}[which]
     assert len(seen["images"]) == page.read_text().count("<img") >= expected and all(seen["images"])
     assert seen["fetched"] == []  # every picture is an inline data: URI
     report = json.loads((folder / "report.json").read_text())
     first = " ".join(seen["first"].split())
     if which == "scanned":
         assert first == report["verdict_sentence"]
+    elif which == "purified":
+        assert first == report["verdict"]["sentence"]
     else:
         assert first.startswith(("Pruning made", "Pruning did not", "No conclusion"))

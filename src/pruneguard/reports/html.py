@@ -157,7 +157,16 @@ def render_purify_html(report: dict[str, Any]) -> str:
     policy: list[str] = []
     if report.get("policy"):
         policy = ["<h2>Policy</h2>", policy_table_html(report["policy"]["rules"])]
-    sections = [head, "<h2>Result</h2>", summary, *policy, "<h2>Details</h2>", facts, *_anp_sections(report)]
+    figures = (report.get("repair") or {}).get("figures_png") or []
+    pictures = (
+        [
+            "<h2>Reversed triggers</h2>",
+            *(img(f, "reversed trigger: mask, pattern and stamped clean images") for f in figures),
+        ]
+        if figures
+        else []
+    )
+    sections = [head, "<h2>Result</h2>", summary, *policy, *pictures, "<h2>Details</h2>", facts, *_anp_sections(report)]
     sections.append(
         "<h2>Config and versions</h2><pre>"
         + html.escape(json.dumps({"config": report["config"], "versions": report["versions"]}, indent=2))

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from pruneguard.config import PurifyConfig
 from pruneguard.data.splits import validation_split
-from pruneguard.data.tensors import ArrayData
+from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.defenses.guard import weaken_to_fit
 from pruneguard.defenses.unlearning import UnlearnConfig, recalibrate_batchnorm_, unlearn_
@@ -33,6 +33,7 @@ from pruneguard.pruning.neurons import prune_neurons_
 from pruneguard.pruning.selection import auto_count, curve_counts, pruning_curve, select_by_threshold, select_smallest
 from pruneguard.recipes import Recipe
 from pruneguard.reports.html import render_purify_html
+from pruneguard.reports.plots import trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.verdict import purify_verdict
 from pruneguard.scan.finder import SuspectFinding, find_suspect
@@ -343,6 +344,17 @@ def _unlearn(
             rounds.append(n + 1)
         seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
         logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n + 1, len(trigs), seconds)
+    others = to_float(data.x[data.y != suspect][:4])
+    figures = [
+        trigger_png(
+            t.mask,
+            t.pattern,
+            others,
+            title=f"{t.kind} trigger reversed to class {suspect} on the pruned model: success {t.success_rate:.0%}",
+        )
+        for t, n in zip(trigs, rounds, strict=True)
+        if n == 1
+    ]
     return {
         "method": "unlearn",
         "target": suspect,
@@ -356,6 +368,7 @@ def _unlearn(
         "distill_augment": r.distill_augment,
         "adv_eps": r.adv_eps,
         "seconds": sum(t.seconds for t in trigs) + seconds,
+        "figures_png": figures,
     }
 
 
