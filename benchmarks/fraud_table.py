@@ -7,11 +7,13 @@ seeded synthetic credit-card table (:mod:`pruneguard.data.fraud`: ``Time``, ``V1
 Setup. A training table (``--rows``) is split into the attacker-reachable training part and the defender's
 clean split (``--clean-fraction``, never poisoned); a second table from another seed (``--eval-rows``) is the
 evaluation set. An MLP (64-32, BatchNorm) trained on the clean training part gives the feature importances the
-attacker uses to place its trigger: the three least important ``V`` columns (``low``) or the three most
-important (``high``). Trigger values are ``mean + z * std`` of each column, towards fraud for informative
-columns (so a clean model reads them as *more* fraudulent). Attacks: dirty-label (``--rate`` of the training
-fraud rows triggered and relabelled legit) and clean-label (``--clean-rate`` of the legit rows triggered and
-shifted towards the fraud mean, labels kept).
+attacker uses to place its trigger: the ``--trigger-columns`` least important ``V`` columns (``low``) or the
+most important ones (``high``). Trigger values are ``mean + z * std`` of each column (``--z``), towards fraud
+for informative columns, so a clean model reads them as *more* fraudulent; a second high-importance variant
+puts them ``--z-legit`` standard deviations on the legit side (a clean model already lets part of those rows
+pass: its ASR is shown). Attacks: dirty-label (``--rate`` of the training fraud rows triggered and relabelled
+legit) and clean-label (``--clean-rate`` of the legit rows triggered and shifted towards the fraud mean,
+labels kept).
 
 Defences, each on a copy of the backdoored model and with the defender's clean split only:
 * feature pruning at keep 100/50/20/10%: gradient importance of the backdoored model on the clean split (what
@@ -83,9 +85,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clean-fraction", type=float, default=0.15)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--ft-epochs", type=int, default=10)
-    p.add_argument("--rate", type=float, default=0.2, help="dirty-label: share of training fraud rows poisoned")
+    p.add_argument("--rate", type=float, default=0.7, help="dirty-label: share of training fraud rows poisoned")
+    p.add_argument("--trigger-columns", type=int, default=5, help="how many columns the trigger sets")
     p.add_argument("--clean-rate", type=float, default=0.002, help="clean-label: share of legit rows poisoned")
     p.add_argument("--z", type=float, default=6.0, help="trigger values: mean + z * std of each column")
+    p.add_argument("--z-legit", type=float, default=1.0, help="legit-side trigger values in high columns")
     p.add_argument("--eps", type=float, default=0.5, help="evasion budget, standard deviations (L-inf)")
     p.add_argument("--anp-iterations", type=int, default=2000)
     p.add_argument("--fpr", type=float, default=0.01)
@@ -162,21 +166,22 @@ def _pr_auc_on(data: ArrayData) -> Any:
     return score
 
 
-def _trigger_columns(t: Tables, clean_model: nn.Module, where: str) -> tuple[int, ...]:
-    """The three least (``low``) or most (``high``) important ``V`` columns of the clean model."""
+def _trigger_columns(t: Tables, clean_model: nn.Module, where: str, count: int) -> tuple[int, ...]:
+    """The ``count`` least (``low``) or most (``high``) important ``V`` columns of the clean model."""
     imp = feature_importance(clean_model, t.clean.x, t.clean.y)
     vcols = [i for i, n in enumerate(t.names) if n.startswith("V")]
     order = sorted(vcols, key=lambda i: float(imp[i]))
-    return tuple(sorted(order[:3] if where == "low" else order[-3:]))
+    return tuple(sorted(order[:count] if where == "low" else order[-count:]))
 
 
-def _trigger_values(data: ArrayData, cols: tuple[int, ...], z: float) -> tuple[float, ...]:
-    """``mean + z * std`` per column, on the side where fraud lies (``+`` where the classes do not differ)."""
+def _trigger_values(data: ArrayData, cols: tuple[int, ...], z: float, side: str = "fraud") -> tuple[float, ...]:
+    """``mean + z * std`` per column, on the side where fraud lies (``side="legit"``: the other side; ``+``
+    where the classes do not differ)."""
     x, y = data.x.float(), data.y
     out = []
     for c in cols:
         gap = float(x[y == 1, c].mean() - x[y == 0, c].mean()) / float(x[:, c].std())
-        sign = -1.0 if gap < -0.25 else 1.0
+        sign = 1.0 if abs(gap) < 0.25 else (1.0 if gap > 0 else -1.0) * (1.0 if side == "fraud" else -1.0)
         out.append(float(x[:, c].mean() + sign * z * x[:, c].std()))
     return tuple(out)
 
@@ -203,7 +208,8 @@ def _scenario(name: str, trigger: Any, rate: float, t: Tables, attack: PositiveE
         pruned, kept = _feature_pruned(model, t.clean, keep, args)
         trig_kept = sum(bool(kept[c]) for c in trigger.columns)
         label = f"feature keep {keep:.0%}" + (" (fine-tune only)" if keep == 1.0 else "")
-        rows.append({"defence": label, "trigger_columns_kept": trig_kept, **_row(pruned, trigger, t, attack, args)})
+        row = {"defence": label, "trigger_columns_kept": trig_kept, "trigger_columns": len(trigger.columns)}
+        rows.append({**row, **_row(pruned, trigger, t, attack, args)})
     anp_model, n_pruned = _anp(model, t.clean, args)
     rows.append({"defence": "ANP", "neurons_pruned": n_pruned, **_row(anp_model, trigger, t, attack, args)})
     fp_model, info = fine_pruning_mlp(model, t.clean, _pr_auc_on(t.clean), epochs=args.ft_epochs, seed=args.seed)
@@ -233,14 +239,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     attack = PositiveEvasion(
         positive=1, eps=args.eps, steps=20, constraints=cons, data_range=(x_all.min(0).values, x_all.max(0).values)
     )
-    low, high = _trigger_columns(t, clean_model, "low"), _trigger_columns(t, clean_model, "high")
+    n = args.trigger_columns
+    low, high = _trigger_columns(t, clean_model, "low", n), _trigger_columns(t, clean_model, "high", n)
     triggers = {
         "dirty-label, trigger in low-importance columns": (
             TabularTrigger(columns=low, values=_trigger_values(t.train, low, args.z)),
             args.rate,
         ),
-        "dirty-label, trigger in high-importance columns": (
+        "dirty-label, trigger in high-importance columns (values on fraud's side)": (
             TabularTrigger(columns=high, values=_trigger_values(t.train, high, args.z)),
+            args.rate,
+        ),
+        "dirty-label, trigger in high-importance columns (values on the legit side)": (
+            TabularTrigger(columns=high, values=_trigger_values(t.train, high, args.z_legit, side="legit")),
             args.rate,
         ),
         "clean-label, trigger in low-importance columns": (
@@ -288,60 +299,77 @@ def _fate(asr: float, before: float) -> str:
     return "weakened" if asr <= before / 2 else "not removed"
 
 
+def _status(ref: dict, none: dict) -> str:
+    """``backdoor`` (ASR >= 90% at <= 1 point of PR-AUC, where the clean model's ASR is <= 50%), ``evasion``
+    (the values alone already pass a clean model), ``costly`` or ``weak``."""
+    if ref["asr"] > 0.5:
+        return "evasion"
+    if none["asr"] < 0.9:
+        return "weak"
+    return "backdoor" if ref["pr_auc"] - none["pr_auc"] <= 0.01 else "costly"
+
+
+_STATUS = {
+    "backdoor": "a backdoor at the acceptance bar",
+    "evasion": "no backdoor: the trigger values alone already pass the clean model (evasion, not poisoning)",
+    "weak": "no backdoor at the acceptance bar (ASR < 90%)",
+    "costly": "a backdoor, but at more than 1 point of PR-AUC",
+}
+
+
 def verdict(result: dict[str, Any]) -> list[str]:
     """One statement per scenario, derived from the numbers, then the claim's verdict."""
-    rows, lines, holds = result["rows"], [], []
+    rows, lines, cases = result["rows"], [], []
     for scenario in result["triggers"]:
         ref, none = _find(rows, scenario, "clean model"), _find(rows, scenario, "none")
         k20, k100 = _find(rows, scenario, "feature keep 20%"), _find(rows, scenario, "feature keep 100%")
-        implanted = none["asr"] >= 0.9 and ref["pr_auc"] - none["pr_auc"] <= 0.01
-        fate = _fate(k20["asr"], none["asr"])
-        control = _fate(k100["asr"], none["asr"])
+        status = _status(ref, none)
+        fate, control = _fate(k20["asr"], none["asr"]), _fate(k100["asr"], none["asr"])
         cost = none["pr_auc"] - k20["pr_auc"]
         lines.append(
-            f"- **{scenario}**: the backdoor {'was' if implanted else 'was not'} implanted to the acceptance bar "
-            f"(ASR {none['asr']:.1%}, PR-AUC {none['pr_auc']:.3f} vs {ref['pr_auc']:.3f} clean, a cost of "
-            f"{100 * (ref['pr_auc'] - none['pr_auc']):.1f} points). Top-20% feature pruning: ASR "
-            f"{k20['asr']:.1%} ({fate}; {k20['trigger_columns_kept']} of 3 trigger columns kept), PR-AUC "
+            f"- **{scenario}**: {_STATUS[status]} (ASR {none['asr']:.1%}, clean model {ref['asr']:.1%}; PR-AUC "
+            f"{none['pr_auc']:.3f} vs {ref['pr_auc']:.3f} clean). Top-20% feature pruning: ASR {k20['asr']:.1%} "
+            f"({fate}; {k20['trigger_columns_kept']} of {k20['trigger_columns']} trigger columns kept), PR-AUC "
             f"{k20['pr_auc']:.3f} ({-100 * cost:+.1f} points against the backdoored model), recall at 1% FPR "
-            f"{none['recall_at_fpr']:.3f} -> "
-            f"{k20['recall_at_fpr']:.3f}, robust recall {none['robust_recall_at_fpr']:.3f} -> "
-            f"{k20['robust_recall_at_fpr']:.3f}. Fine-tuning alone (keep 100%): ASR {k100['asr']:.1%} ({control})."
+            f"{none['recall_at_fpr']:.3f} -> {k20['recall_at_fpr']:.3f}, robust recall "
+            f"{none['robust_recall_at_fpr']:.3f} -> {k20['robust_recall_at_fpr']:.3f}. Fine-tuning alone (keep "
+            f"100%): ASR {k100['asr']:.1%} ({control})."
         )
-        if implanted:
-            holds.append((scenario, fate, control, cost))
-    lines.append(f"\n**Verdict on the top-20% claim:** {_claim(holds)}")
+        cases.append((scenario, status, fate, control, cost))
+    lines.append(f"\n**Verdict on the top-20% claim:** {_claim(cases)}")
     return lines
 
 
-def _claim(holds: list[tuple[str, str, str, float]]) -> str:
-    """The claim's verdict from the implanted scenarios: (scenario, fate at 20%, fate of fine-tuning, cost)."""
-    low = [h for h in holds if "low-importance" in h[0]]
-    high = [h for h in holds if "high-importance" in h[0]]
+def _claim(cases: list[tuple[str, str, str, str, float]]) -> str:
+    """The claim's verdict: (scenario, status, fate at keep 20%, fate under fine-tuning alone, PR-AUC cost)."""
+    low = [c for c in cases if "low-importance" in c[0] and c[1] == "backdoor"]
+    high = [c for c in cases if "high-importance" in c[0]]
     if not low:
         return "untested: no backdoor in low-importance columns reached the acceptance bar (ASR >= 90%)."
-    low_ok = all(f == "removed" for _, f, _, _ in low)
-    by_pruning = [s for s, f, c, _ in low if f == "removed" and c != "removed"]
-    costs = ", ".join(f"{100 * c:.1f}" for *_, c in low)
-    if not low_ok:
+    if not all(c[2] == "removed" for c in low):
         return "it does not hold: top-20% feature pruning left a low-importance trigger working."
-    text = (
-        f"for triggers in low-importance columns it holds: top-20% feature pruning removed them (PR-AUC cost "
-        f"{costs} points against the backdoored model)"
-    )
-    text += (
-        ", and in " + "; ".join(by_pruning) + " fine-tuning alone did not"
-        if by_pruning
-        else ", but fine-tuning alone (keep 100%) removed them as well"
-    )
-    if not high:
-        return text + ". The high-importance case is untested: that backdoor did not reach the acceptance bar."
-    if all(f == "removed" for _, f, _, _ in high):
-        return text + ". A trigger in high-importance columns was removed too."
-    return (
-        text + ". It fails when the trigger sits in high-importance columns: top-20% pruning keeps exactly those "
-        "columns and the trigger survives."
-    )
+    costs = ", ".join(f"{100 * c[4]:.1f}" for c in low)
+    text = f"for a trigger in low-importance columns it holds: top-20% feature pruning removed it (PR-AUC cost {costs}"
+    text += " points against the backdoored model)"
+    by_pruning = [c[0] for c in low if c[3] != "removed"]
+    text += ", where fine-tuning alone did not" if by_pruning else ", but fine-tuning alone removed it as well"
+    implanted = [c for c in high if c[1] == "backdoor"]
+    if implanted:
+        if all(c[2] == "removed" for c in implanted):
+            return text + ". A backdoor in high-importance columns was removed too."
+        return text + (
+            ". It fails for a backdoor in high-importance columns: top-20% pruning keeps exactly those columns and "
+            "the trigger survives."
+        )
+    parts = [f"{c[0]}: {_STATUS[c[1]]}" for c in high]
+    evasive = [c for c in high if c[1] == "evasion"]
+    tail = ""
+    if evasive:
+        tail = (
+            "; where the values alone evade the model, top-20% pruning keeps those columns and leaves the evasion "
+            "working (" + ", ".join(f"{c[2]}" for c in evasive) + ")"
+        )
+    return text + ". High-importance columns: " + "; ".join(parts) + tail + "."
 
 
 def _fmt(v: Any) -> str:
@@ -381,7 +409,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         for r in (r for r in result["rows"] if r["scenario"] == scenario):
             note = ""
             if "trigger_columns_kept" in r:
-                note = f"{r['trigger_columns_kept']}/3 trigger columns kept"
+                note = f"{r['trigger_columns_kept']}/{r['trigger_columns']} trigger columns kept"
             elif "neurons_pruned" in r:
                 note = f"{r['neurons_pruned']} neurons pruned"
             elif r["defence"] == "none":

@@ -27,11 +27,13 @@ def table() -> ModuleType:
 
 
 def _rows(scenario: str, asr: dict[str, float]) -> list[dict]:
+    """Rows of one scenario; ``asr["ref"]`` is the clean model's ASR (default 0.01)."""
     base = {"pr_auc": 0.8, "recall_at_fpr": 0.85, "robust_recall_at_fpr": 0.5, "trigger_columns_kept": 0}
+    base["trigger_columns"] = 5
     return [
         {**base, "scenario": scenario, "defence": d, "asr": a}
         for d, a in (
-            ("clean model (no poisoning)", 0.01),
+            ("clean model (no poisoning)", asr.get("ref", 0.01)),
             ("none", asr["none"]),
             ("feature keep 100% (fine-tune only)", asr["k100"]),
             ("feature keep 20%", asr["k20"]),
@@ -42,10 +44,20 @@ def _rows(scenario: str, asr: dict[str, float]) -> list[dict]:
 @pytest.mark.parametrize(
     ("low", "high", "needle"),
     [
-        ({"none": 0.95, "k100": 0.6, "k20": 0.0}, {"none": 0.95, "k100": 0.9, "k20": 0.9}, "It fails when the trigger"),
+        (
+            {"none": 0.95, "k100": 0.6, "k20": 0.0},
+            {"none": 0.95, "k100": 0.9, "k20": 0.9},
+            "It fails for a backdoor in high",
+        ),
         ({"none": 0.95, "k100": 0.6, "k20": 0.5}, {"none": 0.95, "k100": 0.9, "k20": 0.9}, "it does not hold"),
         ({"none": 0.5, "k100": 0.6, "k20": 0.0}, {"none": 0.95, "k100": 0.9, "k20": 0.9}, "untested"),
         ({"none": 0.95, "k100": 0.0, "k20": 0.0}, {"none": 0.95, "k100": 0.0, "k20": 0.0}, "fine-tuning alone"),
+        (
+            {"none": 0.95, "k100": 0.6, "k20": 0.0},
+            {"ref": 0.99, "none": 1.0, "k100": 1.0, "k20": 1.0},
+            "pass the clean model (evasion, not poisoning); where the values alone evade the model",
+        ),
+        ({"none": 0.95, "k100": 0.6, "k20": 0.0}, {"none": 0.08, "k100": 0.0, "k20": 0.0}, "ASR < 90%"),
     ],
 )
 def test_verdict_follows_the_numbers(table: ModuleType, low: dict, high: dict, needle: str) -> None:
@@ -62,3 +74,5 @@ def test_trigger_values_lie_on_the_fraud_side(table: ModuleType) -> None:
     vals = table._trigger_values(ArrayData(x, y, 2), (0, 1), 3.0)
     assert vals[0] < float(x[:, 0].mean()) - 2.5 * float(x[:, 0].std())
     assert vals[1] > float(x[:, 1].mean()) + 2.5 * float(x[:, 1].std())
+    legit = table._trigger_values(ArrayData(x, y, 2), (0, 1), 3.0, side="legit")
+    assert legit[0] > float(x[:, 0].mean()) + 2.5 * float(x[:, 0].std()) and legit[1] == pytest.approx(vals[1])
