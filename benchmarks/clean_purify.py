@@ -68,6 +68,8 @@ def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.cache) / "rows" / f"{entry['name']}-{args.recipe}-{key}.json"
     if path.is_file():
         return dict(json.loads(path.read_text()))
+    if args.cached_only:
+        return {}
     report, _, _ = purify(cfg, resume=True)
     row = {
         "model": entry["name"],
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table-cache", default="runs/anp_table")
     p.add_argument("--part", default="0/1", help="i/n: run every n-th model from the i-th (processes share the cache)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cached-only", action="store_true", help="summarise the rows already computed, compute none")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     i, n = (int(v) for v in args.part.split("/"))
     models = clean_models(args)
-    rows = [run_one(m, args) for m in models[i::n]]
+    rows = [r for r in (run_one(m, args) for m in models[i::n]) if r]
     for r in rows:
         logger.info("%s: %.4f -> %.4f (%s)", r["model"], r["before"], r["after"], r["verdict"])
     result = {"summary": summary(rows), "rows": rows, "config": vars(args)}

@@ -29,8 +29,10 @@ class HardenConfig(RunConfig, ModelDescriptionConfig):
 
     Data: a registered dataset (``--dataset``, or the one named in the model file) or a CSV file (``--csv`` with
     ``--label``). With ``--csv`` and no ``--model``, a small MLP is trained first (``train_epochs``) on the
-    CSV's training split minus a held-out part. Budgets (``eps``, ``eps_sweep``) are in [0, 1] pixel units
-    for images and in standard deviations of each feature for tabular data.
+    CSV's training split minus a held-out part. With a rare class (under 20% of rows) or ``positive_label``,
+    that class is also scored on its own at false-positive rate ``fpr``, and attacked as a fraudster would:
+    only its rows, towards the other class, inside the ``constraints`` file. Budgets (``eps``, ``eps_sweep``)
+    are in [0, 1] pixel units for images and in standard deviations of each feature for tabular data.
     """
 
     out: Path
@@ -64,6 +66,9 @@ class HardenConfig(RunConfig, ModelDescriptionConfig):
     clean_samples: int = Field(512, ge=2)
     feature_keep: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
     feature_importance: Literal["gradient", "weight"] = "gradient"
+    positive_label: str | None = None
+    fpr: float = Field(0.01, gt=0.0, lt=1.0, allow_inf_nan=False)
+    constraints: Path | None = None
     policy: Path | None = None
     seed: int = Field(0, ge=-(2**63), lt=2**64)  # what torch.manual_seed accepts
     resume: bool = False
@@ -103,7 +108,10 @@ class HardenConfig(RunConfig, ModelDescriptionConfig):
             raise ValueError("--adv-train fine-tunes against L-inf attacks; use --norm linf with it")
         if self.feature_keep is not None and self.structured:
             raise ValueError("--feature-keep combines with weight pruning; drop --structured to use it")
-        for path, name in ((self.model, "--model"), (self.csv, "--csv"), (self.policy, "--policy")):
+        if self.csv is None and (self.positive_label is not None or self.constraints is not None):
+            raise ValueError("--positive-label and --constraints are for tabular data: give --csv with them")
+        inputs = [(self.model, "--model"), (self.csv, "--csv"), (self.policy, "--policy")]
+        for path, name in [*inputs, (self.constraints, "--constraints")]:
             if path is not None and _same_path(self.out, path):
                 raise ValueError(f"--out={self.out} is the input {name}; choose another folder")
         return self

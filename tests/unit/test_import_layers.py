@@ -28,8 +28,8 @@ LAYER = {
     "registry": 0,
     "config": 0,
     "config_harden": 0,
-    "recipes": 0,
-    "config_model": 0,  # the model-description fields every command's config shares  # validated descriptions of purification recipes (pydantic), like the run configs
+    "recipes": 0,  # validated descriptions of purification recipes (pydantic), like the run configs
+    "config_model": 0,  # the model-description fields every command's config shares
     "policy": 0,
     "utils": 0,
     "models": 1,

@@ -38,6 +38,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{s['stage']:8}{f(s['sparsity']):>9}{f(s['clean']):>8}{f(s['fgsm']):>8}{f(s['pgd']):>8}"
             f"{f(s['square']):>8}{f(s['transfer_pgd']):>9}"
         )
+    lines += positive_lines(report)
     lines.append(report["verdict"]["statement"])
     for kind, rec in (report.get("onnx") or {}).items():
         if rec is None:
@@ -55,6 +56,22 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if report.get("policy"):
         failed = [r["rule"] for r in report["policy"]["rules"] if not r["passed"]]
         lines.append("policy: passed" if not failed else f"policy: FAILED ({', '.join(failed)})")
+    return lines
+
+
+def positive_lines(report: dict[str, Any]) -> list[str]:
+    """The rare class's table (tabular data under 20% positives, or --positive-label)."""
+    pc = report.get("positive_class")
+    if not pc:
+        return []
+    f = lambda v: "    –" if v is None or v != v else f"{v:6.3f}"  # noqa: E731
+    head = f"positive class {pc['positive_label']!r} ({pc['n_positive_test']} of {pc['n_test']} test rows)"
+    lines = [head, f"{'stage':8}{'prec':>8}{'recall':>8}{'PR-AUC':>8}{'rec@FPR':>9}{'robust':>8}  (FPR {pc['fpr']:g})"]
+    for name, s in pc["stages"].items():
+        lines.append(
+            f"{name:8}{f(s['precision']):>8}{f(s['recall']):>8}{f(s['pr_auc']):>8}{f(s['recall_at_fpr']):>9}"
+            f"{f(s.get('robust_recall_at_fpr')):>8}"
+        )
     return lines
 
 
@@ -90,6 +107,13 @@ def harden(
     clean_samples: int = typer.Option(512, help="Size of the defender's split (calibration, collapse checks)."),
     feature_keep: Optional[float] = typer.Option(None, help="Tabular: keep this share of input features."),  # noqa: UP045
     feature_importance: str = typer.Option("gradient", help="Feature importance: gradient or weight."),
+    positive_label: Optional[str] = typer.Option(  # noqa: UP045
+        None, help="Tabular: the positive (rare) class's label, e.g. 1 (default: the class under 20% of rows)."
+    ),
+    fpr: float = typer.Option(0.01, help="Tabular, rare class: false-positive rate of the operating threshold."),
+    constraints: Optional[Path] = typer.Option(  # noqa: UP045
+        None, help="Tabular: YAML of immutable columns, bounds, integer and one-hot columns for evasion."
+    ),
     policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. min_robust_accuracy); exit 3 if it fails."),  # noqa: UP045
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
@@ -138,6 +162,9 @@ def harden(
             clean_samples=clean_samples,
             feature_keep=feature_keep,
             feature_importance=feature_importance,
+            positive_label=positive_label,
+            fpr=fpr,
+            constraints=constraints,
             policy=policy,
             seed=seed,
             resume=resume,
@@ -155,7 +182,7 @@ def harden(
     )
     rules = load_policy(policy) if policy is not None else None
     configure_runtime(threads)
-    inputs = tuple(p for p in (model, csv, policy) if p is not None)
+    inputs = tuple(p for p in (model, csv, policy, constraints) if p is not None)
     prepare_out(out, overwrite=overwrite, resume=resume, inputs=inputs)
     seed_everything(seed)
     result = harden_job(cfg, policy=rules)

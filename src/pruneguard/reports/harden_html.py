@@ -50,6 +50,29 @@ def _stages(report: dict[str, Any]) -> str:
     return table(_STAGE_HEADERS, rows)
 
 
+_POSITIVE_HEADERS = ["stage", "precision", "recall", "F1", "PR-AUC", "ROC-AUC", "recall @ FPR", "robust recall @ FPR"]
+
+
+def _positive(report: dict[str, Any]) -> list[str]:
+    """The rare class's own table and the evasion threat model it was attacked under."""
+    pc = report.get("positive_class")
+    if not pc:
+        return []
+    keys = ("precision", "recall", "f1", "pr_auc", "roc_auc", "recall_at_fpr", "robust_recall_at_fpr")
+    rows = [[name, *(s.get(k) for k in keys)] for name, s in pc["stages"].items()]
+    tm = pc["threat_model"]
+    facts = [
+        ["positive class", f"{pc['positive_label']} ({pc['n_positive_test']} of {pc['n_test']} test rows)"],
+        ["attacker", tm["attacker"]],
+        ["untouched", tm["untouched"]],
+        ["budget", f"{tm['eps_units']}: eps={tm['eps']:g}, {tm['steps']} steps"],
+        ["constraints", json.dumps(tm["constraints"])],
+        ["operating point", tm["operating_point"]],
+    ]
+    title = f"<h2>Positive class {html.escape(pc['positive_label'])!s} (FPR {pc['fpr']:g})</h2>"
+    return [title, table(_POSITIVE_HEADERS, rows), table(["threat model", ""], facts)]
+
+
 def _attacks(ev: dict[str, Any]) -> str:
     rows = [
         [name, a["robust_accuracy"], a["success_rate"], a["mean_perturbation"], a["seconds"]]
@@ -216,7 +239,8 @@ def render_harden_html(report: dict[str, Any]) -> str:
             f"<h2>Policy</h2><p>{html.escape(str(pol.get('file')))}: {state}</p>",
             policy_table_html(pol["rules"]),
         ]
-    sections += ["<h2>Stages</h2>", _stages(report), "<h2>Gradient-masking flags</h2>", _flags(report)]
+    sections += ["<h2>Stages</h2>", _stages(report), *_positive(report)]
+    sections += ["<h2>Gradient-masking flags</h2>", _flags(report)]
     for name, ev in report["evaluations"].items():
         sections += [f"<h3>Attacks on the {html.escape(name)} model</h3>", _attacks(ev)]
     sections += ["<h2>Prune / fine-tune cycles</h2>", _iterations(report), "<h2>Plots</h2>", *_plots(report)]

@@ -7,7 +7,9 @@
    held-out indices), optionally adversarially. Collapse is judged on the defender's held-out split: clean
    accuracy more than ``max_acc_drop`` below the dense model's, or PGD accuracy below it (``robust_stop``);
    the run stops there and keeps the last good model.
-4. Re-evaluate the pruned model like the baseline, plus transfer attacks crafted on the dense model.
+4. Re-evaluate the pruned model like the baseline, plus transfer attacks crafted on the dense model. Tabular
+   data with a rare class (or ``positive_label``) also gets that class's metrics per stage and its recall
+   under constrained evasion of its own rows (:mod:`pruneguard.workflows.harden_positive`).
 5. ``quantize="int8"``: static int8 calibrated on the defender's split, attacked through BPDA (float
    gradients) and by transfer from the float model, never with its own (absent) gradients.
 
@@ -60,6 +62,7 @@ from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_te
 from pruneguard.utils.seed import make_generator
 from pruneguard.workflows.attack import eval_sample
 from pruneguard.workflows.harden_data import DENSE_NAME, HardenData, prepare_data, robustness_spec
+from pruneguard.workflows.harden_positive import attach_positive_class_, evaluate_positive_class
 from pruneguard.workflows.purify import weights_sha256
 
 __all__ = ["HardenResult", "harden", "write_harden_outputs", "harden_measurements", "HARDENED_NAME"]
@@ -346,6 +349,8 @@ def harden(cfg: HardenConfig, *, policy: Policy | None = None) -> HardenResult:
         "device": str(x.device),
         "started": started,
     }
+    float_models = {"dense": data.loaded.model, "pruned": pruned}
+    attach_positive_class_(report, evaluate_positive_class(cfg, data, float_models, int8=quantized is not None))
     if policy is not None:
         report["policy"] = policy_record(evaluate_policy(policy, harden_measurements(report)), cfg.policy)
     prior = list((data.loaded.meta.extra.get("structured") or {}).get("plans", []))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pruneguard.attacks.evasion.constraints import TabularConstraints, load_constraints
 from pruneguard.config_harden import HardenConfig
 from pruneguard.data.csv import load_csv
 from pruneguard.data.datasets import DatasetInfo
@@ -19,6 +20,7 @@ from pruneguard.data.splits import holdout_split, indices_hash
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError, IncompatibleModelError
 from pruneguard.evaluation.robustness import RobustnessSpec
+from pruneguard.metrics.imbalanced import IMBALANCE_THRESHOLD, minority_share
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.training.train import train_model
@@ -26,7 +28,7 @@ from pruneguard.utils.io import sha256_file
 from pruneguard.workflows.attack import AttackSpace, attack_space, eval_sample, load_evaluated, load_hardened
 from pruneguard.workflows.common import LoadedModel, draw_clean_split
 
-__all__ = ["HardenData", "prepare_data", "robustness_spec", "DENSE_NAME"]
+__all__ = ["HardenData", "PositiveClass", "prepare_data", "positive_class", "robustness_spec", "DENSE_NAME"]
 
 logger = logging.getLogger(__name__)
 DENSE_NAME = "dense.safetensors"
@@ -46,6 +48,22 @@ class HardenData:
     y_sel: Tensor
     sources: dict[str, Any]
     feature_names: list[str] | None = None
+    positive: PositiveClass | None = None
+
+
+@dataclass(frozen=True)
+class PositiveClass:
+    """The rare class of tabular data and what the positive-class evaluation runs on: the whole test split
+    (raw rows; every positive counts), the operating ``fpr`` and the attacker's constraints."""
+
+    index: int
+    label: str
+    minority_share: float
+    fpr: float
+    constraints: TabularConstraints
+    x_test: Tensor
+    y_test: Tensor
+    data_range: tuple[Tensor, Tensor]
 
 
 def _csv_model(cfg: HardenConfig, csv: Path, train: ArrayData, test: ArrayData, names: list[str]) -> LoadedModel:
@@ -124,9 +142,40 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
         else "whole training split (the model records no held-out indices)",
         "finetune_samples": len(fit),
     }
+    pos = positive_class(cfg, loaded, names)
     return HardenData(
-        loaded, fit, clean, space, space.inputs(test.x), test.y, space.inputs(sel.x), sel.y, sources, names
+        loaded, fit, clean, space, space.inputs(test.x), test.y, space.inputs(sel.x), sel.y, sources, names, pos
     )
+
+
+def positive_class(cfg: HardenConfig, loaded: LoadedModel, names: list[str] | None) -> PositiveClass | None:
+    """The positive class of tabular data: ``--positive-label``, else the rarest class when it is under 20% of
+    the training rows (``None``: balanced data or images, no positive-class evaluation)."""
+    if loaded.info.kind != "tabular":
+        if cfg.positive_label is not None or cfg.constraints is not None:
+            raise ConfigError("--positive-label and --constraints are for tabular data (--csv)")
+        return None
+    y = loaded.train.y
+    share = minority_share(y)
+    classes = list(loaded.train.classes) or [str(i) for i in range(loaded.train.num_classes)]
+    if cfg.positive_label is not None:
+        if cfg.positive_label not in classes:
+            raise ConfigError(f"--positive-label={cfg.positive_label!r} is not a class; classes: {', '.join(classes)}")
+        index = classes.index(cfg.positive_label)
+    elif share < IMBALANCE_THRESHOLD:
+        counts = torch.bincount(y, minlength=loaded.train.num_classes)
+        counts[counts == 0] = len(y) + 1
+        index = int(counts.argmin())
+    else:
+        return None
+    feats = names or [str(i) for i in range(loaded.train.input_shape[0])]
+    if cfg.constraints is not None:
+        constraints = load_constraints(cfg.constraints, feats)
+    else:
+        constraints = TabularConstraints(num_features=len(feats), names=tuple(feats))
+    x_all = torch.cat([loaded.train.x.float(), loaded.test.x.float()])
+    rng = (x_all.min(0).values, x_all.max(0).values)
+    return PositiveClass(index, classes[index], share, cfg.fpr, constraints, loaded.test.x.float(), loaded.test.y, rng)
 
 
 def robustness_spec(cfg: HardenConfig, data: HardenData) -> RobustnessSpec:

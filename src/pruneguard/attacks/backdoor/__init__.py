@@ -1,4 +1,4 @@
-"""Backdoor attacks (data poisoning) and their trigger functions."""
+"""Backdoor attacks (data poisoning) and their trigger functions, for images and tabular rows."""
 
 from pruneguard.attacks.backdoor.badnets import BadNets
 from pruneguard.attacks.backdoor.blend import Blend
@@ -6,6 +6,7 @@ from pruneguard.attacks.backdoor.input_aware import InputAware, InputAwareGenera
 from pruneguard.attacks.backdoor.label_consistent import LabelConsistent, four_corner_trigger, train_clean_surrogate
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset, triggered_eval_set
 from pruneguard.attacks.backdoor.sig import SIG, add_signal, sinusoidal_signal
+from pruneguard.attacks.backdoor.tabular import TabularCleanTrigger, TabularTrigger, rare_values, stamp_columns
 from pruneguard.attacks.backdoor.triggers import apply_patch, blend, checkerboard, noise_pattern
 from pruneguard.attacks.backdoor.trojan import Trojan, optimise_trojan_trigger
 from pruneguard.attacks.backdoor.wanet import WaNet, warp, warping_grid
@@ -18,6 +19,8 @@ __all__ = [
     "InputAwareGenerator",
     "LabelConsistent",
     "PoisonedData",
+    "TabularCleanTrigger",
+    "TabularTrigger",
     "Trojan",
     "WaNet",
     "add_signal",
@@ -28,7 +31,9 @@ __all__ = [
     "noise_pattern",
     "optimise_trojan_trigger",
     "poison_dataset",
+    "rare_values",
     "sinusoidal_signal",
+    "stamp_columns",
     "train_clean_surrogate",
     "train_input_aware",
     "triggered_eval_set",
