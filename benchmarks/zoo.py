@@ -126,7 +126,7 @@ def draw_params(family: str, hw: tuple[int, int], rng: random.Random) -> dict[st
         size = rng.randint(2, 3) if small else rng.randint(3, 5)
         return {
             "size": size,
-            "pixels": rng.randint(math.ceil(size * size / 2), size * size),
+            "pixels": rng.randint(math.ceil(size * size / 2), size * size - 1),  # never the full square
             "row": rng.randint(0, h - size),
             "col": rng.randint(0, w - size),
             "seed": rng.randrange(2**31),
