@@ -50,6 +50,7 @@ from pruneguard.defenses import fine_pruning, finetune_defense, nad  # noqa: E40
 from pruneguard.errors import ConfigError  # noqa: E402
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr  # noqa: E402
 from pruneguard.recipes import Recipe, apply_overrides  # noqa: E402
+from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
 from pruneguard.utils.io import atomic_write_json  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set  # noqa: E402
 from pruneguard.workflows.purify import purify  # noqa: E402
@@ -411,6 +412,17 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def summary_by(rows: list[dict[str, Any]], field: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`summary` per value of the model spec's ``field`` (``arch``, ``trigger``): defence -> value -> figures.
+    A clean model's ``trigger`` is the one its ASR floor is measured with."""
+    values = sorted({str(r["model"][field]) for r in rows})
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for value in values:
+        for defense, figures in summary([r for r in rows if str(r["model"][field]) == value]).items():
+            out.setdefault(defense, {})[value] = figures
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", required=True, choices=tuple(SPLIT_SEEDS))
@@ -464,6 +476,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         p.error(f"--part={args.part!r} is not accepted; accepted: i/n with 0 <= i < n")
     args.part_index, args.part_count = i, n
+    if args.split == "eval" and args.sets and not args.quick:
+        p.error(
+            f"--set={args.sets!r} is not accepted with --split eval; accepted: recipes by name only (recipe "
+            "choices are made on the dev split, the eval split runs each recipe version once, as shipped)"
+        )
     args.sets = [*mode["sets"], *(args.sets or [])]
     args.computed = {"models": [], "rows": []}  # what this run trained and computed (a rerun: nothing)
     try:
@@ -488,7 +505,22 @@ def main(argv: list[str] | None = None) -> int:
         rows += model_rows(spec, args)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "computed"}
     computed = {k: len(v) for k, v in args.computed.items()}
-    result = {"summary": summary(rows), "rows": rows, "computed": computed, "config": config}
+    table_args = table_namespace(specs[0], args)
+    recipes = {d: recipe_for(d, args, table_args) for d in args.defense_list if anp_table.is_recipe_defense(d)}
+    result = {
+        "schema": "pruneguard.zoo/1",
+        "split": args.split,
+        "summary": summary(rows),
+        "by_arch": summary_by(rows, "arch"),
+        "by_trigger": summary_by(rows, "trigger"),
+        "rows": rows,
+        "computed": computed,
+        "recipes": recipes,
+        "recipes_hash": _key(recipes),
+        "config": config,
+        "git_commit": git_commit(),
+        "versions": versions(),
+    }
     if args.out_json is not None:
         atomic_write_json(args.out_json, result)
     print(json.dumps({"summary": result["summary"], "computed": computed}, indent=2))

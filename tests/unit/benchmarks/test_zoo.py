@@ -124,6 +124,11 @@ def test_summary_figures(zoo: ModuleType) -> None:
     assert s["mean_acc_drop_backdoored"] == pytest.approx((2.0 + 0.0 - 1.0) / 3)
     assert s["worst_acc_drop_backdoored"] == pytest.approx(2.0)
     assert s["mean_acc_drop_clean"] == pytest.approx(0.5) and s["mean_seconds"] == 2.0
+    for r, arch in zip(rows, ["a", "b", "a", "b", "a"], strict=True):
+        r["model"]["arch"] = arch
+    by_arch = zoo.summary_by(rows, "arch")["default"]
+    assert (by_arch["a"]["backdoored"], by_arch["a"]["failed"], by_arch["b"]["clean"]) == (2, 1, 1)
+    assert by_arch["a"]["asr_le_1pct"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(
@@ -139,6 +144,14 @@ def test_bad_options_exit_2_with_one_line(zoo: ModuleType, argv: list[str], mess
     with pytest.raises(SystemExit) as exc:
         zoo.parse_args(["--split", "eval", "--quick", *argv])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_recipe_settings_are_chosen_on_the_dev_split_only(zoo: ModuleType, capsys) -> None:
+    assert zoo.parse_args(["--split", "dev", "--set", "anp.iterations=500"]).sets == ["anp.iterations=500"]
+    with pytest.raises(SystemExit) as exc:
+        zoo.parse_args(["--split", "eval", "--set", "anp.iterations=500"])
+    assert exc.value.code == 2 and "not accepted with --split eval" in capsys.readouterr().err
+    assert zoo.parse_args(["--split", "eval", "--clean-fraction", "0.001"]).clean_fraction == 0.001  # 60 images
 
 
 def _run(cache: Path, *extra: str) -> dict:
