@@ -214,6 +214,8 @@ def attack_rate(family: str, rate: float, num_classes: int) -> float:
 def trained_model(spec: dict[str, Any], args: argparse.Namespace) -> Path:
     """Train (or reuse from ``--cache/models``) the model of ``spec``."""
     fields = {k: v for k, v in spec.items() if k != "id"}
+    if spec["backdoored"] and spec["trigger"] in anp_table.ATTACK_REVISIONS:  # anp_table's attack training revision
+        fields["attack_revision"] = anp_table.ATTACK_REVISIONS[spec["trigger"]]
     folder = Path(args.cache) / "models" / f"{spec['id']}-{_key({**fields, 'data_dir': str(args.data_dir)})}"
     model_path = folder / MODEL_NAME
     if model_path.is_file():
@@ -385,8 +387,9 @@ def _points(values: list[float]) -> list[float]:
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per defence: models, the backdoored share with ASR <= 1% and <= 2%, mean and worst accuracy drop (points)
-    on backdoored and on clean models, mean ASR after on backdoored models, mean seconds. A row whose defence
-    failed (``error``) counts in ``failed`` and in no figure; the shares are over the backdoored models it ran on."""
+    on backdoored and on clean models, mean ASR before and after on backdoored models (points), mean seconds (per
+    model, the defence's own wall time). A row whose defence failed (``error``) counts in ``failed`` and in no
+    figure; the shares are over the backdoored models the defence ran on."""
     out: dict[str, dict[str, Any]] = {}
     for defense in dict.fromkeys(r["defense"] for r in rows):
         failed = [r for r in rows if r["defense"] == defense and "error" in r]
@@ -402,6 +405,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "clean": len(good),
             "asr_le_1pct": sum(r["asr_after"] <= 0.01 for r in bad) / len(bad) if bad else None,
             "asr_le_2pct": sum(r["asr_after"] <= 0.02 for r in bad) / len(bad) if bad else None,
+            "mean_asr_before_backdoored": _mean(_points([r["asr_before"] for r in bad])),
             "mean_asr_backdoored": _mean(_points([r["asr_after"] for r in bad])),
             "mean_acc_drop_backdoored": _mean(drop_bad),
             "worst_acc_drop_backdoored": max(drop_bad) if drop_bad else None,

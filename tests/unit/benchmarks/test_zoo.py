@@ -114,7 +114,7 @@ def test_rows_are_reused_only_for_the_same_dependencies(zoo: ModuleType, tmp_pat
 def test_summary_figures(zoo: ModuleType) -> None:
     def row(backdoored: bool, before: float, after: float, asr: float, defense: str = "default") -> dict:
         return {"model": {"backdoored": backdoored}, "defense": defense, "accuracy_before": before,
-                "accuracy_after": after, "asr_after": asr, "seconds": 2.0}  # fmt: skip
+                "accuracy_after": after, "asr_before": 0.9, "asr_after": asr, "seconds": 2.0}  # fmt: skip
 
     rows = [row(True, 0.9, 0.88, 0.005), row(True, 0.9, 0.9, 0.015), row(True, 0.8, 0.81, 0.5),
             row(False, 0.9, 0.895, 0.0), {**row(True, 0.9, 0.9, 0.0), "error": "x"}]  # fmt: skip
@@ -124,6 +124,8 @@ def test_summary_figures(zoo: ModuleType) -> None:
     assert s["mean_acc_drop_backdoored"] == pytest.approx((2.0 + 0.0 - 1.0) / 3)
     assert s["worst_acc_drop_backdoored"] == pytest.approx(2.0)
     assert s["mean_acc_drop_clean"] == pytest.approx(0.5) and s["mean_seconds"] == 2.0
+    assert s["mean_asr_before_backdoored"] == pytest.approx(90.0)
+    assert s["mean_asr_backdoored"] == pytest.approx((0.5 + 1.5 + 50.0) / 3)
     for r, arch in zip(rows, ["a", "b", "a", "b", "a"], strict=True):
         r["model"]["arch"] = arch
     by_arch = zoo.summary_by(rows, "arch")["default"]
@@ -159,7 +161,7 @@ def _run(cache: Path, *extra: str) -> dict:
     out = cache / "out.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "zoo.py"), "--split", "eval", "--quick", "--cache", str(cache),
            "--out-json", str(out), *extra]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)  # a hang guard only
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(json.loads(out.read_text()))
 
