@@ -71,6 +71,7 @@ def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.cached_only:
         return {}
     report, _, _ = purify(cfg, resume=True)
+    atomic_write_json(cfg.out / "report.json", report)  # the purify report, for audit (the row keeps the figures)
     row = {
         "model": entry["name"],
         "recipe": args.recipe,
@@ -81,6 +82,7 @@ def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "sentence": report["verdict"]["sentence"],
         "suspect": report["suspect"]["target"],
         "evidence": report["suspect"]["evidence"],
+        "reasons": report["suspect"]["reasons"],
         "pruned": report["pruned_neurons"],
         "seconds": report["seconds"],
         "git_commit": report["git_commit"],

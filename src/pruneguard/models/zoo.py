@@ -264,3 +264,88 @@ register_model("resnet18_cifar", kind="image")(ResNet)
 register_model("preact_resnet18", kind="image")(PreActResNet)
 register_model("vgg11_bn", kind="image")(VGG)
 register_model("mlp", kind="any")(MLP)
+
+
+class PlainCNN(nn.Module):
+    """Three conv-ReLU stages (biases, no norm layer of any kind) and global average pooling into a linear
+    classifier: the zoo's network whose neurons ANP must mask on the convolutions themselves."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        width: float = 1.0,
+    ) -> None:
+        super().__init__()
+        c = input_shape[0]
+        c1, c2, c3 = _ch(32, width), _ch(64, width), _ch(128, width)
+        self.normalize = Normalize(mean, std)
+        self.features = nn.Sequential(
+            nn.Conv2d(c, c1, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c3, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(self.normalize(x))), 1))
+
+
+def _groups(channels: int, groups: int) -> int:
+    """The largest group count <= ``groups`` that divides ``channels`` (GroupNorm needs a divisor)."""
+    g = max(1, min(groups, channels))
+    while channels % g:
+        g -= 1
+    return g
+
+
+class GroupNormCNN(nn.Module):
+    """:class:`GAPCNN`'s layout with GroupNorm (``groups`` per layer, fewer where the width does not divide)
+    instead of BatchNorm: statistics per sample, none kept from training."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        width: float = 1.0,
+        groups: int = 8,
+    ) -> None:
+        super().__init__()
+        if groups < 1:
+            raise ValueError(f"groups={groups} is not accepted; accepted: an integer >= 1")
+        c = input_shape[0]
+        c1, c2, c3 = _ch(32, width), _ch(64, width), _ch(128, width)
+        self.normalize = Normalize(mean, std)
+        self.features = nn.Sequential(
+            nn.Conv2d(c, c1, 3, padding=1, bias=False),
+            nn.GroupNorm(_groups(c1, groups), c1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+            nn.GroupNorm(_groups(c2, groups), c2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1, bias=False),
+            nn.GroupNorm(_groups(c3, groups), c3),
+            nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c3, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(self.normalize(x))), 1))
+
+
+__all__ += ["PlainCNN", "GroupNormCNN"]
+register_model("plain_cnn", kind="image")(PlainCNN)
+register_model("gn_cnn", kind="image")(GroupNormCNN)

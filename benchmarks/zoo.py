@@ -1,0 +1,535 @@
+"""The evaluation zoo: many backdoored and clean models drawn from seeds, every defence on each of them.
+
+    python benchmarks/zoo.py --split dev --out-json runs/dev_zoo.json            # tune recipes on this split only
+    python benchmarks/zoo.py --split eval --out-json benchmarks/results/eval_zoo.json   # once per recipe version
+    python benchmarks/zoo.py --split eval --clean-fraction 0.001                 # the 60-image case
+    python benchmarks/zoo.py --split eval --quick                                # digits, 4 small models (smoke)
+    python benchmarks/zoo.py --split eval --list                                 # the specs only, nothing trained
+
+Each model is a spec drawn from its own seed (model i of the dev split: seed 10000 + i, of the eval split:
+20000 + i, so the splits never share a model): an architecture (with its width), a trigger family and its drawn
+parameters (placement, shape, pattern), a poison rate in [1%, 10%] of the training set and a target class; every
+fourth model (i = 0, 4, ...) is clean (no poisoning; its drawn trigger only measures the ASR floor). Architectures
+and trigger families are dealt in an order shuffled by the split's seed, so each appears about equally often.
+Fashion-MNIST in the full mode; digits with small widths in --quick.
+
+Models are trained once into ``--cache/models`` (folder named by the hash of the spec's training fields); each
+(model, defence, clean fraction) row is kept in ``--cache/rows`` under the hash of everything it depends on (the
+key of ``anp_table.row_key``, with the recipe's full config after ``--set``), so an interrupted run resumes and a
+rerun recomputes nothing; ``--part i/n`` splits the models over processes that share the cache. Defences are the
+names ``anp_table`` accepts (baselines, variants, every shipped recipe); a recipe runs through
+``pruneguard.workflows.purify`` as ``purify --recipe NAME --set ...`` runs it. Test accuracy and ASR are measured
+here for the table only: no defence sees the test set, the trigger or the target class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anp_table  # noqa: E402
+
+from pruneguard.attacks import ATTACKS  # noqa: E402
+from pruneguard.config import PurifyConfig, TrainRunConfig  # noqa: E402
+from pruneguard.data.datasets import dataset_info  # noqa: E402
+from pruneguard.defenses import fine_pruning, finetune_defense, nad  # noqa: E402
+from pruneguard.errors import ConfigError  # noqa: E402
+from pruneguard.evaluation import evaluate_accuracy, evaluate_asr  # noqa: E402
+from pruneguard.recipes import Recipe, apply_overrides  # noqa: E402
+from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
+from pruneguard.utils.io import atomic_write_json  # noqa: E402
+from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set  # noqa: E402
+from pruneguard.workflows.purify import purify  # noqa: E402
+from pruneguard.workflows.train import MODEL_NAME, train_job  # noqa: E402
+
+logger = logging.getLogger("zoo")
+
+# Model i of a split draws from SPLIT_SEEDS[split] + i; a split holds fewer than SEED_SPAN models, so the seed
+# ranges of the splits are disjoint.
+SPLIT_SEEDS = {"dev": 10_000, "eval": 20_000}
+SEED_SPAN = 10_000
+CLEAN_EVERY = 4  # models 0, 4, 8, ... of a split are clean
+POISON_RATES = (0.01, 0.10)  # share of the training set, drawn uniformly
+ZOO_FAMILIES = ("random_patch", "thin_line", "faint_pattern")
+MODES: dict[str, dict[str, Any]] = {
+    "full": {
+        "dataset": "fashion_mnist",
+        "epochs": 4,
+        "models": {"dev": 16, "eval": 28},
+        "archs": {
+            "small_cnn": 1.0,
+            "gap_cnn": 1.0,
+            "preact_resnet18": 0.25,
+            "vgg11_bn": 0.25,
+            "plain_cnn": 1.0,
+            "gn_cnn": 1.0,
+        },  # fmt: skip
+        "families": (*anp_table.PAPER_ATTACKS, "wanet", *ZOO_FAMILIES),
+        "clean_fraction": 0.01,
+        "sets": [],
+    },
+    "quick": {
+        "dataset": "digits",
+        "epochs": 25,
+        "models": {"dev": 4, "eval": 4},
+        "archs": {"small_cnn": 0.5, "gap_cnn": 0.5, "plain_cnn": 0.5, "gn_cnn": 0.5},
+        "families": ZOO_FAMILIES,  # one model each: the smoke run covers every new trigger family
+        "clean_fraction": 0.08,  # about 100 digits images (1% of digits would be 14)
+        "sets": ["anp.iterations=60", "repair.epochs=1", "repair.rounds=1", "repair.reversal_steps=40"],
+    },
+}
+# --quick: a recipe that suspects by vote suspects by the sensitivity scan alone, without the reference check that
+# needs the vote (the vote reverses a trigger per class and kind: 25-35 s per digits model). Such a recipe then
+# purifies clean models too: --quick's figures test the pipeline, not the recipe.
+QUICK_VOTE_SETS = ["suspect.method=sensitivity", "suspect.require_evidence=false"]
+# Trigger families whose trigger is fixed by their parameters alone (a clean model's ASR floor is measured with
+# one of these: the others need the attacker's training to exist).
+_STATELESS = ("badnets", "blend", "sig", "wanet", *ZOO_FAMILIES)
+
+
+def _key(cfg: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def draw_params(family: str, hw: tuple[int, int], rng: random.Random) -> dict[str, Any]:
+    """The trigger parameters of ``family`` drawn for images of size ``hw`` (placement, shape, pattern)."""
+    h, w = hw
+    small = min(h, w) < 16
+    if family == "badnets":
+        size = rng.randint(2, 2 if small else 4)
+        corner = rng.choice(("top_left", "top_right", "bottom_left", "bottom_right"))
+        return {"patch_size": size, "corner": corner, "margin": rng.randint(0, 1 if small else 3)}
+    if family == "blend":
+        return {"alpha": round(rng.uniform(0.12, 0.25), 3), "pattern_seed": rng.randrange(2**31)}
+    if family == "sig":
+        return {"delta": round(rng.uniform(15, 40) / 255, 4), "frequency": float(rng.randint(3, 8))}
+    if family == "wanet":
+        return {"k": rng.choice((3, 4)), "s": round(rng.uniform(0.5, 1.0), 3), "seed": rng.randrange(2**31)}
+    if family in ("trojan", "label_consistent"):
+        return {"patch_size": rng.randint(2, 3) if small else rng.randint(3, 5), "seed": rng.randrange(2**31)}
+    if family == "input_aware":
+        return {"seed": rng.randrange(2**31)}
+    if family == "random_patch":
+        size = rng.randint(2, 3) if small else rng.randint(3, 5)
+        return {
+            "size": size,
+            "pixels": rng.randint(math.ceil(size * size / 2), size * size - 1),  # never the full square
+            "row": rng.randint(0, h - size),
+            "col": rng.randint(0, w - size),
+            "seed": rng.randrange(2**31),
+        }
+    if family == "thin_line":
+        length = rng.randint(max(3, min(h, w) // 3), max(3, min(h, w) // 2 + 1))
+        orientation = rng.choice(("horizontal", "vertical", "diagonal", "antidiagonal"))
+        if orientation in ("horizontal", "vertical"):
+            offset = rng.randint(0, (h if orientation == "horizontal" else w) - 1)
+            start = rng.randint(0, (w if orientation == "horizontal" else h) - length)
+        else:
+            start = rng.randint(0, h - length)
+            col = rng.randint(0, w - length)
+            offset = col if orientation == "diagonal" else col + length - 1
+        return {"length": length, "orientation": orientation, "offset": offset, "start": start,
+                "seed": rng.randrange(2**31)}  # fmt: skip
+    if family == "faint_pattern":
+        return {"alpha": round(rng.uniform(0.04, 0.1), 3), "grain": rng.randint(2, 6), "seed": rng.randrange(2**31)}
+    raise ConfigError(
+        f"trigger family={family!r} has no parameter draw; accepted: {', '.join(MODES['full']['families'])}"
+    )
+
+
+def _dealt(items: list[str], count: int, rng: random.Random) -> list[str]:
+    """``count`` items dealt from repeated copies of ``items``, each copy in an order shuffled by ``rng``."""
+    out: list[str] = []
+    while len(out) < count:
+        deck = list(items)
+        rng.shuffle(deck)
+        out += deck
+    return out[:count]
+
+
+def zoo_specs(split: str, *, quick: bool = False) -> list[dict[str, Any]]:
+    """The split's model specs, a pure function of ``split`` and ``quick``."""
+    if split not in SPLIT_SEEDS:
+        raise ConfigError(f"--split={split!r} is not accepted; accepted: {', '.join(SPLIT_SEEDS)}")
+    mode = MODES["quick" if quick else "full"]
+    n = mode["models"][split]
+    if n > SEED_SPAN:
+        raise ConfigError(f"a split of {n} models would reach the next split's seeds (at most {SEED_SPAN})")
+    info = dataset_info(mode["dataset"])
+    hw = (int(info.input_shape[-2]), int(info.input_shape[-1]))
+    deal = random.Random(SPLIT_SEEDS[split])
+    archs = _dealt(list(mode["archs"]), n, deal)
+    clean = [i % CLEAN_EVERY == 0 for i in range(n)]
+    families = iter(_dealt(list(mode["families"]), n - sum(clean), deal))
+    probes = iter(_dealt([f for f in mode["families"] if f in _STATELESS], sum(clean), deal))
+    specs = []
+    for i in range(n):
+        seed = SPLIT_SEEDS[split] + i
+        rng = random.Random(seed)
+        family = next(probes) if clean[i] else next(families)
+        rate = 0.0 if clean[i] else round(rng.uniform(*POISON_RATES), 4)
+        spec: dict[str, Any] = {
+            "id": f"{split}-{i:02d}",
+            "seed": seed,
+            "dataset": mode["dataset"],
+            "arch": archs[i],
+            "width": mode["archs"][archs[i]],
+            "epochs": mode["epochs"],
+            "backdoored": not clean[i],
+            "trigger": family,
+            "params": draw_params(family, hw, rng),
+            "target_label": rng.randrange(info.num_classes),
+            "poison_rate": rate,
+        }
+        spec["attack_rate"] = attack_rate(family, rate, info.num_classes) if rate else 0.0
+        specs.append(spec)
+    return specs
+
+
+def attack_rate(family: str, rate: float, num_classes: int) -> float:
+    """The ``rate`` an attack's ``poison`` takes for ``rate`` of the training set poisoned (classes balanced):
+    clean-label attacks draw from the target class (1/num_classes of the data), dirty-label ones from the rest;
+    the input-aware attack's rate is its per-batch share of triggered images."""
+    if family == "input_aware":
+        return rate
+    if ATTACKS.get(family).clean_label:
+        return min(1.0, round(rate * num_classes, 4))
+    return min(1.0, round(rate * num_classes / (num_classes - 1), 4))
+
+
+def trained_model(spec: dict[str, Any], args: argparse.Namespace) -> Path:
+    """Train (or reuse from ``--cache/models``) the model of ``spec``."""
+    fields = {k: v for k, v in spec.items() if k != "id"}
+    if spec["backdoored"] and spec["trigger"] in anp_table.ATTACK_REVISIONS:  # anp_table's attack training revision
+        fields["attack_revision"] = anp_table.ATTACK_REVISIONS[spec["trigger"]]
+    folder = Path(args.cache) / "models" / f"{spec['id']}-{_key({**fields, 'data_dir': str(args.data_dir)})}"
+    model_path = folder / MODEL_NAME
+    if model_path.is_file():
+        return model_path
+    logger.info("training %s (%s, %s) into %s", spec["id"], spec["arch"], spec["trigger"], folder)
+    run = TrainRunConfig(
+        out=folder,
+        dataset=spec["dataset"],
+        data_dir=args.data_dir,
+        arch=spec["arch"],
+        width=spec["width"],
+        attack=spec["trigger"] if spec["backdoored"] else None,
+        attack_params=spec["params"] if spec["backdoored"] else {},
+        poison_rate=spec["attack_rate"] if spec["backdoored"] else 0.05,
+        target_label=spec["target_label"],
+        epochs=spec["epochs"],
+        seed=spec["seed"],
+        resume=True,
+    )
+    report, _ = train_job(run)
+    atomic_write_json(folder / "result.json", report)
+    args.computed["models"].append(folder.name)
+    return model_path
+
+
+def spec_trigger(spec: dict[str, Any], meta: Any, model_path: Path) -> Any:
+    """The model's trigger: as recorded in a backdoored model's file, from the spec's parameters for a clean one."""
+    if spec["backdoored"]:
+        return make_trigger(spec["trigger"], meta, spec["target_label"], model_path)
+    return ATTACKS.create(spec["trigger"], target_label=spec["target_label"], **spec["params"])
+
+
+def recipe_for(defense: str, args: argparse.Namespace, table_args: argparse.Namespace) -> dict[str, Any]:
+    """The full recipe a recipe defence runs: ``anp_table.defense_recipe``, then this run's ``--set`` items."""
+    data = {"recipe": anp_table.defense_recipe(defense, table_args)}
+    items = list(args.sets)
+    if args.quick and data["recipe"]["suspect"]["method"] == "vote":
+        items = [*QUICK_VOTE_SETS, *items]
+    data = apply_overrides(data, [f"recipe.{item}" for item in items])
+    return dict(Recipe(**data["recipe"]).to_dict())
+
+
+def run_defense(
+    spec: dict[str, Any], defense: str, model_path: Path, args: argparse.Namespace, table_args: argparse.Namespace
+) -> dict[str, Any]:
+    """One (model, defence) unit: the defended model's test accuracy and ASR, its time and the recipe's verdict."""
+    loaded = load_for_defense(model_path, data_dir=args.data_dir)
+    triggered = trigger_set(spec_trigger(spec, loaded.meta, model_path), loaded.test)
+    clean, _ = draw_clean_split(loaded, clean_fraction=args.clean_fraction, clean_samples=None, seed=spec["seed"])
+    epochs, seed = table_args.ft_epochs, spec["seed"]
+    t0, extra = time.perf_counter(), {}
+    if defense == "none":
+        model = loaded.model
+    elif defense == "ft":
+        model, _ = finetune_defense(loaded.model, clean, epochs=epochs, seed=seed)
+    elif defense == "fine_pruning":
+        model, _ = fine_pruning(loaded.model, clean, epochs=epochs, seed=seed)
+    elif defense == "nad":
+        model, _ = nad(loaded.model, clean, epochs=epochs, teacher_epochs=epochs, seed=seed)
+    else:
+        out = Path(args.cache) / "defended" / f"{model_path.parent.name}-{defense}-{args.clean_fraction}"
+        cfg = PurifyConfig(
+            model=model_path,
+            out=out,
+            data_dir=args.data_dir,
+            clean_fraction=args.clean_fraction,
+            seed=seed,
+            recipe=recipe_for(defense, args, table_args),
+        )
+        report, model, _ = purify(cfg, loaded=copy.copy(loaded), resume=True)
+        atomic_write_json(out / "report.json", report)  # the purify report, for audit
+        extra = {
+            "verdict": report["verdict"]["status"],
+            "suspect": report["suspect"]["target"],
+            "pruned": report.get("pruned_neurons"),
+            "validation_drop": report.get("validation_drop"),
+        }
+    seconds = time.perf_counter() - t0 if defense != "none" else 0.0
+    row = {
+        "accuracy": evaluate_accuracy(model, loaded.test),
+        "asr": evaluate_asr(model, triggered, spec["target_label"]),
+        "seconds": seconds,
+    }
+    row.update({k: v for k, v in extra.items() if v is not None})
+    return row
+
+
+def row_key(
+    spec: dict[str, Any], defense: str, model_path: Path, args: argparse.Namespace, table_args: argparse.Namespace
+) -> dict[str, Any]:
+    """Everything a row depends on: ``anp_table.row_key`` (model folder, defence, clean fraction, target, data,
+    baseline epochs), the recipe after ``--set``, and the trigger the ASR is measured with."""
+    key = anp_table.row_key(defense, model_path, args.clean_fraction, table_args)
+    if anp_table.is_recipe_defense(defense):
+        key["recipe"] = recipe_for(defense, args, table_args)
+    key["trigger"] = {"family": spec["trigger"], "params": spec["params"]}
+    return key
+
+
+def cached_row(
+    spec: dict[str, Any], defense: str, model_path: Path, args: argparse.Namespace, table_args: argparse.Namespace
+) -> dict[str, Any]:
+    """``run_defense``, kept in ``--cache/rows`` under the hash of :func:`row_key`."""
+    key = _key(row_key(spec, defense, model_path, args, table_args))
+    path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{args.clean_fraction}-{key}.json"
+    if path.is_file():
+        row: dict[str, Any] = json.loads(path.read_text())
+        if "error" not in row or not args.retry_failed:
+            logger.info("reusing %s", path)
+            return row
+    t0 = time.perf_counter()
+    try:
+        row = run_defense(spec, defense, model_path, args, table_args)
+    except Exception as exc:  # a defence that cannot run on a model is a result of the zoo, kept like the others
+        if defense == "none":
+            raise
+        logger.exception("%s on %s failed", defense, spec["id"])
+        row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+               "seconds": time.perf_counter() - t0}  # fmt: skip
+    atomic_write_json(path, row)
+    args.computed["rows"].append(path.name)
+    return row
+
+
+def model_rows(spec: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Train (or reuse) one model and run every defence on it; each row holds the figures before and after."""
+    table_args = table_namespace(spec, args)
+    model_path = trained_model(spec, args)
+    before = cached_row(spec, "none", model_path, args, table_args)
+    rows = []
+    for defense in args.defense_list:
+        after = before if defense == "none" else cached_row(spec, defense, model_path, args, table_args)
+        extra = {k: v for k, v in after.items() if k not in ("accuracy", "asr", "seconds")}
+        rows.append(
+            {
+                "model": spec,
+                "defense": defense,
+                "clean_fraction": args.clean_fraction,
+                "accuracy_before": before["accuracy"],
+                "asr_before": before["asr"],
+                "accuracy_after": after.get("accuracy"),
+                "asr_after": after.get("asr"),
+                "seconds": after["seconds"],
+                **extra,
+            }
+        )
+        logger.info("%s %s: %s", spec["id"], defense, {k: v for k, v in rows[-1].items() if k != "model"})
+    return rows
+
+
+def table_namespace(spec: dict[str, Any], args: argparse.Namespace) -> argparse.Namespace:
+    """anp_table's options for this model: its data, target class and (with --quick) its short settings."""
+    argv = ["--cache", str(args.cache), "--target-label", str(spec["target_label"]), "--dataset", spec["dataset"]]
+    if args.data_dir is not None:
+        argv += ["--data-dir", str(args.data_dir)]
+    table_args = anp_table.build_parser().parse_args(argv + (["--quick"] if args.quick else []))
+    if args.quick:  # what anp_table's --quick sets besides the recipes
+        table_args.epochs, table_args.anp_iterations, table_args.ft_epochs = 1, 200, 2
+    return table_args
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.mean(values) if values else None
+
+
+def _points(values: list[float]) -> list[float]:
+    return [100.0 * v for v in values]
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per defence: models, the backdoored share with ASR <= 1% and <= 2%, mean and worst accuracy drop (points)
+    on backdoored and on clean models, mean ASR before and after on backdoored models (points), mean seconds (per
+    model, the defence's own wall time). A row whose defence failed (``error``) counts in ``failed`` and in no
+    figure; the shares are over the backdoored models the defence ran on."""
+    out: dict[str, dict[str, Any]] = {}
+    for defense in dict.fromkeys(r["defense"] for r in rows):
+        failed = [r for r in rows if r["defense"] == defense and "error" in r]
+        rs = [r for r in rows if r["defense"] == defense and "error" not in r]
+        bad = [r for r in rs if r["model"]["backdoored"]]
+        good = [r for r in rs if not r["model"]["backdoored"]]
+        drop_bad = _points([r["accuracy_before"] - r["accuracy_after"] for r in bad])
+        drop_good = _points([r["accuracy_before"] - r["accuracy_after"] for r in good])
+        out[defense] = {
+            "models": len(rs),
+            "failed": len(failed),
+            "backdoored": len(bad),
+            "clean": len(good),
+            "asr_le_1pct": sum(r["asr_after"] <= 0.01 for r in bad) / len(bad) if bad else None,
+            "asr_le_2pct": sum(r["asr_after"] <= 0.02 for r in bad) / len(bad) if bad else None,
+            "mean_asr_before_backdoored": _mean(_points([r["asr_before"] for r in bad])),
+            "mean_asr_backdoored": _mean(_points([r["asr_after"] for r in bad])),
+            "mean_acc_drop_backdoored": _mean(drop_bad),
+            "worst_acc_drop_backdoored": max(drop_bad) if drop_bad else None,
+            "mean_acc_drop_clean": _mean(drop_good),
+            "worst_acc_drop_clean": max(drop_good) if drop_good else None,
+            "mean_seconds": _mean([float(r["seconds"]) for r in rs]),
+        }
+    return out
+
+
+def summary_by(rows: list[dict[str, Any]], field: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """:func:`summary` per value of the model spec's ``field`` (``arch``, ``trigger``): defence -> value -> figures.
+    A clean model's ``trigger`` is the one its ASR floor is measured with."""
+    values = sorted({str(r["model"][field]) for r in rows})
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for value in values:
+        for defense, figures in summary([r for r in rows if str(r["model"][field]) == value]).items():
+            out.setdefault(defense, {})[value] = figures
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", required=True, choices=tuple(SPLIT_SEEDS))
+    p.add_argument("--quick", action="store_true", help="digits, 4 small models, short recipe settings")
+    p.add_argument("--defenses", default="none,paper,default", help="comma-separated: names anp_table accepts")
+    p.add_argument(
+        "--clean-fraction",
+        type=float,
+        default=None,
+        help="clean data, a share of the training split (default 0.01, --quick 0.08; 0.001: 60 images)",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=None,
+        metavar="PATH=VALUE",
+        help="a recipe override for every recipe defence (repeatable; --quick adds short settings first)",
+    )
+    p.add_argument("--retry-failed", action="store_true", help="recompute the cached rows of defences that failed")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--cache", type=Path, default=Path("runs/zoo"))
+    p.add_argument("--part", default="0/1", help="i/n: this process runs models i, i+n, ... (processes share --cache)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--list", action="store_true", help="print the specs as JSON and stop")
+    p.add_argument("--out-json", type=Path, default=None, help="write rows, summary and config here (atomically)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parsed and checked options; a bad value exits 2 with one line naming the option, the value and what is
+    accepted."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    mode = MODES["quick" if args.quick else "full"]
+    args.defense_list = [d for d in args.defenses.split(",") if d]
+    accepted = anp_table.all_defenses()
+    unknown = [d for d in args.defense_list if d not in accepted]
+    if unknown or not args.defense_list:
+        p.error(
+            f"--defenses={args.defenses!r} is not accepted; accepted: a comma-separated list of {', '.join(accepted)}"
+        )
+    if args.clean_fraction is None:
+        args.clean_fraction = mode["clean_fraction"]
+    if not 0.0 < args.clean_fraction <= 1.0:
+        p.error(f"--clean-fraction={args.clean_fraction} is not accepted; accepted: a number in (0, 1]")
+    try:
+        i, n = (int(v) for v in args.part.split("/"))
+        if not 0 <= i < n:
+            raise ValueError
+    except ValueError:
+        p.error(f"--part={args.part!r} is not accepted; accepted: i/n with 0 <= i < n")
+    args.part_index, args.part_count = i, n
+    if args.split == "eval" and args.sets and not args.quick:
+        p.error(
+            f"--set={args.sets!r} is not accepted with --split eval; accepted: recipes by name only (recipe "
+            "choices are made on the dev split, the eval split runs each recipe version once, as shipped)"
+        )
+    args.sets = [*mode["sets"], *(args.sets or [])]
+    args.computed = {"models": [], "rows": []}  # what this run trained and computed (a rerun: nothing)
+    try:
+        for d in args.defense_list:
+            if anp_table.is_recipe_defense(d):
+                recipe_for(d, args, table_namespace(zoo_specs(args.split, quick=args.quick)[0], args))
+    except (ConfigError, ValueError) as exc:
+        p.error(f"--set={args.sets!r} is not accepted: {str(exc).splitlines()[0]}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    specs = zoo_specs(args.split, quick=args.quick)
+    if args.list:
+        print(json.dumps(specs, indent=2))
+        return 0
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    rows: list[dict[str, Any]] = []
+    for spec in specs[args.part_index :: args.part_count]:
+        rows += model_rows(spec, args)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "computed"}
+    computed = {k: len(v) for k, v in args.computed.items()}
+    table_args = table_namespace(specs[0], args)
+    recipes = {d: recipe_for(d, args, table_args) for d in args.defense_list if anp_table.is_recipe_defense(d)}
+    result = {
+        "schema": "pruneguard.zoo/1",
+        "split": args.split,
+        "summary": summary(rows),
+        "by_arch": summary_by(rows, "arch"),
+        "by_trigger": summary_by(rows, "trigger"),
+        "rows": rows,
+        "computed": computed,
+        "recipes": recipes,
+        "recipes_hash": _key(recipes),
+        "config": config,
+        "git_commit": git_commit(),
+        "versions": versions(),
+    }
+    if args.out_json is not None:
+        atomic_write_json(args.out_json, result)
+    print(json.dumps({"summary": result["summary"], "computed": computed}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

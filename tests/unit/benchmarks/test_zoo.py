@@ -1,0 +1,192 @@
+"""benchmarks/zoo.py: deterministic specs from disjoint seeds, rows cached by everything they depend on, and the
+quick zoo end to end (an interrupted run resumes; a rerun recomputes nothing)."""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+from pruneguard.attacks import ATTACKS
+from pruneguard.config import TrainRunConfig
+from pruneguard.models import create_model
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def zoo() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("zoo_bench", ROOT / "benchmarks" / "zoo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["zoo_bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_specs_are_deterministic_and_the_splits_disjoint(zoo: ModuleType) -> None:
+    for quick in (False, True):
+        dev, ev = zoo.zoo_specs("dev", quick=quick), zoo.zoo_specs("eval", quick=quick)
+        assert zoo.zoo_specs("eval", quick=quick) == ev and zoo.zoo_specs("dev", quick=quick) == dev
+        assert not {s["seed"] for s in dev} & {s["seed"] for s in ev}
+        assert len({s["id"] for s in dev + ev}) == len(dev) + len(ev)
+    full = zoo.zoo_specs("eval")
+    assert len(full) >= 24 and {s["dataset"] for s in full} == {"fashion_mnist"}
+    assert {s["dataset"] for s in zoo.zoo_specs("eval", quick=True)} == {"digits"}
+    # the dev split's seeds stay below the eval split's, whatever its size up to the span
+    assert zoo.SPLIT_SEEDS["dev"] + zoo.SEED_SPAN <= zoo.SPLIT_SEEDS["eval"]
+
+
+def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: ModuleType) -> None:
+    specs = zoo.zoo_specs("eval")
+    clean = [s for s in specs if not s["backdoored"]]
+    assert 4 * len(clean) >= len(specs)
+    assert {s["arch"] for s in specs} == {"small_cnn", "gap_cnn", "preact_resnet18", "vgg11_bn", "plain_cnn", "gn_cnn"}
+    families = collections.Counter(s["trigger"] for s in specs if s["backdoored"])
+    paper = {"badnets", "blend", "input_aware", "label_consistent", "sig", "trojan", "wanet"}
+    assert set(families) == paper | {"random_patch", "thin_line", "faint_pattern"}
+    assert all(0.01 <= s["poison_rate"] <= 0.10 for s in specs if s["backdoored"])
+    assert all(s["poison_rate"] == 0.0 for s in clean)
+    assert len({s["target_label"] for s in specs}) >= 5  # drawn per model, not fixed
+    # placements and shapes are drawn per model: two models of a family differ
+    for family in ("random_patch", "thin_line", "faint_pattern"):
+        params = [json.dumps(s["params"], sort_keys=True) for s in specs if s["trigger"] == family]
+        assert len(set(params)) == len(params)
+
+
+@pytest.mark.parametrize("split", ["dev", "eval"])
+def test_every_spec_builds_its_attack_its_model_and_its_training_config(zoo: ModuleType, split: str) -> None:
+    for quick, shape in ((False, (1, 28, 28)), (True, (1, 8, 8))):
+        for s in zoo.zoo_specs(split, quick=quick):
+            attack = ATTACKS.create(s["trigger"], target_label=s["target_label"], **s["params"])
+            if s["trigger"] in zoo._STATELESS:  # the drawn placement fits the dataset's images
+                x = torch.rand(2, *shape)
+                out = attack(None, x, x)
+                assert out.shape == x.shape and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+            TrainRunConfig(out=Path("unused"), dataset=s["dataset"], arch=s["arch"], width=s["width"],
+                           attack=s["trigger"], attack_params=s["params"], target_label=s["target_label"])  # fmt: skip
+            if s["backdoored"]:
+                assert 0.0 < s["attack_rate"] <= 1.0
+    model = create_model("gn_cnn", num_classes=10, input_shape=(1, 8, 8), width=0.5)
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_rows_are_reused_only_for_the_same_dependencies(zoo: ModuleType, tmp_path: Path, monkeypatch) -> None:
+    calls: list[str] = []
+
+    def fake(spec: dict, defense: str, model_path: Path, args: Any, table_args: Any) -> dict:
+        calls.append(defense)
+        if defense == "nad":
+            raise RuntimeError("no layer to distil")
+        return {"accuracy": 0.9, "asr": 0.01 * len(calls), "seconds": 1.0}
+
+    monkeypatch.setattr(zoo, "run_defense", fake)
+    args = zoo.parse_args(["--split", "eval", "--quick", "--cache", str(tmp_path)])
+    spec = zoo.zoo_specs("eval", quick=True)[1]
+    model = tmp_path / "models" / "eval-01-abc" / "model.safetensors"
+    table = zoo.table_namespace(spec, args)
+    first = zoo.cached_row(spec, "paper", model, args, table)
+    assert zoo.cached_row(spec, "paper", model, args, table) == first and calls == ["paper"]
+    args.sets = [*args.sets, "anp.iterations=7"]  # a recipe setting enters the key
+    zoo.cached_row(spec, "paper", model, args, table)
+    args.clean_fraction = 0.05  # so does the clean data
+    zoo.cached_row(spec, "paper", model, args, table)
+    other = {**spec, "params": {**spec["params"], "seed": 1}}  # and the trigger the ASR is measured with
+    zoo.cached_row(other, "paper", model, args, table)
+    assert calls == ["paper"] * 4
+    failed = zoo.cached_row(spec, "nad", model, args, table)  # a failure is a row, kept like the others
+    assert failed["error"].startswith("RuntimeError") and zoo.cached_row(spec, "nad", model, args, table) == failed
+    assert calls.count("nad") == 1
+    args.retry_failed = True
+    zoo.cached_row(spec, "nad", model, args, table)
+    assert calls.count("nad") == 2
+
+
+def test_summary_figures(zoo: ModuleType) -> None:
+    def row(backdoored: bool, before: float, after: float, asr: float, defense: str = "default") -> dict:
+        return {"model": {"backdoored": backdoored}, "defense": defense, "accuracy_before": before,
+                "accuracy_after": after, "asr_before": 0.9, "asr_after": asr, "seconds": 2.0}  # fmt: skip
+
+    rows = [row(True, 0.9, 0.88, 0.005), row(True, 0.9, 0.9, 0.015), row(True, 0.8, 0.81, 0.5),
+            row(False, 0.9, 0.895, 0.0), {**row(True, 0.9, 0.9, 0.0), "error": "x"}]  # fmt: skip
+    s = zoo.summary(rows)["default"]
+    assert (s["models"], s["failed"], s["backdoored"], s["clean"]) == (4, 1, 3, 1)
+    assert s["asr_le_1pct"] == pytest.approx(1 / 3) and s["asr_le_2pct"] == pytest.approx(2 / 3)
+    assert s["mean_acc_drop_backdoored"] == pytest.approx((2.0 + 0.0 - 1.0) / 3)
+    assert s["worst_acc_drop_backdoored"] == pytest.approx(2.0)
+    assert s["mean_acc_drop_clean"] == pytest.approx(0.5) and s["mean_seconds"] == 2.0
+    assert s["mean_asr_before_backdoored"] == pytest.approx(90.0)
+    assert s["mean_asr_backdoored"] == pytest.approx((0.5 + 1.5 + 50.0) / 3)
+    for r, arch in zip(rows, ["a", "b", "a", "b", "a"], strict=True):
+        r["model"]["arch"] = arch
+    by_arch = zoo.summary_by(rows, "arch")["default"]
+    assert (by_arch["a"]["backdoored"], by_arch["a"]["failed"], by_arch["b"]["clean"]) == (2, 1, 1)
+    assert by_arch["a"]["asr_le_1pct"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--defenses", "none,sau"], "--defenses='none,sau' is not accepted"),
+        (["--clean-fraction", "0"], "--clean-fraction=0.0 is not accepted"),
+        (["--set", "anp.nope=1"], "is not accepted"),
+        (["--part", "2/2"], "--part='2/2' is not accepted"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(zoo: ModuleType, argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        zoo.parse_args(["--split", "eval", "--quick", *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_recipe_settings_are_chosen_on_the_dev_split_only(zoo: ModuleType, capsys) -> None:
+    assert zoo.parse_args(["--split", "dev", "--set", "anp.iterations=500"]).sets == ["anp.iterations=500"]
+    with pytest.raises(SystemExit) as exc:
+        zoo.parse_args(["--split", "eval", "--set", "anp.iterations=500"])
+    assert exc.value.code == 2 and "not accepted with --split eval" in capsys.readouterr().err
+    assert zoo.parse_args(["--split", "eval", "--clean-fraction", "0.001"]).clean_fraction == 0.001  # 60 images
+
+
+def _run(cache: Path, *extra: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    out = cache / "out.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "zoo.py"), "--split", "eval", "--quick", "--cache", str(cache),
+           "--out-json", str(out), *extra]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)  # a hang guard only
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(out.read_text()))
+
+
+@pytest.mark.slow
+def test_quick_zoo_runs_end_to_end_and_resumes_without_recomputing(tmp_path: Path) -> None:
+    partial = _run(tmp_path, "--defenses", "none,paper")  # an interrupted run: the default recipe not reached
+    assert partial["computed"] == {"models": 4, "rows": 8}
+    full = _run(tmp_path)
+    assert full["computed"] == {"models": 0, "rows": 4}  # only the default recipe's rows
+    again = _run(tmp_path)
+    assert again["computed"] == {"models": 0, "rows": 0}
+    assert again["rows"] == full["rows"] and again["summary"] == full["summary"]
+    assert [r for r in full["rows"] if r["defense"] == "paper"] == [
+        r for r in partial["rows"] if r["defense"] == "paper"
+    ]
+    assert set(full["summary"]) == {"none", "paper", "default"}
+    for figures in full["summary"].values():
+        assert (
+            figures["models"] + figures["failed"] == 4 and figures["backdoored"] + figures["clean"] == figures["models"]
+        )
+    for r in full["rows"]:
+        assert {"model", "defense", "accuracy_before", "asr_before", "accuracy_after", "asr_after", "seconds"} <= set(r)
+        assert 0.0 <= r["asr_before"] <= 1.0 and r["model"]["dataset"] == "digits"
+        if r["defense"] != "none" and "error" not in r:
+            assert r["verdict"] in ("purified", "unchanged", "failed")
+    assert {r["model"]["trigger"] for r in full["rows"] if r["model"]["backdoored"]} == {"random_patch", "thin_line",
+                                                                                        "faint_pattern"}  # fmt: skip
