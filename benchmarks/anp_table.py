@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
@@ -40,7 +41,7 @@ from typing import Any
 import torch
 
 from pruneguard.config import PurifyConfig, TrainRunConfig
-from pruneguard.defenses import fine_pruning, finetune_defense, nad
+from pruneguard.defenses import DEFENSES, FinePruningConfig, FTConfig, NADConfig, defend
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr
 from pruneguard.recipes import RECIPES, Recipe, apply_overrides, get_recipe
 from pruneguard.utils.allocator import tune_allocator
@@ -68,7 +69,7 @@ PAPER_SUMMARY = "ASR < 1% on 5 of 6 attacks, mean ACC drop 1.47 points, mean ASR
 
 def all_defenses() -> list[str]:
     """Every defence the table can run: the baselines, the variants and every shipped recipe."""
-    return list(dict.fromkeys([*ALL_DEFENSES, *RECIPES.names()]))
+    return list(dict.fromkeys([*ALL_DEFENSES, *DEFENSES.names(), *RECIPES.names()]))
 
 
 def _key(cfg: dict[str, Any]) -> str:
@@ -116,7 +117,22 @@ VARIANTS: dict[str, tuple[str, Any]] = {
         ],
     ),
 }
-BASELINES = ("ft", "fine_pruning", "nad")
+# The ANP paper's baselines fine-tune for --ft-epochs (their row key holds it); the other registered defences run
+# their paper settings scaled to our data (their row key holds the config), shortened by --quick as below.
+FT_EPOCH_CONFIGS: dict[str, Any] = {
+    "ft": lambda e: FTConfig(epochs=e),
+    "fine_pruning": lambda e: FinePruningConfig(epochs=e),
+    "nad": lambda e: NADConfig(epochs=e, teacher_epochs=e),
+}
+QUICK_SETTINGS: dict[str, dict[str, Any]] = {"ft_sam": {"epochs": 2}, "sau": {"rounds": 2}, "i_bau": {"rounds": 1}}
+
+
+def defense_config(defense: str, args: argparse.Namespace) -> Any:
+    """The config a registered (non-recipe) defence runs with in the table."""
+    if defense in FT_EPOCH_CONFIGS:
+        return FT_EPOCH_CONFIGS[defense](args.ft_epochs)
+    config = DEFENSES.get(defense).config()
+    return dataclasses.replace(config, **QUICK_SETTINGS.get(defense, {})) if args.quick else config
 
 
 def defense_recipe(defense: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -147,12 +163,8 @@ def run_defense(
     out = Path(args.cache) / "defended" / f"{model_path.parent.name}-{defense}-{fraction}"
     if defense == "none":
         model = loaded.model
-    elif defense == "ft":
-        model, _ = finetune_defense(loaded.model, clean, epochs=args.ft_epochs, seed=seed)
-    elif defense == "fine_pruning":
-        model, _ = fine_pruning(loaded.model, clean, epochs=args.ft_epochs, seed=seed)
-    elif defense == "nad":
-        model, _ = nad(loaded.model, clean, epochs=args.ft_epochs, teacher_epochs=args.ft_epochs, seed=seed)
+    elif defense in DEFENSES:
+        model, _ = defend(defense, loaded.model, clean, defense_config(defense, args), seed=seed)
     elif is_recipe_defense(defense):
         # anp_ft learns the very masks of anp (same ANP config): it starts from anp's saved state, and its row's
         # time is its own steps only (the table adds anp's, see ``charged_seconds``)
@@ -198,8 +210,10 @@ def row_key(defense: str, model_path: Path, fraction: float, args: argparse.Name
         "target_label": args.target_label,
         "data_dir": str(args.data_dir),
     }
-    if defense in BASELINES:
+    if defense in FT_EPOCH_CONFIGS:
         key["ft_epochs"] = args.ft_epochs
+    elif defense in DEFENSES:
+        key["config"] = dataclasses.asdict(defense_config(defense, args))
     if is_recipe_defense(defense):
         key["recipe"] = defense_recipe(defense, args)
     return key
