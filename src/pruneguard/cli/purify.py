@@ -11,8 +11,8 @@ from pruneguard.cli.common import (
     THREADS_HELP,
     configure_runtime,
     emit_json,
+    output_folder,
     parse_json_option,
-    prepare_out,
     progress_enabled,
 )
 from pruneguard.config import PurifyConfig, validate_config
@@ -178,16 +178,17 @@ def purify(
     )
     rules = load_policy(policy) if policy is not None else None  # a bad policy fails before any work
     configure_runtime(threads)
-    prepare_out(out, overwrite=overwrite, resume=resume, inputs=(model,))
-    seed_everything(seed)
-    report, purified, meta = purify_job(cfg, progress=progress_enabled())
-    code = 0
-    if rules is not None:
-        measured = {"accuracy_drop": report["accuracy_drop"], "asr": report["after"]["asr"]}
-        results = evaluate_policy(rules, measured)
-        report["policy"] = policy_record(results, policy)
-        code = policy_exit_code(results)
-    write_purify_outputs(cfg, report, purified, meta)
+    inputs = tuple(p for p in (model, policy, data_dir) if p is not None)
+    with output_folder(out, overwrite=overwrite, resume=resume, inputs=inputs):
+        seed_everything(seed)
+        report, purified, meta = purify_job(cfg, progress=progress_enabled())
+        code = 0
+        if rules is not None:
+            measured = {"accuracy_drop": report["accuracy_drop"], "asr": report["after"]["asr"]}
+            results = evaluate_policy(rules, measured)
+            report["policy"] = policy_record(results, policy)
+            code = policy_exit_code(results)
+        write_purify_outputs(cfg, report, purified, meta)
     if json_out:
         emit_json(report)
     else:

@@ -11,8 +11,8 @@ from pruneguard.cli.common import (
     THREADS_HELP,
     configure_runtime,
     emit_json,
+    output_folder,
     parse_json_option,
-    prepare_out,
     progress_enabled,
     write_result,
 )
@@ -71,10 +71,10 @@ def train(
     )
     make_attack(cfg, dataset_info(cfg.dataset).num_classes)  # bad attack parameters fail before --out is touched
     configure_runtime(threads)
-    prepare_out(out, overwrite=overwrite, resume=resume)
-    seed_everything(seed)
-    result, _ = train_job(cfg, progress=progress_enabled())
-    write_result(out, result, cfg.to_dict())
+    with output_folder(out, overwrite=overwrite, resume=resume, inputs=(data_dir,) if data_dir is not None else ()):
+        seed_everything(seed)
+        result, _ = train_job(cfg, progress=progress_enabled())
+        write_result(out, result, cfg.to_dict())
     if json_out:
         emit_json(result)
     else:
