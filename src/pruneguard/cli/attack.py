@@ -7,7 +7,14 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, output_folder, write_result
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    check_data_dir,
+    configure_runtime,
+    emit_json,
+    output_folder,
+    write_result,
+)
 from pruneguard.config import validate_config
 from pruneguard.config_harden import AttackRunConfig
 from pruneguard.utils.seed import seed_everything
@@ -70,6 +77,7 @@ def attack(
             trust_pickle=trust_pickle,
         ),
     )
+    check_data_dir(data_dir)
     configure_runtime(threads)
     inputs = tuple(p for p in (model, source, data_dir) if p is not None)
     with output_folder(out, overwrite=overwrite, inputs=inputs):

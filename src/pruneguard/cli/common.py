@@ -15,7 +15,7 @@ from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.device import parse_threads, set_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, output_folder
 
-__all__ = ["setup_logging", "output_folder", "write_result", "progress_enabled", "emit_json", "State"]
+__all__ = ["setup_logging", "output_folder", "check_data_dir", "write_result", "progress_enabled", "emit_json", "State"]
 
 
 class State:
@@ -33,6 +33,13 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 
 def progress_enabled() -> bool:
     return sys.stderr.isatty() and not State.quiet
+
+
+def check_data_dir(data_dir: Path | None) -> None:
+    """``--data-dir`` must be an existing folder: a typo would otherwise fall back silently to another copy."""
+    if data_dir is not None and not data_dir.is_dir():
+        what = "is not a folder" if data_dir.exists() else "does not exist"
+        raise ConfigError(f"--data-dir={data_dir} {what}; accepted: an existing folder with the dataset files")
 
 
 def write_result(out: Path, result: dict[str, Any], config: dict[str, Any]) -> None:

@@ -7,7 +7,14 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, output_folder, progress_enabled
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    check_data_dir,
+    configure_runtime,
+    emit_json,
+    output_folder,
+    progress_enabled,
+)
 from pruneguard.cli.purify import summary_lines
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.demo import run_demo
@@ -22,6 +29,7 @@ def demo(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train a BadNets model on Fashion-MNIST (5% poison, target 0) and purify it with ANP on 1% clean data."""
+    check_data_dir(data_dir)
     configure_runtime(threads)
     with output_folder(out, overwrite=overwrite, inputs=(data_dir,) if data_dir is not None else ()):
         seed_everything(seed)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, output_folder
+from pruneguard.cli.common import THREADS_HELP, check_data_dir, configure_runtime, emit_json, output_folder
 from pruneguard.config import validate_config
 from pruneguard.config_harden import HardenConfig
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
@@ -114,6 +114,7 @@ def harden(
         ),
     )
     rules = load_policy(policy) if policy is not None else None
+    check_data_dir(data_dir)
     configure_runtime(threads)
     inputs = tuple(p for p in (model, csv, policy, data_dir) if p is not None)
     with output_folder(out, overwrite=overwrite, resume=resume, inputs=inputs):

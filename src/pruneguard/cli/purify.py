@@ -9,6 +9,7 @@ import typer
 
 from pruneguard.cli.common import (
     THREADS_HELP,
+    check_data_dir,
     configure_runtime,
     emit_json,
     output_folder,
@@ -177,6 +178,7 @@ def purify(
         ),
     )
     rules = load_policy(policy) if policy is not None else None  # a bad policy fails before any work
+    check_data_dir(data_dir)
     configure_runtime(threads)
     inputs = tuple(p for p in (model, policy, data_dir) if p is not None)
     with output_folder(out, overwrite=overwrite, resume=resume, inputs=inputs):

@@ -7,7 +7,14 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, output_folder, progress_enabled
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    check_data_dir,
+    configure_runtime,
+    emit_json,
+    output_folder,
+    progress_enabled,
+)
 from pruneguard.config import validate_config
 from pruneguard.policy import RuleResult, load_policy, policy_exit_code
 from pruneguard.scan.sensitivity import ScanConfig
@@ -76,6 +83,7 @@ def scan(
         ),
     )
     rules = load_policy(policy) if policy is not None else None
+    check_data_dir(data_dir)
     configure_runtime(threads)
     inputs = tuple(p for p in (model, policy, data_dir) if p is not None)
     with output_folder(out, overwrite=overwrite, inputs=inputs):

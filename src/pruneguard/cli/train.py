@@ -9,6 +9,7 @@ import typer
 
 from pruneguard.cli.common import (
     THREADS_HELP,
+    check_data_dir,
     configure_runtime,
     emit_json,
     output_folder,
@@ -70,6 +71,7 @@ def train(
         ),
     )
     make_attack(cfg, dataset_info(cfg.dataset).num_classes)  # bad attack parameters fail before --out is touched
+    check_data_dir(data_dir)
     configure_runtime(threads)
     with output_folder(out, overwrite=overwrite, resume=resume, inputs=(data_dir,) if data_dir is not None else ()):
         seed_everything(seed)
