@@ -105,7 +105,11 @@ def check_out_folder(out: Path, *, inputs: Iterable[Path] = (), param: str = "--
     """
     if str(out).strip() == "" or os.path.normpath(str(out)) == ".":
         raise ConfigError(f"{param}={str(out)!r} is the current folder; accepted: a new or pruneguard-made folder")
-    cwd, out_r = Path.cwd().resolve(), _resolved(out)
+    try:
+        cwd = Path.cwd().resolve()
+    except FileNotFoundError:  # the shell's folder was deleted under it
+        raise ConfigError(f"{param}={out}: the current folder no longer exists; give a path from a real one") from None
+    out_r = _resolved(out)
     if out_r == cwd or out_r in cwd.parents:
         raise ConfigError(f"{param}={out} is the current folder or one of its parents; accepted: a folder below it")
     if out.is_symlink():
