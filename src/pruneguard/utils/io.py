@@ -169,7 +169,8 @@ def output_folder(
 ) -> Iterator[Path]:
     """The output folder of one job, made safe to fill and to replace; yields the folder to write into.
 
-    * An existing non-empty folder is refused unless ``resume`` (the job continues in it) or ``overwrite``.
+    * An existing non-empty folder is refused unless ``resume`` (the job continues in it; it must be a folder
+      pruneguard made) or ``overwrite``.
     * ``overwrite`` only ever replaces a folder pruneguard made (it holds the ``.pruneguard-run`` marker). The old
       run is renamed to the hidden sibling ``.NAME.pruneguard-previous`` (a rename: nothing is deleted), the new
       run is built in a fresh ``out``, and the old run is deleted only when the job has finished. If the job fails
@@ -185,6 +186,10 @@ def output_folder(
     if previous.is_symlink() or (previous.exists() and not _is_marked(previous)):
         raise ConfigError(f"{param}={out}: {previous} exists and was not created by pruneguard; move it away")
     moved = False
+    if resume and out.is_dir() and any(out.iterdir()) and not _is_marked(out):
+        raise ConfigError(
+            f"{param}={out} was not created by pruneguard (no {MARKER_NAME} file); there is no run to resume in it"
+        )
     if out.is_dir() and any(out.iterdir()) and not resume:
         if not overwrite:
             raise ConfigError(f"{param}={out} already holds a run; pass --overwrite to replace it or --resume")
@@ -198,7 +203,14 @@ def output_folder(
         else:
             os.rename(out, previous)
             moved = True
-    made = _make_folder(out, param)
+    try:
+        made = _make_folder(out, param)
+    except BaseException:
+        if moved:  # put the old run back where it was
+            with contextlib.suppress(OSError):
+                out.rmdir()
+            os.rename(previous, out)
+        raise
     try:
         yield out
     except BaseException as exc:

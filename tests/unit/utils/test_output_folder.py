@@ -166,3 +166,13 @@ def test_runtime_failure_in_a_fresh_folder_keeps_resumable_state(in_tmp: Path) -
         (folder / "anp_state.pt").write_text("s")
         raise KeyboardInterrupt
     assert (out / "anp_state.pt").is_file()
+
+
+def test_resume_only_continues_a_run_pruneguard_made(in_tmp: Path) -> None:
+    _fill(in_tmp / "mine", {"result.json": "the user's own file"})
+    with (
+        pytest.raises(ConfigError, match="no run to resume"),
+        output_folder(in_tmp / "mine", overwrite=False, resume=True),
+    ):
+        pass
+    assert _snapshot(in_tmp / "mine") == {"result.json": "the user's own file"}
