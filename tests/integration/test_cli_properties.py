@@ -47,7 +47,7 @@ OPTIONS: dict[str, dict[str, list[str]]] = {
     "attack": {
         "--eps": ANY, "--norm": ["linf", "l2", "l3", ""], "--n-samples": WORK, "--batch-size": WORK, "--seed": ANY,
         "--attack": ["fgsm", "pgd", "square", "badnets", "nope"], "--steps": WORK, "--dataset": ["digits", "x"],
-        "--threads": ["1", "0", "auto", "x"], "--data-dir": PATHS, "--model": PATHS, "--step-size": ANY,
+        "--threads": ["1", "0", "-1", "x"], "--data-dir": PATHS, "--model": PATHS, "--step-size": ANY,
     },
     "scan": {
         "--eps": ["0.2", "0.1,0.3", "0", "-1", "2", "nan", "a,b", ""], "--steps": WORK, "--restarts": WORK,
@@ -185,7 +185,7 @@ def invocations(draw: st.DrawFn) -> tuple[str, list[str], str]:
 
 
 @settings(
-    max_examples=100,
+    max_examples=50,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
