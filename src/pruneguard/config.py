@@ -78,7 +78,7 @@ class TrainRunConfig(RunConfig):
     dataset: str = "fashion_mnist"
     data_dir: Path | None = None
     arch: str = "small_cnn"
-    width: float = Field(1.0, gt=0.0)
+    width: float = Field(1.0, gt=0.0, le=64.0, allow_inf_nan=False)  # 64x channels is already ~100k per layer
     attack: str | None = None
     attack_params: dict[str, float | int | bool | str] = Field(default_factory=dict)
     poison_rate: float = Field(0.05, gt=0.0, le=1.0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pruneguard.attacks import ATTACKS
 from pruneguard.errors import ConfigError
 
 __all__ = [
@@ -48,6 +50,41 @@ __all__ = [
 ]
 
 POLICY_FAILED_EXIT_CODE = 3
+_MAX_POLICY_BYTES = 64 * 1024  # a policy is a handful of lines
+
+
+def _evasion_names() -> list[str]:
+    return [n for n in ATTACKS.names() if ATTACKS.meta(n).get("kind") != "backdoor"]
+
+
+def _known_attack(name: str) -> bool:
+    """An attack name a run can measure: a registered evasion attack, ``bpda_<attack>`` (quantized models) or
+    ``transfer_<attack>_from_<source>``."""
+    names = _evasion_names()
+    if name in names:
+        return True
+    bpda = re.fullmatch(r"bpda_(\w+)", name)
+    transfer = re.fullmatch(r"transfer_([a-z0-9]+)_from_\w+", name)
+    return any(m is not None and m.group(1) in names for m in (bpda, transfer))
+
+
+def _check_attack_names(names: Sequence[str]) -> None:
+    unknown = [n for n in names if not _known_attack(n)]
+    if unknown:
+        raise ValueError(
+            f"unknown attack {unknown[0]!r}; accepted: {', '.join(_evasion_names())}, bpda_<attack>, "
+            "transfer_<attack>_from_<source>"
+        )
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: a policy never needs them, and nested aliases ("billion laughs")
+    expand a 1 kB file into gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise ConfigError("YAML aliases (*name) are not accepted in a policy")
+        return super().compose_node(parent, index)
 
 
 class Policy(BaseModel):
@@ -81,6 +118,7 @@ class Policy(BaseModel):
             ok = isinstance(acc, int | float) and not isinstance(acc, bool) and 0.0 <= acc <= 1.0
             if not isinstance(name, str) or not name or not ok:
                 raise ValueError(f"entry {name!r}: {acc!r} is not accepted; accepted: attack_name: accuracy in [0, 1]")
+        _check_attack_names(list(v))
         return {k: float(a) for k, a in v.items()}
 
     @field_validator("required_attacks", mode="before")
@@ -88,6 +126,8 @@ class Policy(BaseModel):
     def _attacks(cls, v: Any) -> Any:
         if v is not None and (not isinstance(v, list) or not all(isinstance(n, str) and n for n in v)):
             raise ValueError("accepted: a list of attack names")
+        if v is not None:
+            _check_attack_names(v)
         return v
 
     @model_validator(mode="after")
@@ -116,8 +156,12 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--policy={path} does not exist or is not a file")
+    if path.stat().st_size > _MAX_POLICY_BYTES:
+        raise ConfigError(f"--policy={path} is larger than {_MAX_POLICY_BYTES // 1024} kB; a policy is a few lines")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"--policy={path}: {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"--policy={path} is not valid YAML: {first}") from None
@@ -138,7 +182,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         if not err["loc"]:
             raise ConfigError(f"--policy={path}: {msg}") from None
         key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"--policy={path}: key {key!r}={err.get('input')!r}: {msg}") from None
+        shown = repr(err.get("input"))
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigError(f"--policy={path}: key {key!r}={shown}: {msg}") from None
 
 
 def _number(measurements: Mapping[str, Any], key: str) -> float | None:

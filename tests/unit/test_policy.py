@@ -144,3 +144,50 @@ def test_record_and_html() -> None:
     ok = policy_table_html(evaluate_policy(Policy(max_scan_score=0.5), {"scan_score": 0.3}))
     assert "class='pass'" in ok and "class='fail'" not in ok
     assert "&lt;b&gt;" in policy_table_html([RuleResult("<b>", None, None, True)])
+
+
+def test_yaml_alias_bomb_is_refused_fast_with_a_short_message(tmp_path: Path) -> None:
+    import time
+
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 12):
+        prev = chr(ord("a") + i - 1)
+        cur = chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]")
+    lines.append("max_scan_score: *l")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size < 2000
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="aliases") as info:
+        load_policy(path)
+    assert time.perf_counter() - t0 < 1.0
+    assert len(str(info.value)) < 300 and "\n" not in str(info.value)
+
+
+def test_large_policy_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("max_scan_score: 0.1\n" + "# padding\n" * 10000)
+    with pytest.raises(ConfigError, match="larger than"):
+        load_policy(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "min_robust_accuracy: {pgdd: 0.3}\n",
+        "required_attacks: [pgd, no_such_attack]\n",
+        "required_attacks: [badnets]\n",
+    ],
+)
+def test_rules_naming_an_unknown_attack_are_refused_up_front(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="unknown attack"):
+        load_policy(path)
+
+
+def test_measured_attack_names_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("required_attacks: [fgsm, pgd, square, bpda_pgd, transfer_pgd_from_float]\n")
+    assert load_policy(path).required_attacks == ["fgsm", "pgd", "square", "bpda_pgd", "transfer_pgd_from_float"]

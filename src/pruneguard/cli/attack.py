@@ -7,7 +7,14 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, write_result
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    check_data_dir,
+    configure_runtime,
+    emit_json,
+    output_folder,
+    write_result,
+)
 from pruneguard.cli.model_options import (
     ARCH,
     ARCH_KWARGS,
@@ -96,12 +103,13 @@ def attack(
             ),
         ),
     )
+    check_data_dir(data_dir)
     configure_runtime(threads)
-    prepare_out(out, overwrite=overwrite, inputs=(model,) + ((source,) if source is not None else ()))
-    seed_everything(seed)
-    result = attack_job(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    write_result(out, result, cfg.to_dict())
+    inputs = tuple(p for p in (model, source, data_dir) if p is not None)
+    with output_folder(out, overwrite=overwrite, inputs=inputs):
+        seed_everything(seed)
+        result = attack_job(cfg)
+        write_result(out, result, cfg.to_dict())
     if json_out:
         emit_json(result)
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import yaml
 from pruneguard.errors import ConfigError
 from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.device import parse_threads, set_threads
-from pruneguard.utils.io import atomic_write_json, atomic_write_text
+from pruneguard.utils.io import atomic_write_json, atomic_write_text, output_folder
 
-__all__ = ["setup_logging", "prepare_out", "write_result", "progress_enabled", "emit_json", "State"]
+__all__ = ["setup_logging", "output_folder", "check_data_dir", "write_result", "progress_enabled", "emit_json", "State"]
 
 
 class State:
@@ -36,26 +35,11 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty() and not State.quiet
 
 
-def prepare_out(out: Path, *, overwrite: bool, resume: bool = False, inputs: tuple[Path, ...] = ()) -> None:
-    """Refuse an existing non-empty output folder unless ``--overwrite`` (cleared) or ``--resume`` (kept).
-
-    An output folder that contains one of the ``inputs`` is refused: clearing it would lose the input.
-    """
-    out_r = out.expanduser().resolve()
-    for p in inputs:
-        if out_r in p.expanduser().resolve().parents:
-            raise ConfigError(
-                f"--out={out} contains the input {p}; choose another folder (inputs are never overwritten)"
-            )
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out={out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if resume:
-            return
-        if not overwrite:
-            raise ConfigError(f"--out={out} already holds a run; pass --overwrite to replace it or --resume")
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+def check_data_dir(data_dir: Path | None) -> None:
+    """``--data-dir`` must be an existing folder: a typo would otherwise fall back silently to another copy."""
+    if data_dir is not None and not data_dir.is_dir():
+        what = "is not a folder" if data_dir.exists() else "does not exist"
+        raise ConfigError(f"--data-dir={data_dir} {what}; accepted: an existing folder with the dataset files")
 
 
 def write_result(out: Path, result: dict[str, Any], config: dict[str, Any]) -> None:

@@ -7,7 +7,14 @@ from typing import Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    check_data_dir,
+    configure_runtime,
+    emit_json,
+    output_folder,
+    progress_enabled,
+)
 from pruneguard.cli.purify import summary_lines
 from pruneguard.utils.seed import seed_everything
 from pruneguard.workflows.demo import run_demo
@@ -22,10 +29,11 @@ def demo(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train a BadNets model on Fashion-MNIST (5% poison, target 0) and purify it with ANP on 1% clean data."""
+    check_data_dir(data_dir)
     configure_runtime(threads)
-    prepare_out(out, overwrite=overwrite)
-    seed_everything(seed)
-    report = run_demo(out, data_dir=data_dir, seed=seed, progress=progress_enabled())
+    with output_folder(out, overwrite=overwrite, inputs=(data_dir,) if data_dir is not None else ()):
+        seed_everything(seed)
+        report = run_demo(out, data_dir=data_dir, seed=seed, progress=progress_enabled())
     if json_out:
         emit_json(report)
         return

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out
+from pruneguard.cli.common import THREADS_HELP, check_data_dir, configure_runtime, emit_json, output_folder
 from pruneguard.cli.model_options import (
     ARCH,
     ARCH_KWARGS,
@@ -181,12 +181,13 @@ def harden(
         ),
     )
     rules = load_policy(policy) if policy is not None else None
+    check_data_dir(data_dir)
     configure_runtime(threads)
-    inputs = tuple(p for p in (model, csv, policy, constraints) if p is not None)
-    prepare_out(out, overwrite=overwrite, resume=resume, inputs=inputs)
-    seed_everything(seed)
-    result = harden_job(cfg, policy=rules)
-    write_harden_outputs(cfg, result)
+    inputs = tuple(p for p in (model, csv, policy, constraints, data_dir) if p is not None)
+    with output_folder(out, overwrite=overwrite, resume=resume, inputs=inputs):
+        seed_everything(seed)
+        result = harden_job(cfg, policy=rules)
+        write_harden_outputs(cfg, result)
     report = result.report
     if json_out:
         emit_json(report)

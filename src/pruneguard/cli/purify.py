@@ -10,9 +10,10 @@ import typer
 
 from pruneguard.cli.common import (
     THREADS_HELP,
+    check_data_dir,
     configure_runtime,
     emit_json,
-    prepare_out,
+    output_folder,
     progress_enabled,
 )
 from pruneguard.config import PurifyConfig
@@ -181,17 +182,18 @@ def purify(
     )
     rules = load_policy(cfg.policy) if cfg.policy is not None else None  # a bad policy fails before any work
     configure_runtime(threads)
+    check_data_dir(cfg.data_dir)
     inputs = tuple(p for p in (cfg.model, cfg.policy, config, cfg.data_dir) if p is not None)
-    prepare_out(cfg.out, overwrite=overwrite, resume=resume, inputs=inputs)
-    seed_everything(cfg.seed)
-    report, purified, meta = purify_job(cfg, progress=progress_enabled(), resume=resume)
-    code = int(report["verdict"]["exit_code"])
-    if rules is not None:
-        measured = {"accuracy_drop": report["accuracy_drop"], "asr": report["after"]["asr"]}
-        results = evaluate_policy(rules, measured)
-        report["policy"] = policy_record(results, cfg.policy)
-        code = max(code, policy_exit_code(results))
-    write_purify_outputs(cfg, report, purified, meta)
+    with output_folder(cfg.out, overwrite=overwrite, resume=resume, inputs=inputs):
+        seed_everything(cfg.seed)
+        report, purified, meta = purify_job(cfg, progress=progress_enabled(), resume=resume)
+        code = int(report["verdict"]["exit_code"])
+        if rules is not None:
+            measured = {"accuracy_drop": report["accuracy_drop"], "asr": report["after"]["asr"]}
+            results = evaluate_policy(rules, measured)
+            report["policy"] = policy_record(results, cfg.policy)
+            code = max(code, policy_exit_code(results))
+        write_purify_outputs(cfg, report, purified, meta)
     if json_out:
         emit_json(report)
     else:

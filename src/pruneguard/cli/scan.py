@@ -7,7 +7,14 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json, prepare_out, progress_enabled
+from pruneguard.cli.common import (
+    THREADS_HELP,
+    check_data_dir,
+    configure_runtime,
+    emit_json,
+    output_folder,
+    progress_enabled,
+)
 from pruneguard.cli.model_options import (
     ARCH,
     ARCH_KWARGS,
@@ -115,11 +122,13 @@ def scan(
         ),
     )
     rules = load_policy(policy) if policy is not None else None
+    check_data_dir(data_dir)
     configure_runtime(threads)
-    prepare_out(out, overwrite=overwrite, inputs=(model,) + ((policy,) if policy is not None else ()))
-    seed_everything(seed)
-    report = scan_job(cfg, policy=rules, progress=progress_enabled())
-    write_scan_outputs(cfg, report)
+    inputs = tuple(p for p in (model, policy, data_dir) if p is not None)
+    with output_folder(out, overwrite=overwrite, inputs=inputs):
+        seed_everything(seed)
+        report = scan_job(cfg, policy=rules, progress=progress_enabled())
+        write_scan_outputs(cfg, report)
     if json_out:
         emit_json(report)
     else:

@@ -9,10 +9,11 @@ import typer
 
 from pruneguard.cli.common import (
     THREADS_HELP,
+    check_data_dir,
     configure_runtime,
     emit_json,
+    output_folder,
     parse_json_option,
-    prepare_out,
     progress_enabled,
     write_result,
 )
@@ -70,11 +71,12 @@ def train(
         ),
     )
     make_attack(cfg, dataset_info(cfg.dataset).num_classes)  # bad attack parameters fail before --out is touched
+    check_data_dir(data_dir)
     configure_runtime(threads)
-    prepare_out(out, overwrite=overwrite, resume=resume)
-    seed_everything(seed)
-    result, _ = train_job(cfg, progress=progress_enabled())
-    write_result(out, result, cfg.to_dict())
+    with output_folder(out, overwrite=overwrite, resume=resume, inputs=(data_dir,) if data_dir is not None else ()):
+        seed_everything(seed)
+        result, _ = train_job(cfg, progress=progress_enabled())
+        write_result(out, result, cfg.to_dict())
     if json_out:
         emit_json(result)
     else:

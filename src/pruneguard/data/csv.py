@@ -22,7 +22,10 @@ from pruneguard.data.splits import stratified_sample
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
 
-__all__ = ["load_csv"]
+__all__ = ["load_csv", "MIN_ROWS"]
+
+MIN_ROWS = 10  # fewer rows cannot give a training split, a test split and a defender's split
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -51,6 +54,11 @@ def _number(text: str, column: str, line: int, path: Path) -> float:
         raise ConfigError(f"--csv={path}: column {column!r}, line {line} holds {text!r}, not a number") from None
     if not math.isfinite(value):
         raise ConfigError(f"--csv={path}: column {column!r}, line {line} holds {text!r} (NaN/inf is not accepted)")
+    if abs(value) > _FLOAT32_MAX:
+        raise ConfigError(
+            f"--csv={path}: column {column!r}, line {line} holds {text!r}; accepted: |value| <= {_FLOAT32_MAX:.4g} "
+            "(float32)"
+        )
     return value
 
 
@@ -96,9 +104,27 @@ def load_csv(
         ],
         dtype=np.float64,
     )
-    y, classes = _labels([r[li].strip() for r in rows])
+    if len(rows) < MIN_ROWS:
+        raise ConfigError(f"--csv={path} has {len(rows)} data rows; accepted: at least {MIN_ROWS}")
+    texts = [r[li].strip() for r in rows]
+    empty = next((line for line, t in enumerate(texts, 2) if not t), None)
+    if empty is not None:
+        raise ConfigError(f"--csv={path}: the --label={label!r} cell of line {empty} is empty; every row needs a label")
+    constant = [f for f, col in zip(features, x.T, strict=True) if bool(np.all(col == col[0]))]
+    if constant:
+        raise ConfigError(
+            f"--csv={path}: column {constant[0]!r} holds the same value in every row (it carries no information and "
+            "cannot be standardised); drop it"
+        )
+    y, classes = _labels(texts)
     if len(classes) < 2:
         raise ConfigError(f"--label={label!r} has {len(classes)} class ({classes[0]!r}); at least 2 are needed")
+    counts = np.bincount(y, minlength=len(classes))
+    if int(counts.min()) < 2:
+        rare = classes[int(counts.argmin())]
+        raise ConfigError(
+            f"--label={label!r}: class {rare!r} has {int(counts.min())} row; accepted: at least 2 per class"
+        )
     xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
     n_test = max(1, int(round(test_fraction * len(yt))))
     if n_test >= len(yt) - 1:

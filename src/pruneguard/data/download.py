@@ -23,18 +23,26 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from pruneguard.errors import ConfigError, UnknownNameError
+from pruneguard.errors import ConfigError, PruneGuardError, UnknownNameError
 from pruneguard.utils.io import sha256_file
 from pruneguard.utils.progress import track
 
 __all__ = [
     "SOURCES",
     "DatasetSource",
+    "DownloadError",
     "RemoteFile",
     "default_dest",
     "download_dataset",
     "extract_cifar_archive",
 ]
+
+
+class DownloadError(PruneGuardError):
+    """The network failed (unreachable host, HTTP error, timeout): a runtime failure, exit 1, not bad input."""
+
+    exit_code = 1
+
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +256,7 @@ def _download_file(urls: tuple[str, ...], folder: Path, remote: RemoteFile, *, t
         os.replace(part, final)
         logger.info("downloaded and verified %s", final)
         return True
-    raise ConfigError(f"could not download {remote.name}: {'; '.join(failures)}")
+    raise DownloadError(f"could not download {remote.name}: {'; '.join(failures)}")
 
 
 def _fetch(url: str, part: Path, remote: RemoteFile, *, timeout: float, progress: bool) -> bool:

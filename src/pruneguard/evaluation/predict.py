@@ -6,15 +6,29 @@ import torch
 from torch import Tensor, nn
 
 from pruneguard.data.tensors import ArrayData, iterate_batches
+from pruneguard.errors import IncompatibleModelError
 from pruneguard.metrics.classification import accuracy, attack_success_rate
 from pruneguard.utils.modes import eval_mode
 
-__all__ = ["predict", "evaluate_accuracy", "evaluate_asr"]
+__all__ = ["predict", "evaluate_accuracy", "evaluate_asr", "finite_logits"]
 
 
 def _device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def finite_logits(logits: Tensor) -> Tensor:
+    """``logits`` unchanged, or ``IncompatibleModelError`` when any is NaN or Inf: an arg-max over NaN is class 0,
+    so a broken model would otherwise score as a working one (and as perfectly robust to every attack)."""
+    bad = ~torch.isfinite(logits)
+    if bool(bad.any()):
+        rows = int(bad.flatten(1).any(1).sum()) if logits.dim() > 1 else int(bad.sum())
+        raise IncompatibleModelError(
+            f"the model's logits are NaN or Inf on {rows} of {len(logits)} inputs; its weights, buffers or "
+            "normalisation are broken"
+        )
+    return logits
 
 
 @torch.no_grad()
@@ -24,7 +38,7 @@ def predict(model: nn.Module, data: ArrayData, batch_size: int = 512) -> Tensor:
     out = []
     with eval_mode(model):
         for x, _ in iterate_batches(data, batch_size, device=device):
-            out.append(model(x).argmax(1).cpu())
+            out.append(finite_logits(model(x)).argmax(1).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from pruneguard.attacks.evasion import FGSM, PGD, Square
 from pruneguard.errors import ConfigError
+from pruneguard.evaluation.predict import finite_logits
 from pruneguard.metrics.robustness import (
     MaskingFlag,
     flag_eps_curve,
@@ -137,7 +138,7 @@ def _chunks(n: int, size: int) -> list[slice]:
 def correct_mask(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512) -> Tensor:
     """``(N,)`` bool: the model's arg-max equals ``y`` (eval mode, flags restored)."""
     with eval_mode(model):
-        out = [model(x[s]).argmax(1) == y[s] for s in _chunks(len(x), batch_size)]
+        out = [finite_logits(model(x[s])).argmax(1) == y[s] for s in _chunks(len(x), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
 
 

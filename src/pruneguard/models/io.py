@@ -8,8 +8,10 @@ unpickles arbitrary objects: safetensors has no code path, a ``.pt``/``.pth`` st
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,11 @@ class ModelMeta:
             raise IncompatibleModelError(f"model metadata num_classes={meta.num_classes!r} must be an int >= 2")
         if not meta.input_shape or any(s <= 0 for s in meta.input_shape):
             raise IncompatibleModelError(f"model metadata input_shape={meta.input_shape} is not a valid shape")
+        if not all(math.isfinite(v) for v in meta.mean) or not all(math.isfinite(v) and v > 0 for v in meta.std):
+            raise IncompatibleModelError(
+                f"model metadata mean={list(meta.mean)} std={list(meta.std)} is not accepted; accepted: finite "
+                "means and finite positive standard deviations"
+            )
         _check_field_types(meta)
         return meta
 
@@ -159,7 +166,9 @@ def _load_state(path: Path, trust_pickle: bool) -> dict[str, torch.Tensor] | nn.
         except (SafetensorError, OSError, ValueError) as exc:
             raise IncompatibleModelError(f"model file {path} is corrupt: {exc}") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the refusal below is the message
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
             raise UnsafeModelError(
@@ -196,15 +205,46 @@ def _build(meta: ModelMeta, path: Path) -> nn.Module:
 
 
 def _check_shapes(meta: ModelMeta, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Build the model on the meta device (no memory) and compare its tensor shapes with the file's."""
+    """Build the model on the meta device (no memory) and compare it with the file before anything is allocated:
+    the same tensor names, shapes and parameter count, and floating-point tensors where the model has them."""
     with torch.device("meta"):
         probe = _build(meta, path)
-    for name, t in probe.state_dict().items():
-        if name in state and tuple(state[name].shape) != tuple(t.shape):
+    expected = probe.state_dict()
+    missing = sorted(set(expected) - set(state))
+    count_model = sum(t.numel() for t in expected.values())
+    if missing:
+        raise IncompatibleModelError(
+            f"model file {path} does not fit arch {meta.arch!r}: its metadata describes {count_model} values but "
+            f"the file lacks {len(missing)} of the tensors (first: {missing[0]})"
+        )
+    for name, t in expected.items():
+        if tuple(state[name].shape) != tuple(t.shape):
             raise IncompatibleModelError(
                 f"model file {path} does not fit arch {meta.arch!r}: {name} has shape {tuple(state[name].shape)} "
                 f"in the file but {tuple(t.shape)} in the model its metadata describes"
             )
+        if t.is_floating_point() and not state[name].is_floating_point():
+            raise IncompatibleModelError(
+                f"model file {path}: tensor {name!r} has dtype {str(state[name].dtype).removeprefix('torch.')}; "
+                "accepted: a floating-point tensor (weights are never cast silently)"
+            )
+
+
+def _check_outputs(model: nn.Module, meta: ModelMeta, path: Path) -> None:
+    """One forward pass on mid-grey inputs: finite weights can still give NaN (a BatchNorm variance below 0,
+    weights of 1e38); such a model would otherwise look perfectly robust to every attack."""
+    x = torch.full((2, *meta.input_shape), 0.5)
+    try:
+        with torch.no_grad():
+            logits = model.eval()(x)
+    except Exception as exc:  # the weights fit the architecture, so a failure here means the file is broken
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IncompatibleModelError(f"model file {path}: the model cannot run its own input shape: {first}") from None
+    if isinstance(logits, torch.Tensor) and not bool(torch.isfinite(logits).all()):
+        raise IncompatibleModelError(
+            f"model file {path}: the model outputs NaN or Inf on a plain input; its weights or buffers are broken "
+            "(e.g. a negative BatchNorm variance or overflowing weights)"
+        )
 
 
 def load_model(
@@ -242,4 +282,5 @@ def load_model(
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "mismatch"
         raise IncompatibleModelError(f"model file {path} does not fit arch {meta.arch!r}: {first}") from None
+    _check_outputs(model, meta, path)
     return model.eval(), meta

@@ -72,7 +72,12 @@ def create_model(
         raise ConfigError(f"num_classes={num_classes} must be >= 2")
     factory = resolve_factory(arch)
     if ":" in arch:
-        model = factory(num_classes=num_classes, **kwargs)
+        try:
+            model = factory(num_classes=num_classes, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"arch={arch!r} cannot be called as factory(num_classes=..., **kwargs): {exc}") from None
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"arch={arch!r} returned {type(model).__name__}; accepted: a factory of a torch module")
         if any(m != 0.0 for m in mean) or any(s != 1.0 for s in std):
             model.register_forward_pre_hook(NormalizeInputs(tuple(mean), tuple(std)))
         return model

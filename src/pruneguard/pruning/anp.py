@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from pruneguard.data.augment import augment_batch
 from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.errors import ConfigError
-from pruneguard.pruning.neurons import NeuronGroup, NeuronReparam, find_neuron_groups
+from pruneguard.pruning.neurons import NeuronGroup, NeuronReparam, find_neuron_groups, grads_or_zeros
 from pruneguard.utils.io import atomic_write
 from pruneguard.utils.modes import anp_mode
 from pruneguard.utils.progress import track
@@ -156,7 +156,7 @@ def _ascent_steps(
         noise_w.requires_grad_(True)
         noise_b.requires_grad_(True)
         loss = sign * F.cross_entropy(reparam.forward(xt, m, noise_w, noise_b), yt)
-        g_w, g_b = torch.autograd.grad(loss, [noise_w, noise_b])
+        g_w, g_b = grads_or_zeros(loss, [noise_w, noise_b])
         noise_w, noise_b = _ascend(noise_w, noise_b, g_w, g_b, step, cfg)
     return noise_w, noise_b
 
@@ -193,12 +193,12 @@ def fast_iteration(
         loss_rob = loss_nat
     else:
         if cfg.target_class is None:
-            g_mask_nat, g_b = torch.autograd.grad(loss_nat, [mask, zero_b])
+            g_mask_nat, g_b = grads_or_zeros(loss_nat, [mask, zero_b])
             g_w = g_mask_nat
         else:  # the targeted objective needs its own backward through the same natural graph
             (g_mask_nat,) = torch.autograd.grad(loss_nat, [mask], retain_graph=True)
             keep, yt, sign = _ascent_batch(y, cfg)
-            g_w, g_b = torch.autograd.grad(sign * F.cross_entropy(logits_nat[keep], yt), [mask, zero_b])
+            g_w, g_b = grads_or_zeros(sign * F.cross_entropy(logits_nat[keep], yt), [mask, zero_b])
         noise_w = _random_start(n, cfg, generator, device)
         noise_b = _random_start(n, cfg, generator, device)
         step = cfg.eps / cfg.steps

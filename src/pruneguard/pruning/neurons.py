@@ -1,7 +1,8 @@
 """Neurons of a model as ANP sees them, and the functional re-parametrisation that masks/perturbs them.
 
-A *neuron group* is a layer whose output channels carry one mask each: every BatchNorm with an affine scale
-(mask on its scale, as in the paper), and every conv/linear layer whose output reaches no norm layer (mask on
+A *neuron group* is a layer whose output channels carry one mask each: every BatchNorm, GroupNorm or LayerNorm
+with an affine scale (mask on its scale, as in the paper: one per channel, or one per feature of a LayerNorm), and
+every conv/linear layer whose output reaches no norm layer (mask on
 its output channels; the author's stated equivalence). A conv output reaches a norm layer when only channel-wise
 operations lie between them (ReLU, pooling, a residual addition): a pre-activation ResNet's ``conv -> add -> BN``
 is covered by that BN's mask, as in the reference code, which masks BatchNorm layers only. The final classifier
@@ -21,15 +22,16 @@ from torch.func import functional_call
 
 from pruneguard.errors import IncompatibleModelError
 
-__all__ = ["NeuronGroup", "find_neuron_groups", "NeuronReparam", "prune_neurons_"]
+__all__ = ["NeuronGroup", "find_neuron_groups", "NeuronReparam", "prune_neurons_", "grads_or_zeros"]
 
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 @dataclass(frozen=True, slots=True)
 class NeuronGroup:
-    """One maskable layer: its module path, kind (``norm``/``conv``/``linear``) and number of neurons."""
+    """One maskable layer: its module path, kind (``norm``/``conv``/``linear``), number of neurons and whether it
+    has a bias (a bias-less layer gets no bias noise)."""
 
     module: str
     kind: str
@@ -85,8 +87,10 @@ def find_neuron_groups(model: nn.Module, example: Tensor) -> list[NeuronGroup]:
         if m in seen or m is final:
             continue
         seen.add(m)
-        if isinstance(m, _NORMS) and m.affine:
-            groups.append(NeuronGroup(names[m], "norm", m.num_features, True))
+        if isinstance(m, _NORMS) and _norm_scale(m) is not None:
+            scale = _norm_scale(m)
+            assert scale is not None  # for mypy: checked on the line above
+            groups.append(NeuronGroup(names[m], "norm", scale.numel(), getattr(m, "bias", None) is not None))
         elif isinstance(m, _LAYERS) and m not in normed:
             size = m.out_features if isinstance(m, nn.Linear) else m.out_channels
             groups.append(
@@ -95,6 +99,12 @@ def find_neuron_groups(model: nn.Module, example: Tensor) -> list[NeuronGroup]:
     if not groups:
         raise IncompatibleModelError("the model has no maskable neurons (no BatchNorm and no hidden conv/linear)")
     return groups
+
+
+def _norm_scale(m: nn.Module) -> Tensor | None:
+    """The affine scale of a norm layer (BatchNorm/GroupNorm ``weight`` per channel, LayerNorm per feature)."""
+    weight = getattr(m, "weight", None)
+    return weight if isinstance(weight, Tensor) else None
 
 
 # Autograd nodes a norm layer's mask passes through unchanged per channel (positively homogeneous or additive).
@@ -121,8 +131,9 @@ def _layers_reaching(x: Tensor, nodes: dict[object, nn.Module]) -> set[nn.Module
 class NeuronReparam:
     """Computes the parameters of a model whose neurons are masked and perturbed.
 
-    For a group with weight ``w`` and bias ``b``: ``w' = w * (mask + noise_w)`` per output neuron and
-    ``b' = b * (1 + noise_b)``. ``mask``, ``noise_w``, ``noise_b`` are flat vectors over all groups.
+    For a group with weight ``w`` and bias ``b``: ``w' = w * (mask + noise_w)`` per output neuron (per element of
+    a LayerNorm's scale) and ``b' = b * (1 + noise_b)``; a layer without a bias gets no bias noise (its entries of
+    ``noise_b`` are unused). ``mask``, ``noise_w``, ``noise_b`` are flat vectors over all groups.
     """
 
     def __init__(self, model: nn.Module, groups: list[NeuronGroup]) -> None:
@@ -142,13 +153,32 @@ class NeuronReparam:
         parts_b = torch.split(noise_b, self.sizes) if noise_b is not None else [None] * len(self.groups)
         out: dict[str, Tensor] = {}
         for g, w, b, cw, nb in zip(self.groups, self._weights, self._biases, parts_w, parts_b, strict=True):
-            out[g.weight] = w * cw.view((-1,) + (1,) * (w.dim() - 1))
+            shape = w.shape if g.kind == "norm" else (-1,) + (1,) * (w.dim() - 1)
+            out[g.weight] = w * cw.view(shape)
             if b is not None and nb is not None:
                 out[g.bias] = b * (1.0 + nb)
         return out
 
     def forward(self, x: Tensor, mask: Tensor, noise_w: Tensor | None = None, noise_b: Tensor | None = None) -> Tensor:
+        if x.dim() == 4 and x.stride() != _row_major_strides(x.shape):
+            # GroupNorm's CPU backward crashes (segfault, torch 2.13) on channels-last activations, which a
+            # channels-last input (e.g. from the crop/flip augmentation) propagates through every conv
+            x = x.clone(memory_format=torch.contiguous_format)
         return functional_call(self.model, self.parameters_for(mask, noise_w, noise_b), (x,))
+
+
+def grads_or_zeros(loss: Tensor, inputs: list[Tensor]) -> list[Tensor]:
+    """Gradients of ``loss``; zeros for an input it does not use (the bias noise of a model without biases)."""
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs, strict=True)]
+
+
+def _row_major_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 @torch.no_grad()
@@ -165,4 +195,5 @@ def prune_neurons_(model: nn.Module, groups: list[NeuronGroup], flat_indices: Te
     for i, g in enumerate(groups):
         local = flat[(flat >= offsets[i]) & (flat < offsets[i + 1])] - offsets[i]
         if local.numel():
-            params[g.weight][local] = 0.0
+            weight = params[g.weight]
+            (weight.view(-1) if g.kind == "norm" else weight)[local] = 0.0

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.errors import ConfigError
-from pruneguard.pruning.neurons import NeuronReparam, find_neuron_groups
+from pruneguard.pruning.neurons import NeuronReparam, find_neuron_groups, grads_or_zeros
 from pruneguard.utils.modes import anp_mode
 from pruneguard.utils.progress import track
 
@@ -190,7 +190,7 @@ def _ascent(
         noise_w.requires_grad_(True)
         noise_b.requires_grad_(True)
         loss = F.cross_entropy(reparam.forward(x, mask, noise_w, noise_b), y)
-        g_w, g_b = torch.autograd.grad(loss, [noise_w, noise_b])
+        g_w, g_b = grads_or_zeros(loss, [noise_w, noise_b])
         with torch.no_grad():
             noise_w = (noise_w + step * g_w.sign()).clamp_(-eps, eps)
             noise_b = (noise_b + step * g_b.sign()).clamp_(-eps, eps)

@@ -182,7 +182,13 @@ def make_trigger(name: str, meta: ModelMeta, target_label: int | None, model_pat
     net_info = recorded.get("trigger_net") if recorded.get("name") == name else None
     if net_info and model_path is not None:
         params["trigger_net"] = _load_trigger_net(model_path.parent / net_info["file"], net_info)
-    attack = ATTACKS.create(name, **params)
+    try:
+        attack = ATTACKS.create(name, **params)
+    except (TypeError, ConfigError) as exc:  # the recorded parameters come from an untrusted model file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise IncompatibleModelError(
+            f"the {name} parameters recorded in the model file are not accepted: {first}"
+        ) from None
     if not hasattr(attack, "poison"):
         raise ConfigError(f"--eval-attack={name!r} is not a backdoor attack; accepted: {', '.join(backdoor_names())}")
     if not 0 <= attack.target_label < meta.num_classes:

@@ -49,7 +49,10 @@ def make_attack(cfg: TrainRunConfig, num_classes: int) -> Any:
                 f"--attack-params names {', '.join(unknown)}, not a parameter of {cfg.attack}; "
                 f"accepted: {', '.join(accepted)}"
             )
-    return ATTACKS.create(cfg.attack, target_label=cfg.target_label, **cfg.attack_params)
+    try:
+        return ATTACKS.create(cfg.attack, target_label=cfg.target_label, **cfg.attack_params)
+    except ConfigError as exc:
+        raise ConfigError(f"--attack-params: {exc}") from None
 
 
 def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str, Any], nn.Module]:

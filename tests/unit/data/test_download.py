@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pruneguard.cli.app import main
 from pruneguard.data import load_dataset
-from pruneguard.data.download import SOURCES, download_dataset, extract_cifar_archive
+from pruneguard.data.download import SOURCES, DownloadError, download_dataset, extract_cifar_archive
 from pruneguard.errors import ConfigError, UnknownNameError
 
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
@@ -197,24 +198,25 @@ def test_complete_part_gets_416_and_verifies(site: _Site, tmp_path: Path) -> Non
     assert (tmp_path / "blob.bin").read_bytes() == body
 
 
-def test_http_error_is_a_one_line_config_error(site: _Site, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="HTTP 404") as info:
+def test_http_error_is_a_one_line_runtime_error(site: _Site, tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
         download_dataset("mnist", tmp_path, base_url=site.base_url, files={"absent.bin": "a" * 64}, timeout=5)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "absent.bin").exists()
 
 
-def test_connection_refused_is_a_one_line_config_error(tmp_path: Path, monkeypatch) -> None:
+def test_connection_refused_is_a_one_line_runtime_error_exit_1(tmp_path: Path, monkeypatch) -> None:
     for var in _PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ConfigError, match="could not download blob.bin") as info:
+    with pytest.raises(DownloadError, match="could not download blob.bin") as info:
         download_dataset(
             "mnist", tmp_path, base_url=f"http://127.0.0.1:{port}", files={"blob.bin": "a" * 64}, timeout=5
         )
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and not isinstance(info.value, ConfigError)
+    assert main(["download", "mnist", "--dest", str(tmp_path / "d"), "--base-url", f"http://127.0.0.1:{port}/"]) == 1
 
 
 def test_cifar_archive_is_extracted_and_loads(site: _Site, tmp_path: Path, cifar_batch_bytes) -> None:

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from pruneguard.attacks.backdoor.params import check_param_types
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset
 from pruneguard.attacks.backdoor.triggers import apply_patch, checkerboard, corner_location
 from pruneguard.attacks.base import ATTACKS
@@ -38,6 +39,7 @@ class BadNets:
     margin: int = 1
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         if self.target_label < 0:
             raise ConfigError(f"target_label={self.target_label} must be >= 0")
         if self.patch_size < 2:
@@ -45,8 +47,8 @@ class BadNets:
         corner_location((64, 64), (self.patch_size, self.patch_size), self.corner, self.margin)
 
     def __call__(self, model: nn.Module | None, x: Tensor, y: Tensor, *, target: Tensor | None = None) -> Tensor:
-        patch = checkerboard(self.patch_size)
         loc = corner_location((x.shape[-2], x.shape[-1]), (self.patch_size, self.patch_size), self.corner, self.margin)
+        patch = checkerboard(self.patch_size)
         return apply_patch(x, patch, loc=loc)
 
     def poison(self, data: ArrayData, *, rate: float, generator: torch.Generator | None = None) -> PoisonedData:

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from pruneguard.attacks.backdoor.params import check_param_types
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset
 from pruneguard.attacks.backdoor.triggers import blend, noise_pattern
 from pruneguard.attacks.base import ATTACKS
@@ -32,6 +33,7 @@ class Blend:
     pattern_seed: int = 1234
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         if self.target_label < 0:
             raise ConfigError(f"target_label={self.target_label} must be >= 0")
         if not 0.0 < self.alpha <= 1.0:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pruneguard.attacks.backdoor.label_consistent import build_surrogate, check_surrogate_params
+from pruneguard.attacks.backdoor.params import check_param_types
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset, to_storage
 from pruneguard.attacks.base import ATTACKS
 from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
@@ -344,6 +345,7 @@ class InputAware:
     trigger_net: InitVar[InputAwareGenerator | None] = None
 
     def __post_init__(self, trigger_net: InputAwareGenerator | None) -> None:
+        check_param_types(self)
         checks = [
             (self.target_label >= 0, "target_label", self.target_label, "an integer >= 0"),
             (self.cross_ratio >= 0 and math.isfinite(self.cross_ratio), "cross_ratio", self.cross_ratio, ">= 0"),

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from pruneguard.attacks.backdoor.params import check_param_types
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset
 from pruneguard.attacks.backdoor.triggers import apply_patch, checkerboard, corner_location
 from pruneguard.attacks.base import ATTACKS
@@ -133,6 +134,7 @@ class LabelConsistent:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         if self.target_label < 0:
             raise ConfigError(f"target_label={self.target_label} is not accepted; accepted: an integer >= 0")
         if not 0.0 <= self.eps <= 1.0:

@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from pruneguard.attacks.backdoor.params import check_param_types
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset
 from pruneguard.attacks.base import ATTACKS
 from pruneguard.data.tensors import ArrayData
@@ -65,6 +66,7 @@ class SIG:
     test_delta: float | None = None
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         if self.target_label < 0:
             raise ConfigError(f"target_label={self.target_label} is not accepted; accepted: an integer >= 0")
         for name, value in (("delta", self.delta), ("test_delta", self.test_delta)):

@@ -32,11 +32,16 @@ def corner_location(
     cols = {"left": margin, "right": w - pw - margin}
     try:
         v, hz = corner.split("_")
-        return rows[v], cols[hz]
+        r, c = rows[v], cols[hz]
     except (ValueError, KeyError):
         raise ConfigError(
             f"corner={corner!r} is not a corner; accepted: top_left, top_right, bottom_left, bottom_right"
         ) from None
+    if margin < 0 or r < 0 or c < 0 or r + ph > h or c + pw > w:
+        raise ConfigError(
+            f"patch_size={ph}x{pw} with margin={margin} does not fit a {h}x{w} image; accepted: a patch that fits"
+        )
+    return r, c
 
 
 def apply_patch(x: Tensor, patch: Tensor, *, loc: tuple[int, int]) -> Tensor:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pruneguard.attacks.backdoor.label_consistent import check_surrogate_params, train_clean_surrogate
+from pruneguard.attacks.backdoor.params import check_param_types
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset
 from pruneguard.attacks.backdoor.triggers import apply_patch, corner_location
 from pruneguard.attacks.base import ATTACKS
@@ -172,6 +173,7 @@ class Trojan:
     trigger: Any = None
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         checks = [
             (self.target_label >= 0, "target_label", self.target_label, "an integer >= 0"),
             (isinstance(self.patch_size, int) and self.patch_size >= 2, "patch_size", self.patch_size, ">= 2"),

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pruneguard.attacks.backdoor.params import check_param_types
 from pruneguard.attacks.backdoor.poison import PoisonedData, poison_dataset, to_storage
 from pruneguard.attacks.base import ATTACKS
 from pruneguard.data.tensors import ArrayData, to_float
@@ -72,6 +73,7 @@ class WaNet:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_param_types(self)
         checks = [
             (self.target_label >= 0, "target_label", self.target_label, "an integer >= 0"),
             (isinstance(self.k, int) and self.k >= 2, "k", self.k, "an integer >= 2"),
