@@ -73,7 +73,17 @@ def test_attack_settings_from_model_metadata_are_validated(tmp_path: Path) -> No
         holdout_indices=held.tolist(),
         holdout_hash=indices_hash(held),
     )
-    purify = ["purify", "--iterations", "2", "--clean-samples", "40", "--eval-attack", "badnets"]
+    purify = [
+        "purify",
+        "--recipe",
+        "paper",
+        "--set",
+        "anp.iterations=2",
+        "--clean-size",
+        "40",
+        "--set",
+        "eval_attack=badnets",
+    ]
     for params in ({"patch_size": 1000000}, {"patch_size": "x"}, {"no_such_param": 1}):
         model = tmp_path / "m.safetensors"
         recorded = replace(meta, extra={"attack": {"name": "badnets", "params": params}})

@@ -108,7 +108,8 @@ def test_inputs_inside_out_are_refused(model_file: Path, tmp_path: Path) -> None
     (out / "policy.yaml").write_text("max_accuracy_drop: 0.5\n")
     (out / "data").mkdir()
     before = snapshot(out)
-    purify = ["purify", "--model", str(model_file), "--iterations", "2", "--out", str(out), "--overwrite"]
+    purify = ["purify", "--model", str(model_file), "--recipe", "paper", "--set", "anp.iterations=2"]
+    purify += ["--out", str(out), "--overwrite"]
     assert_refused([*purify, "--policy", str(out / "policy.yaml")])
     train = ["train", "--dataset", "digits", "--epochs", "1", "--out", str(out), "--overwrite"]
     assert_refused([*train, "--data-dir", str(out / "data")])

@@ -35,7 +35,7 @@ WORK = ["-1", "0", "1", "2", "3", "1.5", "abc", "", "nan"]
 BASE = {
     "attack": ["--model", "{model}", "--attack", "fgsm", "--n-samples", "20", "--batch-size", "20"],
     "scan": ["--model", "{model}", "--clean-samples", "40", "--eps", "0.2", "--steps", "1", "--restarts", "1"],
-    "purify": ["--model", "{model}", "--iterations", "2", "--clean-samples", "40", "--anp-target", "none"],
+    "purify": ["--model", "{model}", "--recipe", "paper", "--set", "anp.iterations=2", "--clean-size", "40"],
     "harden": ["--csv", "{csv}", "--label", "y", "--train-epochs", "1", "--n-eval", "20", "--square-queries", "0",
                "--pgd-steps", "1", "--finetune-epochs", "0", "--target-sparsity", "0.2", "--step", "0.2",
                "--clean-samples", "16"],
@@ -55,10 +55,12 @@ OPTIONS: dict[str, dict[str, list[str]]] = {
         "--policy": PATHS, "--model": PATHS,
     },
     "purify": {
-        "--anp-eps": ANY, "--anp-steps": WORK, "--anp-alpha": ANY, "--iterations": WORK, "--batch-size": WORK,
-        "--threshold": ["0.2", "auto", "-1", "2", "nan", "x"], "--prune-count": WORK, "--prune-fraction": ANY,
-        "--mask-lr": ANY, "--anp-target": ["none", "3", "99", "-1", "x"], "--policy": PATHS, "--seed": ANY,
-        "--clean-samples": WORK, "--model": PATHS, "--arch-kwargs": ["{}", "[]", "{", '{"width": 1e12}'],
+        "--set": [f"anp.eps={v}" for v in ANY] + [f"anp.iterations={v}" for v in WORK]
+        + [f"select.threshold={v}" for v in ("0.2", "-1", "2", "nan", "x")] + [f"anp.lr={v}" for v in ANY]
+        + [f"suspect.target={v}" for v in ("3", "99", "-1", "x")] + [f"anp.batch_size={v}" for v in WORK]
+        + ["arch_kwargs={}", "arch_kwargs=[]", "arch_kwargs={", "arch_kwargs={width: 1e12}", "nope=1", "anp"],
+        "--recipe": ["paper", "default", "nope", ""], "--policy": PATHS, "--seed": ANY,
+        "--clean-size": [*WORK, "40", "0.1", "1%", "inf"], "--model": PATHS, "--config": PATHS,
     },
     "harden": {
         "--eps": ANY, "--target-sparsity": ANY, "--step": ANY, "--max-acc-drop": ANY, "--test-fraction": ANY,

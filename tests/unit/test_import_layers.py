@@ -30,7 +30,6 @@ LAYER = {
     "config_harden": 0,
     "recipes": 0,  # validated descriptions of purification recipes (pydantic), like the run configs
     "config_model": 0,  # the model-description fields every command's config shares
-    "policy": 0,
     "utils": 0,
     "models": 1,
     "data": 1,
@@ -45,6 +44,7 @@ LAYER = {
     "evaluation": 3,
     "reports": 3,
     "scan": 3,
+    "policy": 3,  # checks a run's measured figures against the user's rules; knows the registered attacks
     "workflows": 4,
     "cli": 5,
 }

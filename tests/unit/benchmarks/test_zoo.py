@@ -136,7 +136,7 @@ def test_summary_figures(zoo: ModuleType) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--defenses", "none,sau"], "--defenses='none,sau' is not accepted"),
+        (["--defenses", "none,nope"], "--defenses='none,nope' is not accepted"),
         (["--clean-fraction", "0"], "--clean-fraction=0.0 is not accepted"),
         (["--set", "anp.nope=1"], "is not accepted"),
         (["--part", "2/2"], "--part='2/2' is not accepted"),
