@@ -8,12 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
+from tiny_models import digits_meta
 
 from pruneguard.cli.app import main
-from pruneguard.data.datasets import dataset_info, load_dataset
-from pruneguard.data.splits import holdout_split, indices_hash
-from pruneguard.models.io import ModelMeta, save_model
+from pruneguard.models.io import save_model
 
 TRAIN = ["train", "--dataset", "digits", "--epochs", "1", "--width", "0.25"]
 
@@ -60,19 +58,7 @@ def test_data_dir_missing_or_a_file(tmp_path: Path, command: list[str]) -> None:
 
 
 def test_attack_settings_from_model_metadata_are_validated(tmp_path: Path) -> None:
-    info, y = dataset_info("digits"), load_dataset("digits", "train").y
-    _, held = holdout_split(y, 0.1, generator=torch.Generator().manual_seed(0))
-    meta = ModelMeta(
-        arch="small_cnn",
-        num_classes=10,
-        input_shape=info.input_shape,
-        mean=info.mean,
-        std=info.std,
-        kwargs={"width": 0.25},
-        dataset="digits",
-        holdout_indices=held.tolist(),
-        holdout_hash=indices_hash(held),
-    )
+    meta = digits_meta()
     purify = [
         "purify",
         "--recipe",

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import digits_meta
 
 from pruneguard.cli.app import main
-from pruneguard.data.datasets import dataset_info, load_dataset
-from pruneguard.data.splits import holdout_split, indices_hash
-from pruneguard.models.io import ModelMeta, save_model
+from pruneguard.models.io import save_model
 from pruneguard.utils.io import MARKER_NAME
 
 FAST_ATTACK = ["--attack", "fgsm", "--n-samples", "20", "--batch-size", "20"]
@@ -22,19 +21,7 @@ FAST_ATTACK = ["--attack", "fgsm", "--n-samples", "20", "--batch-size", "20"]
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    info, y = dataset_info("digits"), load_dataset("digits", "train").y
-    _, held = holdout_split(y, 0.1, generator=torch.Generator().manual_seed(0))
-    meta = ModelMeta(
-        arch="small_cnn",
-        num_classes=10,
-        input_shape=info.input_shape,
-        mean=info.mean,
-        std=info.std,
-        kwargs={"width": 0.25},
-        dataset="digits",
-        holdout_indices=held.tolist(),
-        holdout_hash=indices_hash(held),
-    )
+    meta = digits_meta()
     path = tmp_path_factory.mktemp("outf") / "model.safetensors"
     save_model(path, meta.build(), meta)
     return path

@@ -21,11 +21,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from tiny_models import digits_meta
 
 from pruneguard.cli.app import main
-from pruneguard.data.datasets import dataset_info, load_dataset
-from pruneguard.data.splits import holdout_split, indices_hash
-from pruneguard.models.io import ModelMeta, save_model
+from pruneguard.models.io import save_model
 from pruneguard.utils.io import MARKER_NAME
 
 # values for options that do not scale the work, and for those that do (a huge valid count would run for hours)
@@ -111,19 +110,7 @@ def sandbox(tmp_path_factory) -> dict[str, Path]:
     inputs, work = root / "inputs", root / "work"
     (inputs / "data").mkdir(parents=True)
     work.mkdir()
-    info, y = dataset_info("digits"), load_dataset("digits", "train").y
-    _, held = holdout_split(y, 0.1, generator=torch.Generator().manual_seed(0))
-    meta = ModelMeta(
-        arch="small_cnn",
-        num_classes=10,
-        input_shape=info.input_shape,
-        mean=info.mean,
-        std=info.std,
-        kwargs={"width": 0.25},
-        dataset="digits",
-        holdout_indices=held.tolist(),
-        holdout_hash=indices_hash(held),
-    )
+    meta = digits_meta()
     save_model(inputs / "model.safetensors", meta.build(seed=0), meta)
     g = torch.Generator().manual_seed(0)
     with open(inputs / "data.csv", "w", newline="") as fh:

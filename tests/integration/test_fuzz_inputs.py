@@ -20,11 +20,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load, save
+from tiny_models import digits_meta
 
 from pruneguard.cli.app import main
-from pruneguard.data.datasets import dataset_info, load_dataset
-from pruneguard.data.splits import holdout_split, indices_hash
-from pruneguard.models.io import FORMAT, ModelMeta, save_model
+from pruneguard.data.datasets import load_dataset
+from pruneguard.models.io import FORMAT, save_model
 
 FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 SCAN_FAST = ["--clean-samples", "40", "--eps", "0.2", "--steps", "1", "--restarts", "1"]
@@ -34,19 +34,7 @@ SCAN_FAST = ["--clean-samples", "40", "--eps", "0.2", "--steps", "1", "--restart
 def model_file(tmp_path_factory) -> Path:
     """A valid (untrained) digits model file, as ``pruneguard train`` writes it: with held-out indices."""
     torch.manual_seed(0)
-    info, y = dataset_info("digits"), load_dataset("digits", "train").y
-    _, held = holdout_split(y, 0.1, generator=torch.Generator().manual_seed(0))
-    meta = ModelMeta(
-        arch="small_cnn",
-        num_classes=10,
-        input_shape=info.input_shape,
-        mean=info.mean,
-        std=info.std,
-        kwargs={"width": 0.25},
-        dataset="digits",
-        holdout_indices=held.tolist(),
-        holdout_hash=indices_hash(held),
-    )
+    meta = digits_meta()
     path = tmp_path_factory.mktemp("fuzz") / "model.safetensors"
     save_model(path, meta.build(), meta)
     return path
