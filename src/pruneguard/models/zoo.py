@@ -6,7 +6,8 @@ Every entry takes ``num_classes``, ``input_shape``, ``mean``, ``std`` and archit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -75,27 +76,41 @@ class GAPCNN(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        c = input_shape[0]
-        c1, c2, c3 = _ch(32, width), _ch(64, width), _ch(128, width)
-        self.normalize = Normalize(mean, std)
-        self.features = nn.Sequential(
-            nn.Conv2d(c, c1, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c2),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c3),
-            nn.ReLU(inplace=True),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c3, num_classes)
+        _build_gap_(self, num_classes, input_shape[0], mean, std, width, nn.BatchNorm2d)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(self.normalize(x))), 1))
+        return _gap_forward(self, x)
+
+
+def _build_gap_(
+    net: nn.Module,
+    num_classes: int,
+    channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    width: float,
+    norm: Callable[[int], nn.Module] | None,
+) -> None:
+    """Give ``net`` the GAP-CNN layout: three 3×3 conv stages (a ``norm`` layer after each conv, which replaces
+    its bias; without a norm the convs have biases), max-pooling between them, global average pooling and a
+    linear classifier. Modules are made in the same order for every norm, so a seed gives the same weights."""
+    widths = [channels, _ch(32, width), _ch(64, width), _ch(128, width)]
+    layers: list[nn.Module] = []
+    for i, (cin, cout) in enumerate(zip(widths, widths[1:], strict=False)):
+        layers.append(nn.Conv2d(cin, cout, 3, padding=1, bias=norm is None))
+        if norm is not None:
+            layers.append(norm(cout))
+        layers.append(nn.ReLU(inplace=True))
+        if i < 2:
+            layers.append(nn.MaxPool2d(2))
+    net.normalize = Normalize(mean, std)
+    net.features = nn.Sequential(*layers)
+    net.pool = nn.AdaptiveAvgPool2d(1)
+    net.classifier = nn.Linear(widths[-1], num_classes)
+
+
+def _gap_forward(net: Any, x: Tensor) -> Tensor:
+    return net.classifier(torch.flatten(net.pool(net.features(net.normalize(x))), 1))
 
 
 class _BasicBlock(nn.Module):
@@ -279,24 +294,10 @@ class PlainCNN(nn.Module):
         width: float = 1.0,
     ) -> None:
         super().__init__()
-        c = input_shape[0]
-        c1, c2, c3 = _ch(32, width), _ch(64, width), _ch(128, width)
-        self.normalize = Normalize(mean, std)
-        self.features = nn.Sequential(
-            nn.Conv2d(c, c1, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, 3, padding=1),
-            nn.ReLU(inplace=True),
-        )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c3, num_classes)
+        _build_gap_(self, num_classes, input_shape[0], mean, std, width, None)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(self.normalize(x))), 1))
+        return _gap_forward(self, x)
 
 
 def _groups(channels: int, groups: int) -> int:
@@ -323,27 +324,12 @@ class GroupNormCNN(nn.Module):
         super().__init__()
         if groups < 1:
             raise ValueError(f"groups={groups} is not accepted; accepted: an integer >= 1")
-        c = input_shape[0]
-        c1, c2, c3 = _ch(32, width), _ch(64, width), _ch(128, width)
-        self.normalize = Normalize(mean, std)
-        self.features = nn.Sequential(
-            nn.Conv2d(c, c1, 3, padding=1, bias=False),
-            nn.GroupNorm(_groups(c1, groups), c1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
-            nn.GroupNorm(_groups(c2, groups), c2),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, 3, padding=1, bias=False),
-            nn.GroupNorm(_groups(c3, groups), c3),
-            nn.ReLU(inplace=True),
+        _build_gap_(
+            self, num_classes, input_shape[0], mean, std, width, lambda ch: nn.GroupNorm(_groups(ch, groups), ch)
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c3, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(self.normalize(x))), 1))
+        return _gap_forward(self, x)
 
 
 __all__ += ["PlainCNN", "GroupNormCNN"]
