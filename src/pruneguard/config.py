@@ -40,7 +40,8 @@ class PurifyConfig(RunConfig):
     ``recipe`` is a :class:`~pruneguard.recipes.Recipe` or the name of a shipped one. ``clean_fraction`` (of the
     training split) or ``clean_samples`` (a count, wins) sizes the clean data; the recipe's
     ``validation_fraction`` of it is held out for the accuracy guard. ``eval_attack``/``target_label`` measure an
-    attack success rate on the test set for benchmarking only: no step sees it.
+    attack success rate on the test set for benchmarking only: no step sees it. ``onnx`` also writes the purified
+    model as ONNX (``purified.onnx``), checked with onnxruntime against PyTorch on 256 test images.
     """
 
     model: Path
@@ -58,6 +59,7 @@ class PurifyConfig(RunConfig):
     checkpoint_every: int = Field(100, ge=1)
     trust_pickle: bool = False
     policy: Path | None = None
+    onnx: bool = False
 
     @field_validator("recipe", mode="before")
     @classmethod

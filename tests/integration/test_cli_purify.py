@@ -99,6 +99,28 @@ def test_purify_default_recipe_end_to_end(trained: Path, tmp_path: Path) -> None
     assert again.exit_code != 0  # an existing run is refused without --overwrite
 
 
+def test_set_onnx_writes_a_checked_onnx_model_beside_the_purified_one(trained: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from pruneguard.data.tensors import to_float
+    from pruneguard.workflows.common import load_for_defense
+
+    out = tmp_path / "p"
+    assert _purify(trained, out, "--recipe", "paper", sets=("anp.iterations=12", "onnx=true")) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["onnx"]["file"] == "purified.onnx" and rep["onnx"]["argmax_agreement"] == 1.0
+    assert rep["onnx"]["max_abs_diff"] < 1e-4 and "test rows of digits" in rep["onnx"]["inputs"]
+    assert "purified.onnx: onnxruntime logits within" in (out / "report.html").read_text()
+    model, _ = load_model(out / "purified.safetensors")
+    x = to_float(load_for_defense(trained).test.x[:64]).float()
+    session = ort.InferenceSession(str(out / "purified.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = model.eval()(x).numpy()
+    assert np.abs(got - want).max() < 1e-4
+
+
 def test_written_config_reproduces_the_run(trained: Path, tmp_path: Path) -> None:
     assert _purify(trained, tmp_path / "a", "--recipe", "paper", sets=("anp.iterations=15",)) == 0
     first = json.loads((tmp_path / "a" / "report.json").read_text())

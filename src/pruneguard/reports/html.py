@@ -101,6 +101,15 @@ def _repair_note(rep: dict[str, Any] | None) -> str | None:
     return text
 
 
+def _onnx_note(section: dict[str, Any] | None) -> str | None:
+    if not section:
+        return None
+    return (
+        f"{section['file']}: onnxruntime logits within {section['max_abs_diff']:.1e} of PyTorch, argmax agreement "
+        f"{_pct(section['argmax_agreement'])} on {section['inputs']}"
+    )
+
+
 def render_purify_html(report: dict[str, Any]) -> str:
     b, a, mid = report["before"], report["after"], report.get("after_pruning")
     verdict = report["verdict"]
@@ -147,6 +156,7 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 if not guard
                 else f"floor {_pct(guard['floor'])} on validation; repair kept at scale {guard['scale']:g}",
             ],
+            ["ONNX export", _onnx_note(report.get("onnx"))],
             ["seconds", report["seconds"]],
             ["seed", report["seed"]],
             ["git commit", report.get("git_commit")],

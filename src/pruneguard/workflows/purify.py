@@ -26,6 +26,7 @@ from pruneguard.defenses.guard import weaken_to_fit
 from pruneguard.defenses.unlearning import UnlearnConfig, recalibrate_batchnorm_, unlearn_
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
+from pruneguard.export import checked_onnx
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
@@ -39,13 +40,23 @@ from pruneguard.reports.verdict import purify_verdict
 from pruneguard.scan.finder import SuspectFinding, find_suspect
 from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, ReversedTrigger, reverse_trigger
 from pruneguard.utils.device import retune_threads
-from pruneguard.utils.io import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, make_trigger, trigger_set
+from pruneguard.workflows.export import check_inputs, onnx_metadata
 
-__all__ = ["purify", "select_neurons", "write_purify_outputs", "weights_sha256", "PURIFIED_NAME", "split_clean"]
+__all__ = [
+    "purify",
+    "select_neurons",
+    "write_purify_outputs",
+    "weights_sha256",
+    "PURIFIED_NAME",
+    "ONNX_NAME",
+    "split_clean",
+]
 
 logger = logging.getLogger(__name__)
 PURIFIED_NAME = "purified.safetensors"
+ONNX_NAME = "purified.onnx"
 _CURVE_ASR_SAMPLES = 1000
 _CURVE_STOP_DROP = 0.3
 
@@ -387,6 +398,16 @@ def config_yaml(cfg: PurifyConfig) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+def _write_onnx(cfg: PurifyConfig, report: dict[str, Any], purified: nn.Module, meta: ModelMeta) -> dict[str, Any]:
+    """``purified.onnx`` beside the model, checked with onnxruntime against PyTorch on 256 test images; the
+    report's ``onnx`` section."""
+    x, inputs = check_inputs(meta, dataset=report["dataset"], data_dir=cfg.data_dir, n=256, seed=cfg.seed)
+    blob, check = checked_onnx(purified, x, inputs=inputs, metadata=onnx_metadata(meta, report["purified_sha256"]))
+    with atomic_write(cfg.out / ONNX_NAME, "wb") as fh:
+        fh.write(blob)
+    return {"file": ONNX_NAME, **check.to_dict()}
+
+
 def write_purify_outputs(cfg: PurifyConfig, report: dict[str, Any], purified: nn.Module, meta: ModelMeta) -> Path:
     """Write config.yaml, the purified model, report.html and, last, report.json (a folder with a report.json is
     complete). The model's metadata names its source's hash and the config's; the report names the model's."""
@@ -404,6 +425,8 @@ def write_purify_outputs(cfg: PurifyConfig, report: dict[str, Any], purified: nn
     report["purified_model"] = str(path)
     report["purified_sha256"] = sha256_file(path)
     report["purified_weights_sha256"] = weights_sha256(purified)
+    if cfg.onnx:
+        report["onnx"] = _write_onnx(cfg, report, purified, replace(meta, extra=extra))
     atomic_write_text(cfg.out / "report.html", render_purify_html(report))
     atomic_write_json(cfg.out / "report.json", report)
     return path
