@@ -1,0 +1,228 @@
+"""Backdoor-evidence rules judged on the rows of ``evidence_dev.py``: separation (AUROC), the cut a rule would take,
+and its true/false positive rates and target-class accuracy at that cut.
+
+    python benchmarks/evidence_rules.py runs/evidence_dev_*.json                       # choose (development split)
+    python benchmarks/evidence_rules.py --cuts cuts.json runs/evidence_eval_*.json      # report at fixed cuts
+
+Every rule maps a row to (score, class): a higher score is more suspicious. The cut of a rule is chosen as
+``scan_zoo.py`` chooses the scan's: among the cuts with the best balanced accuracy, the midpoint of the widest gap
+between neighbouring scores. With ``--cuts`` the cuts are read from a file written by a development run
+(``--write-cuts``) and nothing is chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pruneguard.scan.suspect import reference_suspect, vote_candidates, vote_suspects
+
+Rule = Callable[[dict[str, Any]], tuple[float, int]]
+
+
+def _ratios(row: dict[str, Any]) -> dict[str, list[float]]:
+    return {
+        k: [m / r for m, r in zip(row["model_sizes"][k], row["reference_sizes"][k], strict=True)]
+        for k in row["model_sizes"]
+    }
+
+
+def sensitivity(row: dict[str, Any]) -> tuple[float, int]:
+    """The neuron-sensitivity scan's score."""
+    return row["sensitivity"]["score"], row["sensitivity"]["target"]
+
+
+def neural_cleanse(row: dict[str, Any]) -> tuple[float, int]:
+    """Neural Cleanse's anomaly index of the smallest class, the larger of the two trigger kinds."""
+    best = (float("-inf"), -1)
+    for sizes in row["model_sizes"].values():
+        med = statistics.median(sizes)
+        mad = 1.4826 * statistics.median(abs(s - med) for s in sizes)
+        low = min(range(len(sizes)), key=sizes.__getitem__)
+        best = max(best, ((med - sizes[low]) / mad if mad > 0 else float("inf"), low))
+    return best
+
+
+def _vote(row: dict[str, Any]) -> tuple[int, str, int, dict[str, dict[int, float]]]:
+    kinds = {k: {"suspected_target": min(range(len(v)), key=v.__getitem__), "anomaly_index": 0.0}
+             for k, v in row["model_sizes"].items()}  # fmt: skip
+    sens = row["sensitivity"]["target"]
+    chosen, decided_by = vote_suspects(sens, kinds)
+    candidates = vote_candidates(sens, kinds)
+    refs = {k: {c: v[c] for c in candidates} for k, v in row["reference_sizes"].items()}
+    best, ratios = reference_suspect(candidates, row["model_sizes"], refs)
+    return chosen, decided_by, best, ratios
+
+
+def candidate_ratio(row: dict[str, Any]) -> tuple[float, int]:
+    """The vote's candidates (the classes any voice names) judged by the reference alone, majority or not."""
+    _, _, best, ratios = _vote(row)
+    return -min(r[best] for r in ratios.values()), best
+
+
+def vote_ratio(row: dict[str, Any]) -> tuple[float, int]:
+    """What ``purify`` decides with today: the class of the vote (sensitivity scan, patch and blend reversal; no
+    majority: the candidate smallest against the reference), and its ratio (the smaller of the two kinds), negated."""
+    chosen, decided_by, best, ratios = _vote(row)
+    if decided_by != "vote":
+        chosen = best
+    return -min(r[chosen] for r in ratios.values()), chosen
+
+
+def reference_ratio(row: dict[str, Any]) -> tuple[float, int]:
+    """The smallest (model size / reference size) over classes and kinds, negated (smaller is more suspicious)."""
+    best = (float("inf"), -1)
+    for ratios in _ratios(row).values():
+        low = min(range(len(ratios)), key=ratios.__getitem__)
+        best = min(best, (ratios[low], low))
+    return -best[0], best[1]
+
+
+def relative_ratio(row: dict[str, Any]) -> tuple[float, int]:
+    """The smallest ratio divided by the median ratio of its kind, negated: a model that is easier to trigger than
+    the reference on every class (a small reference, a brittle architecture) is not taken for a backdoored one."""
+    best = (float("inf"), -1)
+    for ratios in _ratios(row).values():
+        med = statistics.median(ratios)
+        low = min(range(len(ratios)), key=ratios.__getitem__)
+        best = min(best, (ratios[low] / med, low))
+    return -best[0], best[1]
+
+
+def ratio_anomaly(row: dict[str, Any]) -> tuple[float, int]:
+    """Neural Cleanse's anomaly index taken on log(model size / reference size) instead of the model's sizes: how
+    many deviations the smallest class's ratio lies below the median class's, the larger of the two kinds."""
+    best = (float("-inf"), -1)
+    for ratios in _ratios(row).values():
+        logs = [math.log(r) for r in ratios]
+        med = statistics.median(logs)
+        mad = 1.4826 * statistics.median(abs(v - med) for v in logs)
+        low = min(range(len(logs)), key=logs.__getitem__)
+        best = max(best, ((med - logs[low]) / mad if mad > 0 else float("inf"), low))
+    return best
+
+
+RULES: dict[str, Rule] = {
+    "sensitivity": sensitivity,
+    "vote_ratio": vote_ratio,
+    "candidate_ratio": candidate_ratio,
+    "neural_cleanse": neural_cleanse,
+    "reference_ratio": reference_ratio,
+    "relative_ratio": relative_ratio,
+    "ratio_anomaly": ratio_anomaly,
+}
+
+
+def auroc(pos: list[float], neg: list[float]) -> float:
+    """P(a backdoored model scores above a clean one), ties counting one half."""
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def choose_cut(pos: list[float], neg: list[float]) -> float:
+    """Among the cuts with the best balanced accuracy, the midpoint of the widest gap between neighbouring scores
+    (flag: score > cut)."""
+    scores = sorted(set(pos + neg))
+    cuts = [(a + b) / 2 for a, b in zip(scores, scores[1:], strict=False)] or scores
+
+    def balanced(c: float) -> float:
+        return (sum(p > c for p in pos) / len(pos) + sum(n <= c for n in neg) / len(neg)) / 2
+
+    best = max(balanced(c) for c in cuts)
+    widest = max(
+        (c for c in cuts if balanced(c) == best),
+        key=lambda c: min((abs(s - c) for s in scores), default=0.0),
+    )
+    return widest
+
+
+def judge(rows: list[dict[str, Any]], cuts: dict[str, float] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, rule in RULES.items():
+        if name != "sensitivity" and any("model_sizes" not in r for r in rows):
+            continue  # rows of a --sensitivity-only run
+        scored = [(rule(r), r["spec"]) for r in rows]
+        pos = [s for (s, _), spec in scored if spec["backdoored"]]
+        neg = [s for (s, _), spec in scored if not spec["backdoored"]]
+        cut = cuts[name] if cuts else choose_cut(pos, neg)
+        flagged_bd = [(c, spec) for (s, c), spec in scored if spec["backdoored"] and s > cut]
+        out[name] = {
+            "auroc": auroc(pos, neg),
+            "cut": cut,
+            "tpr": len(flagged_bd) / len(pos) if pos else None,
+            "fpr": sum(n > cut for n in neg) / len(neg) if neg else None,
+            "target_accuracy": (
+                sum(c == spec["target_label"] for c, spec in flagged_bd) / len(flagged_bd) if flagged_bd else None
+            ),
+            "target_accuracy_all": sum(c == spec["target_label"] for (_, c), spec in scored if spec["backdoored"])
+            / max(1, len(pos)),
+            "rows": [
+                {
+                    "id": spec["id"],
+                    "backdoored": spec["backdoored"],
+                    "target": spec["target_label"],
+                    "score": round(s, 4),
+                    "class": c,
+                }
+                for (s, c), spec in scored
+            ],  # fmt: skip
+        }
+    for name in [n for n in out if n not in ("sensitivity", "neural_cleanse")]:
+        out[f"sensitivity_or_{name}"] = _either(rows, name, out[name]["cut"])
+    return out
+
+
+def _either(rows: list[dict[str, Any]], name: str, cut: float) -> dict[str, Any]:
+    """The finder's decision: evidence when the sensitivity scan passes its own calibrated cut or rule ``name``
+    passes ``cut``; the class is the sensitivity scan's when it alone fires, else the rule's."""
+    flagged: list[tuple[int, dict[str, Any]]] = []
+    for r in rows:
+        score, cls = RULES[name](r)
+        sens = r["sensitivity"]["score"] > r["sensitivity"]["threshold"]
+        if score > cut or sens:
+            flagged.append((cls if score > cut else r["sensitivity"]["target"], r["spec"]))
+    pos = sum(r["spec"]["backdoored"] for r in rows)
+    neg = len(rows) - pos
+    bd = [(c, spec) for c, spec in flagged if spec["backdoored"]]
+    return {
+        "tpr": len(bd) / pos if pos else None,
+        "fpr": (len(flagged) - len(bd)) / neg if neg else None,
+        "target_accuracy": sum(c == spec["target_label"] for c, spec in bd) / len(bd) if bd else None,
+        "flagged_clean": [spec["id"] for _, spec in flagged if not spec["backdoored"]],
+        "missed": [r["spec"]["id"] for r in rows if r["spec"]["backdoored"] and r["spec"] not in [s for _, s in bd]],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", type=Path, help="evidence_dev.py outputs or cached rows")
+    p.add_argument("--cuts", type=Path, default=None, help="fixed cuts (JSON {rule: cut}) from a development run")
+    p.add_argument("--write-cuts", type=Path, default=None)
+    p.add_argument("--rows", action="store_true", help="print every model's score")
+    args = p.parse_args(argv)
+    rows = []
+    for f in args.files:  # an evidence_dev.py output ({"rows": [...]}) or one cached row
+        data = json.loads(f.read_text())
+        rows += data["rows"] if "rows" in data else [data]
+    cuts = json.loads(args.cuts.read_text()) if args.cuts else None
+    result = judge(rows, cuts)
+    if args.write_cuts:
+        args.write_cuts.write_text(json.dumps({k: v["cut"] for k, v in result.items() if "cut" in v}, indent=1) + "\n")
+    if not args.rows:
+        for v in result.values():
+            v.pop("rows", None)
+    json.dump({"models": len(rows), "rules": result}, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

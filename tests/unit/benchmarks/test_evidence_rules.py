@@ -1,0 +1,81 @@
+"""benchmarks/evidence_rules.py: AUROC, the chosen cut and each rule's score on hand-made evidence rows."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def rules() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("evidence_rules_bench", ROOT / "benchmarks" / "evidence_rules.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(
+    ident: str, backdoored: bool, target: int, model: list[float], ref: list[float], score: float
+) -> dict[str, Any]:
+    return {
+        "spec": {"id": ident, "backdoored": backdoored, "target_label": target},
+        "sensitivity": {"score": score, "target": target, "threshold": 0.41},
+        "model_sizes": {"patch": model, "blend": [2 * v for v in model]},
+        "reference_sizes": {"patch": ref, "blend": [2 * v for v in ref]},
+    }
+
+
+def test_auroc_counts_ties_as_half(rules: ModuleType) -> None:
+    assert rules.auroc([3.0, 2.0], [1.0, 0.0]) == 1.0
+    assert rules.auroc([0.0], [1.0]) == 0.0
+    assert rules.auroc([1.0], [1.0]) == 0.5
+
+
+def test_cut_separates_when_it_can_and_sits_in_the_widest_gap(rules: ModuleType) -> None:
+    cut = rules.choose_cut([5.0, 6.0], [1.0, 2.0])
+    assert 2.0 < cut < 5.0
+    assert cut == pytest.approx(3.5)
+
+
+def test_relative_ratio_forgives_a_model_brittle_on_every_class(rules: ModuleType) -> None:
+    brittle = _row("c", False, 0, [60.0] * 4, [100.0] * 4, 0.1)  # 0.6x the reference everywhere: no outlier
+    backdoor = _row("b", True, 2, [90.0, 90.0, 10.0, 90.0], [100.0] * 4, 0.1)
+    assert rules.reference_ratio(brittle)[0] == pytest.approx(-0.6)
+    assert rules.relative_ratio(brittle)[0] == pytest.approx(-1.0)
+    score, cls = rules.relative_ratio(backdoor)
+    assert cls == 2 and score == pytest.approx(-10 / 90)
+
+
+def test_neural_cleanse_names_the_smallest_class(rules: ModuleType) -> None:
+    score, cls = rules.neural_cleanse(_row("b", True, 1, [50.0, 5.0, 52.0, 48.0, 51.0], [1.0] * 5, 0.1))
+    assert cls == 1 and score > 2
+
+
+def test_judge_reports_rates_at_fixed_cuts(rules: ModuleType, tmp_path: Path) -> None:
+    rows = [
+        _row("b1", True, 2, [90.0, 90.0, 10.0, 90.0], [100.0] * 4, 0.6),
+        _row("b2", True, 1, [90.0, 20.0, 90.0, 90.0], [100.0] * 4, 0.2),
+        _row("c1", False, 0, [60.0] * 4, [100.0] * 4, 0.1),
+    ]
+    cuts = {name: 0.0 for name in rules.RULES}
+    cuts.update({"sensitivity": 0.41, "neural_cleanse": 2.0, "reference_ratio": -0.75, "relative_ratio": -0.5})
+    out = rules.judge(rows, cuts)
+    rel = out["relative_ratio"]
+    assert rel["tpr"] == 1.0 and rel["fpr"] == 0.0 and rel["target_accuracy"] == 1.0
+    assert out["reference_ratio"]["fpr"] == 1.0  # the brittle clean model falls under 0.75 of the reference
+    assert out["sensitivity"]["tpr"] == 0.5
+    either = out["sensitivity_or_reference_ratio"]
+    assert either["flagged_clean"] == ["c1"] and either["missed"] == []
+    files = tmp_path / "rows.json"
+    files.write_text(json.dumps({"rows": rows}))
+    written = tmp_path / "cuts.json"
+    assert rules.main([str(files), "--write-cuts", str(written)]) == 0
+    assert set(json.loads(written.read_text())) == set(rules.RULES)
