@@ -86,7 +86,7 @@ def train_step_seconds(
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-        float(loss)  # ANP reads its loss every iteration too
+        float(loss.detach())  # ANP reads its loss every iteration too
         _sync(device)
         if i >= 2:
             times.append(time.perf_counter() - t0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -73,7 +73,16 @@ class PurifyConfig(RunConfig):
     checkpoint_every: int = Field(100, ge=1)
     trust_pickle: bool = False
     policy: Path | None = None
-    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    threads: int | Literal["auto"] = 1
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        if isinstance(v, int | str) and not isinstance(v, bool) and str(v).strip().isdigit() and int(v) >= 1:
+            return int(v)
+        raise ValueError("accepted: an integer >= 1, or auto")
 
     @field_validator("recipe", mode="before")
     @classmethod
