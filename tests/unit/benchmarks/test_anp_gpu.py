@@ -20,6 +20,7 @@ def _module():
     return module
 
 
+@pytest.mark.slow  # a PreAct-ResNet-18: seconds on a quiet CPU
 def test_a_cpu_smoke_run_reports_the_ratio_and_the_device() -> None:
     anp_gpu = _module()
     args = anp_gpu.build_parser().parse_args(
