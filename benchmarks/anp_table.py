@@ -6,8 +6,9 @@
 
 Models are trained once and cached under --cache, keyed by the hash of their training config; each defence's
 result is kept there too (`rows/`), keyed by the model, the defence and everything it depends on (a recipe's
-full config), so the table can be computed by several processes (`--attacks`) and assembled by a last run that
-finds every row; within one run, --jobs processes (default: one per core) take one (attack, seed) each. The clean
+full config), so a rerun or a resumed run computes only the missing rows. Each model and each row is a unit of
+`pruneguard.sweeps` (`--executor local`: one after the other in this process; `--executor ray`: Ray tasks of
+--threads CPUs (and one GPU with a CUDA --device) each, on a local Ray or the cluster at --ray-address). The clean
 split (--clean-fraction of the training split, drawn from the 10% held out from model training) is the same for
 every defence.
 
@@ -24,17 +25,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import functools
-import hashlib
 import json
 import logging
-import multiprocessing
-import os
 import shutil
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +38,14 @@ import torch
 
 from pruneguard.config import PurifyConfig, TrainRunConfig
 from pruneguard.defenses import DEFENSES, FinePruningConfig, FTConfig, NADConfig, defend
+from pruneguard.errors import ConfigError
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr
 from pruneguard.recipes import RECIPES, Recipe, apply_overrides, get_recipe
+from pruneguard.sweeps import EXECUTORS, SweepStats, Unit, config_hash, result_path, run_units
 from pruneguard.utils.allocator import tune_allocator
+from pruneguard.utils.device import DEVICE_ACCEPTED, check_device_name, resolve_device
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
-from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set
+from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, on_device, trigger_set
 from pruneguard.workflows.purify import purify
 from pruneguard.workflows.train import MODEL_NAME, train_job
 
@@ -72,12 +71,7 @@ def all_defenses() -> list[str]:
     return list(dict.fromkeys([*ALL_DEFENSES, *DEFENSES.names(), *RECIPES.names()]))
 
 
-def _key(cfg: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Path:
-    """Train (or reuse from the cache) the model for ``attack`` (None: a clean model)."""
+def _train_config(attack: str | None, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     cfg = {
         "dataset": args.dataset,
         "arch": args.arch,
@@ -93,16 +87,55 @@ def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Pa
     params = json.loads(args.attack_params).get(attack or "", {})
     if params:  # only when set, so that the keys of models trained with the defaults stay as they were
         cfg["attack_params"] = params
-    folder = Path(args.cache) / f"{attack or 'clean'}-s{seed}-{_key(cfg)}"
-    model_path = folder / MODEL_NAME
-    if model_path.is_file():
-        return model_path
-    logger.info("training %s (seed %d) into %s", attack or "clean", seed, folder)
+    return cfg
+
+
+def train_unit(attack: str | None, seed: int, args: argparse.Namespace) -> Unit:
+    """The unit that trains the model for ``attack`` (None: a clean model) into the cache, keyed by its training
+    config; its result (the training report) is the folder's ``result.json``."""
+    cfg = _train_config(attack, seed, args)
+    folder = Path(args.cache) / f"{attack or 'clean'}-s{seed}-{config_hash(cfg)}"
     train_cfg = {k: v for k, v in cfg.items() if k != "attack_revision"}
-    run = TrainRunConfig(out=folder, data_dir=args.data_dir, resume=True, **train_cfg)
+    return Unit(
+        folder.name,
+        cfg,
+        train_model_into,
+        (str(folder), train_cfg, args.data_dir, _device(args)),
+        path=folder / "result.json",
+        num_cpus=_threads(args),
+        num_gpus=unit_gpus(_device(args)),
+        reuse=lambda _: (folder / MODEL_NAME).is_file(),
+    )
+
+
+def train_model_into(folder: str, train_cfg: dict[str, Any], data_dir: Path | None, device: str) -> dict[str, Any]:
+    """Train one model into ``folder`` (resuming its checkpoint there); returns the training report."""
+    logger.info("training %s into %s", train_cfg["attack"] or "clean", folder)
+    run = TrainRunConfig(out=Path(folder), data_dir=data_dir, resume=True, device=device, **train_cfg)
     report, _ = train_job(run)
-    atomic_write_json(folder / "result.json", report)
-    return model_path
+    return report
+
+
+def trained_model(attack: str | None, seed: int, args: argparse.Namespace) -> Path:
+    """Train (or reuse from the cache) the model for ``attack`` (None: a clean model), in this process."""
+    unit = train_unit(attack, seed, args)
+    run_units([unit])
+    return Path(args.cache) / unit.name / MODEL_NAME
+
+
+def _threads(args: argparse.Namespace) -> int:
+    return int(getattr(args, "threads", 1))
+
+
+def _device(args: argparse.Namespace) -> str:
+    return str(getattr(args, "device", "cpu"))
+
+
+def unit_gpus(device: str) -> float:
+    """The GPUs a unit on ``device`` reserves: one for CUDA (``auto`` where this machine has CUDA), else none."""
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return 1.0
+    return 0.0
 
 
 # benchmark variants of the shipped recipes: (recipe, --set items given the options)
@@ -156,6 +189,7 @@ def run_defense(
     defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: argparse.Namespace
 ) -> dict[str, Any]:
     loaded = load_for_defense(model_path, data_dir=args.data_dir)
+    loaded = dataclasses.replace(loaded, model=on_device(loaded.model, resolve_device(_device(args))))
     trig = make_trigger(attack, loaded.meta, args.target_label, model_path)
     triggered = trigger_set(trig, loaded.test)
     clean, _ = draw_clean_split(loaded, clean_fraction=fraction, clean_samples=None, seed=seed)
@@ -181,6 +215,7 @@ def run_defense(
             eval_attack=attack,
             target_label=args.target_label,
             recipe=defense_recipe(defense, args),
+            device=_device(args),
         )
         report, model, _ = purify(cfg, loaded=copy.copy(loaded), resume=True)
         atomic_write_json(out / "report.json", report)  # the purify report, for audit (the row keeps the figures)
@@ -219,21 +254,30 @@ def row_key(defense: str, model_path: Path, fraction: float, args: argparse.Name
     return key
 
 
+def defense_unit(
+    defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: argparse.Namespace
+) -> Unit:
+    """``run_defense`` as a unit, its result kept in ``--cache/rows`` under the hash of everything it depends on
+    (:func:`row_key`). ``--fresh-rows`` recomputes the kept ones."""
+    key = row_key(defense, model_path, fraction, args)
+    name = f"{model_path.parent.name}-{defense}-{fraction}"
+    return Unit(
+        name,
+        key,
+        run_defense,
+        (defense, model_path, attack, seed, fraction, args),
+        path=result_path(Path(args.cache) / "rows", name, key),
+        num_cpus=_threads(args),
+        num_gpus=unit_gpus(_device(args)),
+        reuse=lambda _: not args.fresh_rows,
+    )
+
+
 def cached_defense(
     defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """``run_defense``, its result kept in ``--cache/rows`` under a key of everything it depends on
-    (:func:`row_key`): a run split over processes is assembled by a later run that finds each row there.
-    ``--fresh-rows`` recomputes them."""
-    key = _key(row_key(defense, model_path, fraction, args))
-    path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{fraction}-{key}.json"
-    if path.is_file() and not args.fresh_rows:
-        logger.info("reusing %s", path)
-        row: dict[str, Any] = json.loads(path.read_text())
-        return row
-    res = run_defense(defense, model_path, attack, seed, fraction, args)
-    atomic_write_json(path, res)
-    return res
+    """One row in this process: :func:`defense_unit`'s kept result, or computed and kept."""
+    return run_units([defense_unit(defense, model_path, attack, seed, fraction, args)])[0]
 
 
 def clean_floor(clean: Any, model_path: Path, attack: str, args: argparse.Namespace) -> float:
@@ -378,13 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ft-epochs", type=int, default=10)
     p.add_argument("--small-defenses", default="anp", help="the defences also run with --small-fraction clean data")
     p.add_argument("--fresh-rows", action="store_true", help="recompute rows kept in --cache/rows")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of each process")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=0,
-        help="processes, one (attack, seed) each: its training and defences in order (0: cores / --threads)",
-    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the CPUs) of each unit")
+    add_executor_options(p)
     p.add_argument("--cache", default="runs/anp_table")
     p.add_argument("--quick", action="store_true", help="1 epoch, 200 ANP iterations, 2 fine-tune and repair epochs")
     p.add_argument("--json", action="store_true")
@@ -392,80 +431,87 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def attack_rows(
-    attack: str, seed: int, args: argparse.Namespace, clean_path: Path | None
-) -> tuple[list[dict[str, Any]], float | None]:
-    """One unit of the table: train (or reuse) ``attack``'s model and run every defence on it, in order (``anp``
-    before the defences that start from its masks). Returns the rows and, with ``clean_path``, the clean model's
-    ASR on this attack's triggered test set."""
-    model_path = trained_model(attack, seed, args)
-    floor = None
-    if clean_path is not None:
-        floor = clean_floor(load_for_defense(clean_path, data_dir=args.data_dir), model_path, attack, args)
+def add_executor_options(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """--executor, --ray-address and (with ``device``) --device: how and where a sweep's units run (shared by
+    the sweeps)."""
+    p.add_argument("--executor", choices=EXECUTORS, default="local", help="run the units here, or as Ray tasks")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --executor ray: an existing cluster (HOST:6379 or auto); none: a local Ray on this machine",
+    )
+    if device:
+        p.add_argument("--device", default="cpu", help=f"where each unit's models run: {DEVICE_ACCEPTED}")
+
+
+def check_executor_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A bad --device or --ray-address exits 2 with one line (a device is checked here unless the units run on a
+    cluster, whose nodes may have devices this machine lacks)."""
+    try:
+        if hasattr(args, "device"):
+            check_device_name(args.device, param="--device")
+            if args.ray_address is None:
+                resolve_device(args.device, param="--device")
+        if args.ray_address is not None and args.executor != "ray":
+            raise ConfigError(f"--ray-address={args.ray_address!r} needs --executor ray")
+    except ConfigError as exc:
+        p.error(str(exc))
+
+
+def sweep(units: list[Unit], args: argparse.Namespace, stats: SweepStats) -> list[dict[str, Any]]:
+    """``run_units`` with the sweep's --executor and --ray-address."""
+    return run_units(units, executor=args.executor, address=args.ray_address, stats=stats)
+
+
+def table_rows(
+    attacks: list[str], args: argparse.Namespace, stats: SweepStats
+) -> tuple[list[dict[str, Any]], dict[int, float], dict[tuple[str, int], float]]:
+    """Every row of the table (in the order attack, clean fraction, defence, per seed), the clean models'
+    accuracy and each attack's floor (the clean model's ASR; both only for the markdown table). Three rounds of
+    units: the models, the defences, then those that start from anp's masks (so that they find anp's state)."""
+    seeds = range(args.seeds)
+    with_clean = not args.json or args.out_md
+    trains = [train_unit(a, s, args) for s in seeds for a in ([None] if with_clean else []) + attacks]
+    reports = dict(zip([u.name for u in trains], sweep(trains, args, stats), strict=True))
+    model = {(a, s): Path(args.cache) / train_unit(a, s, args).name / MODEL_NAME for s in seeds for a in attacks}
     defenses = [d for d in args.defenses.split(",") if d]
     fractions = [(args.clean_fraction, defenses)]
     small = [d for d in args.small_defenses.split(",") if d in defenses]
     if args.small_fraction and small:
         fractions.append((args.small_fraction, small))
-    rows = []
-    for frac, defs in fractions:
-        for d in defs:
-            res = cached_defense(d, model_path, attack, seed, frac, args)
-            rows.append({"attack": attack, "defense": d, "clean_fraction": frac, "seed": seed, **res})
-            logger.info("%s", rows[-1])
-    return rows, floor
-
-
-def _setup(threads: int) -> None:
-    """Per process (the main one and each worker): torch threads, allocator, logging."""
-    torch.set_num_threads(threads)
-    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-
-
-def _unit(args: argparse.Namespace, unit: tuple[str, int, Path | None]) -> tuple[list[dict[str, Any]], float | None]:
-    attack, seed, clean_path = unit
-    return attack_rows(attack, seed, args, clean_path)
-
-
-def run_units(
-    units: list[tuple[str, int, Path | None]], args: argparse.Namespace, workers: int
-) -> list[tuple[list[dict[str, Any]], float | None]]:
-    """``attack_rows`` for every (attack, seed, clean model), in that order: in this process when ``workers`` is 1,
-    else in up to that many worker processes (spawned, ``--threads`` each). Units share nothing but the cache,
-    where each writes its own model folder and rows, so the results are the serial run's."""
-    work = functools.partial(_unit, args)
-    workers = min(workers, len(units))
-    if workers <= 1:
-        return [work(u) for u in units]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_setup, initargs=(args.threads,)) as pool:
-        return list(pool.map(work, units))
+    cells = [(a, s, f, d) for s in seeds for a in attacks for f, defs in fractions for d in defs]
+    results: dict[tuple[str, int, float, str], dict[str, Any]] = {}
+    for later in (False, True):
+        todo = [c for c in cells if (c[3] in ON_ANP_MASKS) == later]
+        units = [defense_unit(d, model[(a, s)], a, s, f, args) for a, s, f, d in todo]
+        results.update(zip(todo, sweep(units, args, stats), strict=True))
+    rows = [
+        {"attack": a, "defense": d, "clean_fraction": f, "seed": s, **results[(a, s, f, d)]} for a, s, f, d in cells
+    ]
+    clean_acc: dict[int, float] = {}
+    floors: dict[tuple[str, int], float] = {}
+    if with_clean:
+        for s in seeds:
+            unit = train_unit(None, s, args)
+            clean_acc[s] = reports[unit.name]["test"]["accuracy"]
+            clean = load_for_defense(Path(args.cache) / unit.name / MODEL_NAME, data_dir=args.data_dir)
+            for a in attacks:
+                floors[(a, s)] = clean_floor(clean, model[(a, s)], a, args)
+    return rows, clean_acc, floors
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_executor_options(parser, args)
     if args.quick:
         args.epochs, args.anp_iterations, args.ft_epochs = 1, 200, 2
-    if args.jobs < 0:
-        raise SystemExit(f"--jobs={args.jobs} is not accepted; accepted: an integer >= 1, or 0 (one per core)")
-    _setup(args.threads)
-    attacks = [a for a in args.attacks.split(",") if a]
-    clean_acc: dict[int, float] = {}
-    floors: dict[tuple[str, int], float] = {}
-    units: list[tuple[str, int, Path | None]] = []
-    for seed in range(args.seeds):
-        clean_path = None
-        if not args.json or args.out_md:  # the clean model: its accuracy and each attack's floor (the table's)
-            clean_path = trained_model(None, seed, args)
-            clean_acc[seed] = json.loads((clean_path.parent / "result.json").read_text())["test"]["accuracy"]
-        units += [(attack, seed, clean_path) for attack in attacks]
-    workers = args.jobs or max(1, (os.cpu_count() or 1) // max(1, args.threads))
-    rows: list[dict[str, Any]] = []
-    for (attack, seed, _), (unit_rows, floor) in zip(units, run_units(units, args, workers), strict=True):
-        rows += unit_rows
-        if floor is not None:
-            floors[(attack, seed)] = floor
+    torch.set_num_threads(args.threads)
+    tune_allocator()  # ${PRUNEGUARD_MALLOC}: tuned (default) or default
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    stats = SweepStats()
+    rows, clean_acc, floors = table_rows([a for a in args.attacks.split(",") if a], args, stats)
+    logger.info("units computed: %d, reused from --cache: %d", len(stats.computed), len(stats.reused))
     if args.out_md:
         atomic_write_text(args.out_md, markdown(rows, clean_acc, args, floors))
     if args.json:
@@ -475,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rows": rows,
                     "clean_model_accuracy": clean_acc,
                     "clean_model_asr": [{"attack": a, "seed": sd, "asr": v} for (a, sd), v in floors.items()],
+                    "computed": {"units": len(stats.computed), "reused": len(stats.reused)},
                     "config": vars(args),
                 },
                 indent=2,

@@ -39,6 +39,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import anp_table  # noqa: E402
+
 from pruneguard.attacks.evasion import BPDAWrapper, autoattack
 from pruneguard.data import holdout_split, load_dataset
 from pruneguard.data.tensors import ArrayData, to_float
@@ -66,6 +70,7 @@ from pruneguard.pruning.base import effective_weight, prunable_modules
 from pruneguard.pruning.structured import channel_widths
 from pruneguard.pruning.structured_iterative import channel_sparsity, prune_finetune_structured
 from pruneguard.quantization import quantize
+from pruneguard.sweeps import SweepStats, Unit
 from pruneguard.training.train import train_model
 from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.io import atomic_write, atomic_write_text
@@ -124,7 +129,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default="runs/harden_fmnist_cache",
         help="finished rows are kept here, keyed on the settings, so an interrupted run resumes ('' = off)",
     )
+    anp_table.add_executor_options(p, device=False)
     args = p.parse_args(argv)
+    anp_table.check_executor_options(p, args)
     if args.only is not None:
         only = [o.strip() for o in args.only.split(",") if o.strip()]
         unknown = [o for o in only if o not in LABELS]
@@ -142,7 +149,7 @@ class _RowCache:
 
     The key hashes every setting that changes a number, so rows of other settings are never mixed in."""
 
-    _IGNORED = ("json", "out", "threads", "cache", "data_dir", "only")
+    _IGNORED = ("json", "out", "threads", "cache", "data_dir", "only", "executor", "ray_address")
 
     def __init__(self, root: str, args: argparse.Namespace) -> None:
         settings = {k: v for k, v in sorted(vars(args).items()) if k not in self._IGNORED}
@@ -153,6 +160,9 @@ class _RowCache:
     def _path(self, label: str, suffix: str) -> Path | None:
         slug = "".join(c if c.isalnum() else "_" for c in label)
         return None if self.dir is None else self.dir / f"{slug}{suffix}"
+
+    def row_path(self, label: str) -> Path | None:
+        return self._path(label, ".json")
 
     def row(self, label: str) -> dict[str, Any] | None:
         path = self._path(label, ".json")
@@ -395,6 +405,24 @@ def _compute_rows(args: argparse.Namespace, cache: _RowCache, labels: list[str])
     return out
 
 
+def label_row(args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """One row as a unit of the sweep: builds the models it needs (the dense row also keeps the transfer set)."""
+    return _compute_rows(args, _RowCache(args.cache, args), [label])[label]
+
+
+def sweep_rows(args: argparse.Namespace, cache: _RowCache, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """The rows ``labels`` (none of them cached) as units on --executor: the dense row first when it is wanted
+    (its PGD examples are scored on every other model), then the others side by side."""
+    out: dict[str, dict[str, Any]] = {}
+    for group in ([lb for lb in labels if lb == "dense"], [lb for lb in labels if lb != "dense"]):
+        units = [
+            Unit(lb, {"label": lb}, label_row, (args, lb), path=cache.row_path(lb), num_cpus=args.threads)
+            for lb in group
+        ]
+        out.update(zip(group, anp_table.sweep(units, args, SweepStats()), strict=True))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     args = _parse(argv)
@@ -407,7 +435,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for lb in cached:
         print(f"{lb}: cached", file=sys.stderr)
     wanted = [lb for lb in (args.only or LABELS) if lb not in cached]
-    computed = _compute_rows(args, cache, wanted) if wanted else {}
+    computed = sweep_rows(args, cache, wanted)
     rows = [r for lb in LABELS if (r := computed.get(lb, cached.get(lb))) is not None]
     missing = [lb for lb in LABELS if lb not in computed and lb not in cached]
     seconds = time.perf_counter() - t0

@@ -16,7 +16,8 @@ Fashion-MNIST in the full mode; digits with small widths in --quick.
 Models are trained once into ``--cache/models`` (folder named by the hash of the spec's training fields); each
 (model, defence, clean fraction) row is kept in ``--cache/rows`` under the hash of everything it depends on (the
 key of ``anp_table.row_key``, with the recipe's full config after ``--set``), so an interrupted run resumes and a
-rerun recomputes nothing; ``--part i/n`` splits the models over processes that share the cache. Defences are the
+rerun recomputes nothing (models and rows are units of ``pruneguard.sweeps``: ``--executor local|ray``, see
+anp_table); ``--part i/n`` splits the models over processes that share the cache. Defences are the
 names ``anp_table`` accepts (baselines, variants, every shipped recipe); a recipe runs through
 ``pruneguard.workflows.purify`` as ``purify --recipe NAME --set ...`` runs it. Test accuracy and ASR are measured
 here for the table only: no defence sees the test set, the trigger or the target class.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
+import dataclasses
 import json
 import logging
 import math
@@ -44,17 +45,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anp_table  # noqa: E402
 
 from pruneguard.attacks import ATTACKS  # noqa: E402
-from pruneguard.config import PurifyConfig, TrainRunConfig  # noqa: E402
+from pruneguard.config import PurifyConfig  # noqa: E402
 from pruneguard.data.datasets import dataset_info  # noqa: E402
 from pruneguard.defenses import fine_pruning, finetune_defense, nad  # noqa: E402
 from pruneguard.errors import ConfigError  # noqa: E402
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr  # noqa: E402
 from pruneguard.recipes import Recipe, apply_overrides  # noqa: E402
 from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
+from pruneguard.sweeps import SweepStats, Unit, config_hash, result_path, run_units  # noqa: E402
+from pruneguard.utils.device import resolve_device  # noqa: E402
 from pruneguard.utils.io import atomic_write_json  # noqa: E402
-from pruneguard.workflows.common import draw_clean_split, load_for_defense, make_trigger, trigger_set  # noqa: E402
+from pruneguard.workflows.common import (  # noqa: E402
+    draw_clean_split,
+    load_for_defense,
+    make_trigger,
+    on_device,
+    trigger_set,
+)
 from pruneguard.workflows.purify import purify  # noqa: E402
-from pruneguard.workflows.train import MODEL_NAME, train_job  # noqa: E402
+from pruneguard.workflows.train import MODEL_NAME  # noqa: E402
 
 logger = logging.getLogger("zoo")
 
@@ -99,10 +108,6 @@ QUICK_VOTE_SETS = ["suspect.method=sensitivity", "suspect.require_evidence=false
 # Trigger families whose trigger is fixed by their parameters alone (a clean model's ASR floor is measured with
 # one of these: the others need the attacker's training to exist).
 _STATELESS = ("badnets", "blend", "sig", "wanet", *ZOO_FAMILIES)
-
-
-def _key(cfg: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def draw_params(family: str, hw: tuple[int, int], rng: random.Random) -> dict[str, Any]:
@@ -211,34 +216,41 @@ def attack_rate(family: str, rate: float, num_classes: int) -> float:
     return min(1.0, round(rate * num_classes / (num_classes - 1), 4))
 
 
-def trained_model(spec: dict[str, Any], args: argparse.Namespace) -> Path:
-    """Train (or reuse from ``--cache/models``) the model of ``spec``."""
+def train_unit(spec: dict[str, Any], args: argparse.Namespace) -> Unit:
+    """The unit that trains the model of ``spec`` into ``--cache/models`` (folder named by its training fields)."""
     fields = {k: v for k, v in spec.items() if k != "id"}
     if spec["backdoored"] and spec["trigger"] in anp_table.ATTACK_REVISIONS:  # anp_table's attack training revision
         fields["attack_revision"] = anp_table.ATTACK_REVISIONS[spec["trigger"]]
-    folder = Path(args.cache) / "models" / f"{spec['id']}-{_key({**fields, 'data_dir': str(args.data_dir)})}"
-    model_path = folder / MODEL_NAME
-    if model_path.is_file():
-        return model_path
-    logger.info("training %s (%s, %s) into %s", spec["id"], spec["arch"], spec["trigger"], folder)
-    run = TrainRunConfig(
-        out=folder,
-        dataset=spec["dataset"],
-        data_dir=args.data_dir,
-        arch=spec["arch"],
-        width=spec["width"],
-        attack=spec["trigger"] if spec["backdoored"] else None,
-        attack_params=spec["params"] if spec["backdoored"] else {},
-        poison_rate=spec["attack_rate"] if spec["backdoored"] else 0.05,
-        target_label=spec["target_label"],
-        epochs=spec["epochs"],
-        seed=spec["seed"],
-        resume=True,
+    key = {**fields, "data_dir": str(args.data_dir)}
+    folder = Path(args.cache) / "models" / f"{spec['id']}-{config_hash(key)}"
+    train_cfg = {
+        "dataset": spec["dataset"],
+        "arch": spec["arch"],
+        "width": spec["width"],
+        "attack": spec["trigger"] if spec["backdoored"] else None,
+        "attack_params": spec["params"] if spec["backdoored"] else {},
+        "poison_rate": spec["attack_rate"] if spec["backdoored"] else 0.05,
+        "target_label": spec["target_label"],
+        "epochs": spec["epochs"],
+        "seed": spec["seed"],
+    }
+    return Unit(
+        folder.name,
+        key,
+        anp_table.train_model_into,
+        (str(folder), train_cfg, args.data_dir, args.device),
+        path=folder / "result.json",
+        num_cpus=args.threads,
+        num_gpus=anp_table.unit_gpus(args.device),
+        reuse=lambda _: (folder / MODEL_NAME).is_file(),
     )
-    report, _ = train_job(run)
-    atomic_write_json(folder / "result.json", report)
-    args.computed["models"].append(folder.name)
-    return model_path
+
+
+def trained_model(spec: dict[str, Any], args: argparse.Namespace) -> Path:
+    """Train (or reuse from ``--cache/models``) the model of ``spec``, in this process."""
+    unit = train_unit(spec, args)
+    run_units([unit])
+    return Path(args.cache) / "models" / unit.name / MODEL_NAME
 
 
 def spec_trigger(spec: dict[str, Any], meta: Any, model_path: Path) -> Any:
@@ -263,6 +275,7 @@ def run_defense(
 ) -> dict[str, Any]:
     """One (model, defence) unit: the defended model's test accuracy and ASR, its time and the recipe's verdict."""
     loaded = load_for_defense(model_path, data_dir=args.data_dir)
+    loaded = dataclasses.replace(loaded, model=on_device(loaded.model, resolve_device(args.device)))
     triggered = trigger_set(spec_trigger(spec, loaded.meta, model_path), loaded.test)
     clean, _ = draw_clean_split(loaded, clean_fraction=args.clean_fraction, clean_samples=None, seed=spec["seed"])
     epochs, seed = table_args.ft_epochs, spec["seed"]
@@ -284,6 +297,7 @@ def run_defense(
             clean_fraction=args.clean_fraction,
             seed=seed,
             recipe=recipe_for(defense, args, table_args),
+            device=args.device,
         )
         report, model, _ = purify(cfg, loaded=copy.copy(loaded), resume=True)
         atomic_write_json(out / "report.json", report)  # the purify report, for audit
@@ -315,55 +329,79 @@ def row_key(
     return key
 
 
-def cached_row(
+def guarded_row(
     spec: dict[str, Any], defense: str, model_path: Path, args: argparse.Namespace, table_args: argparse.Namespace
 ) -> dict[str, Any]:
-    """``run_defense``, kept in ``--cache/rows`` under the hash of :func:`row_key`."""
-    key = _key(row_key(spec, defense, model_path, args, table_args))
-    path = Path(args.cache) / "rows" / f"{model_path.parent.name}-{defense}-{args.clean_fraction}-{key}.json"
-    if path.is_file():
-        row: dict[str, Any] = json.loads(path.read_text())
-        if "error" not in row or not args.retry_failed:
-            logger.info("reusing %s", path)
-            return row
+    """``run_defense``; a defence that cannot run on a model gives a row with its ``error`` (a result of the zoo,
+    kept like the others; ``--retry-failed`` recomputes it)."""
     t0 = time.perf_counter()
     try:
-        row = run_defense(spec, defense, model_path, args, table_args)
-    except Exception as exc:  # a defence that cannot run on a model is a result of the zoo, kept like the others
+        return run_defense(spec, defense, model_path, args, table_args)
+    except Exception as exc:
         if defense == "none":
             raise
         logger.exception("%s on %s failed", defense, spec["id"])
-        row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-               "seconds": time.perf_counter() - t0}  # fmt: skip
-    atomic_write_json(path, row)
-    args.computed["rows"].append(path.name)
-    return row
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
-def model_rows(spec: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Train (or reuse) one model and run every defence on it; each row holds the figures before and after."""
-    table_args = table_namespace(spec, args)
-    model_path = trained_model(spec, args)
-    before = cached_row(spec, "none", model_path, args, table_args)
+def row_unit(
+    spec: dict[str, Any], defense: str, model_path: Path, args: argparse.Namespace, table_args: argparse.Namespace
+) -> Unit:
+    """:func:`guarded_row` as a unit, kept in ``--cache/rows`` under the hash of :func:`row_key`."""
+    key = row_key(spec, defense, model_path, args, table_args)
+    name = f"{model_path.parent.name}-{defense}-{args.clean_fraction}"
+    return Unit(
+        name,
+        key,
+        guarded_row,
+        (spec, defense, model_path, args, table_args),
+        path=result_path(Path(args.cache) / "rows", name, key),
+        num_cpus=args.threads,
+        num_gpus=anp_table.unit_gpus(args.device),
+        reuse=lambda row: "error" not in row or not args.retry_failed,
+    )
+
+
+def cached_row(
+    spec: dict[str, Any], defense: str, model_path: Path, args: argparse.Namespace, table_args: argparse.Namespace
+) -> dict[str, Any]:
+    """One row in this process: :func:`row_unit`'s kept result, or computed and kept."""
+    return run_units([row_unit(spec, defense, model_path, args, table_args)])[0]
+
+
+def zoo_rows(specs: list[dict[str, Any]], args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Every (model, defence) row, each holding the figures before and after, and how many models and rows this
+    run computed. Two rounds of units on --executor: the models, then every defence on each of them."""
+    trained, computed = SweepStats(), SweepStats()
+    run = anp_table.sweep
+    run([train_unit(spec, args) for spec in specs], args, trained)
+    paths = {spec["id"]: Path(args.cache) / "models" / train_unit(spec, args).name / MODEL_NAME for spec in specs}
+    tables = {spec["id"]: table_namespace(spec, args) for spec in specs}
+    cells = [(spec, d) for spec in specs for d in dict.fromkeys(["none", *args.defense_list])]
+    units = [row_unit(spec, d, paths[spec["id"]], args, tables[spec["id"]]) for spec, d in cells]
+    found = {(spec["id"], d): row for (spec, d), row in zip(cells, run(units, args, computed), strict=True)}
     rows = []
-    for defense in args.defense_list:
-        after = before if defense == "none" else cached_row(spec, defense, model_path, args, table_args)
-        extra = {k: v for k, v in after.items() if k not in ("accuracy", "asr", "seconds")}
-        rows.append(
-            {
-                "model": spec,
-                "defense": defense,
-                "clean_fraction": args.clean_fraction,
-                "accuracy_before": before["accuracy"],
-                "asr_before": before["asr"],
-                "accuracy_after": after.get("accuracy"),
-                "asr_after": after.get("asr"),
-                "seconds": after["seconds"],
-                **extra,
-            }
-        )
-        logger.info("%s %s: %s", spec["id"], defense, {k: v for k, v in rows[-1].items() if k != "model"})
-    return rows
+    for spec in specs:
+        before = found[(spec["id"], "none")]
+        for defense in args.defense_list:
+            after = found[(spec["id"], defense)]
+            extra = {k: v for k, v in after.items() if k not in ("accuracy", "asr", "seconds")}
+            rows.append(
+                {
+                    "model": spec,
+                    "defense": defense,
+                    "clean_fraction": args.clean_fraction,
+                    "accuracy_before": before["accuracy"],
+                    "asr_before": before["asr"],
+                    "accuracy_after": after.get("accuracy"),
+                    "asr_after": after.get("asr"),
+                    "seconds": after["seconds"],
+                    **extra,
+                }
+            )
+            logger.info("%s %s: %s", spec["id"], defense, {k: v for k, v in rows[-1].items() if k != "model"})
+    return rows, {"models": len(trained.computed), "rows": len(computed.computed)}
 
 
 def table_namespace(spec: dict[str, Any], args: argparse.Namespace) -> argparse.Namespace:
@@ -450,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--cache", type=Path, default=Path("runs/zoo"))
     p.add_argument("--part", default="0/1", help="i/n: this process runs models i, i+n, ... (processes share --cache)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the CPUs) of each unit")
+    anp_table.add_executor_options(p)
     p.add_argument("--list", action="store_true", help="print the specs as JSON and stop")
     p.add_argument("--out-json", type=Path, default=None, help="write rows, summary and config here (atomically)")
     return p
@@ -486,7 +525,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "choices are made on the dev split, the eval split runs each recipe version once, as shipped)"
         )
     args.sets = [*mode["sets"], *(args.sets or [])]
-    args.computed = {"models": [], "rows": []}  # what this run trained and computed (a rerun: nothing)
+    anp_table.check_executor_options(p, args)
     try:
         for d in args.defense_list:
             if anp_table.is_recipe_defense(d):
@@ -504,11 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
-    rows: list[dict[str, Any]] = []
-    for spec in specs[args.part_index :: args.part_count]:
-        rows += model_rows(spec, args)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "computed"}
-    computed = {k: len(v) for k, v in args.computed.items()}
+    rows, computed = zoo_rows(specs[args.part_index :: args.part_count], args)
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     table_args = table_namespace(specs[0], args)
     recipes = {d: recipe_for(d, args, table_args) for d in args.defense_list if anp_table.is_recipe_defense(d)}
     result = {
@@ -520,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "computed": computed,
         "recipes": recipes,
-        "recipes_hash": _key(recipes),
+        "recipes_hash": config_hash(recipes),
         "config": config,
         "git_commit": git_commit(),
         "versions": versions(),

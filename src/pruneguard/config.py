@@ -9,12 +9,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pruneguard.errors import ConfigError
 from pruneguard.recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from pruneguard.utils.device import DEVICE_ACCEPTED, check_device_name
 
 __all__ = ["RunConfig", "PurifyConfig", "validate_config"]
 
 
 class RunConfig(BaseModel):
+    """Fields every job has: ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``) is where the model,
+    its batches and the random draws made on them live; the data stays on the host and moves per batch."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        try:
+            return check_device_name(v)
+        except ConfigError:
+            raise ValueError(f"accepted: {DEVICE_ACCEPTED}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -40,8 +54,10 @@ class PurifyConfig(RunConfig):
     ``recipe`` is a :class:`~pruneguard.recipes.Recipe` or the name of a shipped one. ``clean_fraction`` (of the
     training split) or ``clean_samples`` (a count, wins) sizes the clean data; the recipe's
     ``validation_fraction`` of it is held out for the accuracy guard. ``eval_attack``/``target_label`` measure an
-    attack success rate on the test set for benchmarking only: no step sees it. ``onnx`` also writes the purified
-    model as ONNX (``purified.onnx``), checked with onnxruntime against PyTorch on 256 test images.
+    attack success rate on the test set for benchmarking only: no step sees it. ``threads`` is torch's CPU thread
+    count (``auto``: timed at start and before ANP, see :func:`pruneguard.utils.device.probe_threads`). ``onnx``
+    also writes the purified model as ONNX (``purified.onnx``), checked with onnxruntime against PyTorch on 256
+    test images.
     """
 
     model: Path
@@ -60,6 +76,16 @@ class PurifyConfig(RunConfig):
     trust_pickle: bool = False
     policy: Path | None = None
     onnx: bool = False
+    threads: int | Literal["auto"] = 1
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return "auto"
+        if isinstance(v, int | str) and not isinstance(v, bool) and str(v).strip().isdigit() and int(v) >= 1:
+            return int(v)
+        raise ValueError("accepted: an integer >= 1, or auto")
 
     @field_validator("recipe", mode="before")
     @classmethod

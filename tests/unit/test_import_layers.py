@@ -31,6 +31,7 @@ LAYER = {
     "recipes": 0,  # validated descriptions of purification recipes (pydantic), like the run configs
     "config_model": 0,  # the model-description fields every command's config shares
     "utils": 0,
+    "sweeps": 0,  # runs independent units of a sweep (in this process or on Ray), results cached by config
     "models": 1,
     "data": 1,
     "metrics": 1,

@@ -8,8 +8,10 @@ from typing import Any, Optional
 import typer
 
 from pruneguard.cli.common import (
+    DEVICE,
     THREADS_HELP,
     check_data_dir,
+    check_device,
     configure_runtime,
     emit_json,
     output_folder,
@@ -60,6 +62,7 @@ def attack(
     batch_size: int = typer.Option(256),
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
+    device: str = DEVICE,
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
     arch: Optional[str] = ARCH,  # noqa: UP045
@@ -75,6 +78,7 @@ def attack(
     cfg = validate_config(
         AttackRunConfig,
         dict(
+            device=device,
             model=model,
             out=out,
             attack=attack_name,
@@ -104,6 +108,7 @@ def attack(
         ),
     )
     check_data_dir(data_dir)
+    check_device(cfg.device)
     configure_runtime(threads)
     inputs = tuple(p for p in (model, source, data_dir) if p is not None)
     with output_folder(out, overwrite=overwrite, inputs=inputs):

@@ -8,14 +8,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+import typer
 import yaml
 
 from pruneguard.errors import ConfigError
 from pruneguard.utils.allocator import tune_allocator
-from pruneguard.utils.device import parse_threads, set_threads
+from pruneguard.utils.device import DEVICE_ACCEPTED, parse_threads, resolve_device, set_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, output_folder
 
-__all__ = ["setup_logging", "output_folder", "check_data_dir", "write_result", "progress_enabled", "emit_json", "State"]
+__all__ = [
+    "setup_logging",
+    "output_folder",
+    "check_data_dir",
+    "write_result",
+    "progress_enabled",
+    "emit_json",
+    "State",
+    "DEVICE",
+    "check_device",
+]
 
 
 class State:
@@ -52,6 +64,19 @@ def emit_json(obj: Any) -> None:
 
 
 THREADS_HELP = "torch CPU threads: a number, or auto (times 1 vs all cores now and takes the faster)."
+
+
+# the one --device option of every command that runs a model (use it as the default in the command's signature)
+DEVICE = typer.Option(
+    "auto",
+    "--device",
+    help=f"Where the model runs: {DEVICE_ACCEPTED} (auto: the first CUDA device, else MPS, else the CPU).",
+)
+
+
+def check_device(name: str) -> torch.device:
+    """``--device`` as this machine's device; one that is malformed or absent here is a one-line ConfigError."""
+    return resolve_device(name, param="--device")
 
 
 def configure_runtime(threads: str | int) -> int:

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 
 from pruneguard.cli.common import (
+    DEVICE,
     THREADS_HELP,
     check_data_dir,
+    check_device,
     configure_runtime,
     emit_json,
     output_folder,
@@ -25,15 +27,17 @@ def demo(
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files."),  # noqa: UP045
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
+    device: str = DEVICE,
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train a BadNets model on Fashion-MNIST (5% poison, target 0) and purify it with ANP on 1% clean data."""
     check_data_dir(data_dir)
+    check_device(device)
     configure_runtime(threads)
     with output_folder(out, overwrite=overwrite, inputs=(data_dir,) if data_dir is not None else ()):
         seed_everything(seed)
-        report = run_demo(out, data_dir=data_dir, seed=seed, progress=progress_enabled())
+        report = run_demo(out, data_dir=data_dir, seed=seed, device=device, progress=progress_enabled())
     if json_out:
         emit_json(report)
         return

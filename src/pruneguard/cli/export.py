@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, configure_runtime, emit_json
+from pruneguard.cli.common import DEVICE, THREADS_HELP, check_device, configure_runtime, emit_json
 from pruneguard.cli.model_options import (
     ARCH,
     ARCH_KWARGS,
@@ -43,6 +43,7 @@ def export(
     opset: int = typer.Option(17, help="ONNX opset version."),
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
+    device: str = DEVICE,
     overwrite: bool = typer.Option(False, help="Replace an existing --out file."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
     arch: Optional[str] = ARCH,  # noqa: UP045
@@ -58,6 +59,7 @@ def export(
     cfg = validate_config(
         ExportRunConfig,
         dict(
+            device=device,
             model=model,
             out=out,
             format=fmt,
@@ -82,6 +84,7 @@ def export(
         raise ConfigError(f"--out={out} already exists; pass --overwrite to replace it")
     if out.exists() and not out.is_file():
         raise ConfigError(f"--out={out} exists and is not a file")
+    check_device(cfg.device)
     configure_runtime(threads)
     seed_everything(seed)
     result = export_job(cfg)

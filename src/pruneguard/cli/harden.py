@@ -11,7 +11,15 @@ from typing import Any, Optional
 
 import typer
 
-from pruneguard.cli.common import THREADS_HELP, check_data_dir, configure_runtime, emit_json, output_folder
+from pruneguard.cli.common import (
+    DEVICE,
+    THREADS_HELP,
+    check_data_dir,
+    check_device,
+    configure_runtime,
+    emit_json,
+    output_folder,
+)
 from pruneguard.cli.model_options import (
     ARCH,
     ARCH_KWARGS,
@@ -117,6 +125,7 @@ def harden(
     policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. min_robust_accuracy); exit 3 if it fails."),  # noqa: UP045
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
+    device: str = DEVICE,
     resume: bool = typer.Option(False, help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
@@ -133,6 +142,7 @@ def harden(
     cfg = validate_config(
         HardenConfig,
         dict(
+            device=device,
             out=out,
             model=model,
             dataset=dataset,
@@ -182,6 +192,7 @@ def harden(
     )
     rules = load_policy(policy) if policy is not None else None
     check_data_dir(data_dir)
+    check_device(cfg.device)
     configure_runtime(threads)
     inputs = tuple(p for p in (model, csv, policy, constraints, data_dir) if p is not None)
     with output_folder(out, overwrite=overwrite, resume=resume, inputs=inputs):

@@ -9,8 +9,9 @@ from typing import Any
 import typer
 
 from pruneguard.cli.common import (
-    THREADS_HELP,
+    DEVICE,
     check_data_dir,
+    check_device,
     configure_runtime,
     emit_json,
     output_folder,
@@ -37,6 +38,7 @@ _FLAGS = {
     "clean_samples": "--clean-size",
     "seed": "--seed",
     "policy": "--policy",
+    "device": "--device",
 }
 _RECIPE_FIELDS = set(Recipe.model_fields)
 _RUN_FIELDS = set(PurifyConfig.model_fields)
@@ -156,10 +158,11 @@ def purify(
         None,
         "--set",
         metavar="FIELD=VALUE",
-        help="FIELD=VALUE for one field, repeatable: anp.iterations=500, max_acc_drop=0.01, eval_attack=badnets.",
+        help="FIELD=VALUE for one field, repeatable: anp.iterations=500, max_acc_drop=0.01, eval_attack=badnets, "
+        "threads=2 (torch CPU threads: a number, or auto: times 1 vs all cores and takes the faster; default 1).",
     ),
     seed: int | None = typer.Option(None, help="Seed of every random draw (default 0)."),
-    threads: str = typer.Option("1", help=THREADS_HELP),
+    device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     policy: Path | None = typer.Option(None, help="YAML policy (e.g. max_accuracy_drop); exit 3 if it fails."),
@@ -178,10 +181,12 @@ def purify(
         out=out,
         seed=seed,
         policy=policy,
+        device=device,
         **(parse_clean_size(clean_size) if clean_size is not None else {}),
     )
     rules = load_policy(cfg.policy) if cfg.policy is not None else None  # a bad policy fails before any work
-    configure_runtime(threads)
+    check_device(cfg.device)
+    configure_runtime(cfg.threads)
     check_data_dir(cfg.data_dir)
     inputs = tuple(p for p in (cfg.model, cfg.policy, config, cfg.data_dir) if p is not None)
     with output_folder(cfg.out, overwrite=overwrite, resume=resume, inputs=inputs):

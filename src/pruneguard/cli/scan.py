@@ -8,8 +8,10 @@ from typing import Any, Optional
 import typer
 
 from pruneguard.cli.common import (
+    DEVICE,
     THREADS_HELP,
     check_data_dir,
+    check_device,
     configure_runtime,
     emit_json,
     output_folder,
@@ -78,6 +80,7 @@ def scan(
     policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. max_scan_score); exit 3 when a rule fails."),  # noqa: UP045
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
+    device: str = DEVICE,
     overwrite: bool = typer.Option(False, help="Replace an existing --out folder."),
     trust_pickle: bool = typer.Option(False, help="Allow pickled model files (runs their code!)."),
     arch: Optional[str] = ARCH,  # noqa: UP045
@@ -93,6 +96,7 @@ def scan(
     cfg = validate_config(
         ScanRunConfig,
         dict(
+            device=device,
             model=model,
             out=out,
             dataset=dataset,
@@ -123,6 +127,7 @@ def scan(
     )
     rules = load_policy(policy) if policy is not None else None
     check_data_dir(data_dir)
+    check_device(cfg.device)
     configure_runtime(threads)
     inputs = tuple(p for p in (model, policy, data_dir) if p is not None)
     with output_folder(out, overwrite=overwrite, inputs=inputs):

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 
 from pruneguard.cli.common import (
+    DEVICE,
     THREADS_HELP,
     check_data_dir,
+    check_device,
     configure_runtime,
     emit_json,
     output_folder,
@@ -43,6 +45,7 @@ def train(
     augment: bool = typer.Option(True, help="Random crop and horizontal flip."),
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
+    device: str = DEVICE,
     resume: bool = typer.Option(False, help="Continue from the run folder's last epoch checkpoint."),
     overwrite: bool = typer.Option(False, help="Replace an existing run folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -51,6 +54,7 @@ def train(
     cfg = validate_config(
         TrainRunConfig,
         dict(
+            device=device,
             out=out,
             dataset=dataset,
             data_dir=data_dir,
@@ -72,6 +76,7 @@ def train(
     )
     make_attack(cfg, dataset_info(cfg.dataset).num_classes)  # bad attack parameters fail before --out is touched
     check_data_dir(data_dir)
+    check_device(cfg.device)
     configure_runtime(threads)
     with output_folder(out, overwrite=overwrite, resume=resume, inputs=(data_dir,) if data_dir is not None else ()):
         seed_everything(seed)

@@ -31,10 +31,17 @@ def finite_logits(logits: Tensor) -> Tensor:
     return logits
 
 
+# inference batch: larger on an accelerator, where a batch of small images is far from filling the device
+_BATCH = {"cpu": 512}
+_ACCELERATOR_BATCH = 4096
+
+
 @torch.no_grad()
-def predict(model: nn.Module, data: ArrayData, batch_size: int = 512) -> Tensor:
-    """Arg-max predictions ``(N,)`` on CPU."""
+def predict(model: nn.Module, data: ArrayData, batch_size: int | None = None) -> Tensor:
+    """Arg-max predictions ``(N,)`` on CPU; batches of ``batch_size`` (default: 512 on the CPU, 4096 on an
+    accelerator) move from the host to the model's device."""
     device = _device(model)
+    batch_size = batch_size or _BATCH.get(device.type, _ACCELERATOR_BATCH)
     out = []
     with eval_mode(model):
         for x, _ in iterate_batches(data, batch_size, device=device):
@@ -42,10 +49,10 @@ def predict(model: nn.Module, data: ArrayData, batch_size: int = 512) -> Tensor:
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-def evaluate_accuracy(model: nn.Module, data: ArrayData, batch_size: int = 512) -> float:
+def evaluate_accuracy(model: nn.Module, data: ArrayData, batch_size: int | None = None) -> float:
     return accuracy(predict(model, data, batch_size), data.y)
 
 
-def evaluate_asr(model: nn.Module, triggered: ArrayData, target_label: int, batch_size: int = 512) -> float:
+def evaluate_asr(model: nn.Module, triggered: ArrayData, target_label: int, batch_size: int | None = None) -> float:
     """ASR on a triggered set (true labels kept): share of non-target images classified as the target."""
     return attack_success_rate(predict(model, triggered, batch_size), target_label, triggered.y)

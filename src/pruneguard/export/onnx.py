@@ -58,9 +58,10 @@ def onnx_available() -> str | None:
     return None
 
 
-def _exportable(model: nn.Module) -> nn.Module:
-    """A CPU eval copy with pruning masks baked into the weights (hooks and parametrisations do not export)."""
-    work = copy.deepcopy(model).to("cpu").eval()
+def _exportable(model: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """An eval copy on ``device`` with pruning masks baked into the weights (hooks and parametrisations do not
+    export)."""
+    work = copy.deepcopy(model).to(device).eval()
     make_permanent_(work)
     return work
 
@@ -88,18 +89,21 @@ def onnx_bytes(model: nn.Module, example: Tensor, *, opset: int = OPSET) -> byte
 
 
 def check_onnx(blob: bytes, model: nn.Module, x: Tensor, *, inputs: str, batch_size: int = 256) -> OnnxCheck:
-    """Run the ONNX model ``blob`` with onnxruntime and ``model`` with PyTorch on ``x`` (float, [0, 1])."""
+    """Run the ONNX model ``blob`` with onnxruntime (CPU) and ``model`` with PyTorch on ``x`` (float, [0, 1]), the
+    latter on the device of ``model``'s parameters: the check compares the file with the model as it runs there."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
-    work = _exportable(model)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    work = _exportable(model, device)
     diffs, agree = [], 0
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to("cpu").float()
-            ref = work(xb).float()
+            ref = work(xb.to(device)).float().cpu()
             got = torch.from_numpy(session.run(None, {"x": xb.numpy()})[0]).float()
             diffs.append(float((ref - got).abs().max()))
             agree += int((ref.argmax(1) == got.argmax(1)).sum())

@@ -280,8 +280,8 @@ def anp_optimize(
     if len(data) < 2:
         raise ConfigError(f"the clean split has {len(data)} samples; ANP needs at least 2")
     device = next(model.parameters()).device
-    x_all, y_all = to_float(data.x), data.y
-    groups = find_neuron_groups(model, x_all[:2].to(device))
+    x_all, y_all = data.x, data.y  # kept as stored (uint8 images) on the host; each batch moves to the device
+    groups = find_neuron_groups(model, to_float(x_all[:2]).to(device))
     reparam = NeuronReparam(model, groups)
     gen = torch.Generator().manual_seed(config.seed)
     mask = torch.ones(reparam.total, device=device, requires_grad=True)
@@ -307,7 +307,7 @@ def anp_optimize(
     with anp_mode(model):
         for it in track(range(start, end), desc="ANP", total=end - start, enabled=progress):
             idx = torch.randint(len(data), (config.batch_size,), generator=gen)
-            x, y = x_all[idx].to(device), y_all[idx].to(device)
+            x, y = to_float(x_all[idx]).to(device), y_all[idx].to(device)
             if config.augment:
                 x = augment_batch(x, padding=pad, hflip=True, generator=gen)
             if config.fast:

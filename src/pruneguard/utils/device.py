@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import statistics
 import time
 
@@ -12,27 +13,56 @@ import torch.nn.functional as F
 
 from pruneguard.errors import ConfigError
 
-__all__ = ["resolve_device", "set_threads", "parse_threads", "probe_threads", "retune_threads"]
+__all__ = [
+    "resolve_device",
+    "check_device_name",
+    "DEVICE_ACCEPTED",
+    "set_threads",
+    "parse_threads",
+    "probe_threads",
+    "retune_threads",
+]
 
 logger = logging.getLogger(__name__)
 _AUTO = {"on": False}
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """Resolve ``"auto"`` to the best available accelerator, else CPU; validate explicit names."""
+DEVICE_ACCEPTED = "auto, cpu, cuda, cuda:N, mps"
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(name: str, *, param: str = "device") -> str:
+    """``name`` when it is a device pruneguard accepts (whether or not this machine has it), else ``ConfigError``."""
+    if not isinstance(name, str) or not _DEVICE_RE.match(name):
+        raise ConfigError(f"{param}={name!r} is not a device; accepted: {DEVICE_ACCEPTED}")
+    return name
+
+
+def resolve_device(name: str = "auto", *, param: str = "device") -> torch.device:
+    r"""The device ``name`` stands for on this machine: ``"auto"`` is the first CUDA device, else MPS, else the CPU;
+    an explicit name must be one this machine has. Errors are one-line ``ConfigError``\ s naming ``param``.
+
+    Example: ``model.to(resolve_device(cfg.device))``.
+    """
+    check_device_name(name, param=param)
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device(torch.cuda.current_device())
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r} is not a device; accepted: auto, cpu, cuda[:N], mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} was asked for but no CUDA device is available; use auto or cpu")
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"{param}={name!r}: no CUDA device is available on this machine; accepted: auto, cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(
+                f"{param}={name!r}: this machine has {count} CUDA device(s); accepted: cuda:0..{count - 1}"
+            )
+        return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
+    if dev.type == "mps" and not has_mps:
+        raise ConfigError(f"{param}={name!r}: MPS is not available on this machine; accepted: auto, cpu")
     return dev
 
 

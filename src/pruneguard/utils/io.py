@@ -18,6 +18,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "atomic_write_json",
+    "json_default",
     "sha256_file",
     "sha256_bytes",
     "check_output_path",
@@ -59,10 +60,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps``' ``default``: paths as text, tensors and arrays as lists."""
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "tolist"):

@@ -33,9 +33,10 @@ from pruneguard.models.io import ModelMeta, load_model, read_meta
 from pruneguard.pruning.base import PruningPlan
 from pruneguard.pruning.structured_iterative import replay_channel_plans
 from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.utils.device import resolve_device
 from pruneguard.utils.io import sha256_file
 from pruneguard.utils.seed import make_generator
-from pruneguard.workflows.common import LoadedModel, check_fits, describe_model, file_metadata
+from pruneguard.workflows.common import LoadedModel, check_fits, describe_model, file_metadata, on_device
 
 __all__ = [
     "ATTACK_SCHEMA",
@@ -216,14 +217,17 @@ def attack_job(cfg: AttackRunConfig) -> dict[str, Any]:
         description=cfg.description(),
         trust_pickle=cfg.trust_pickle,
     )
+    device = resolve_device(cfg.device)
+    if device.type != "cpu" and loaded.info.kind == "tabular":  # the feature box and its bounds live on the CPU
+        raise ConfigError(f"--device={cfg.device!r}: tabular data runs on the CPU only; accepted: --device cpu")
     space = attack_space(loaded.model, loaded.info.kind, loaded.train.x, loaded.test.x)
     test = eval_sample(loaded.test, cfg.n_samples, cfg.seed)
-    x, y = space.inputs(test.x), test.y
-    model = space.view(loaded.model)
+    x, y = space.inputs(test.x).to(device), test.y.to(device)
+    model = space.view(on_device(loaded.model, device))
     source = None
     if cfg.source is not None:
         src, _ = load_hardened(cfg.source, trust_pickle=cfg.trust_pickle)
-        source = space.view(src)
+        source = space.view(on_device(src, device))
     options = {
         "steps": cfg.steps,
         "step_size": None if cfg.step_size is None else cfg.step_size / space.eps_unit,

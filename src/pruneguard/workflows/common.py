@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "draw_clean_split",
     "make_trigger",
     "trigger_set",
+    "on_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -214,3 +216,12 @@ def backdoor_names() -> list[str]:
 
 def trigger_set(attack: Any, test: ArrayData) -> ArrayData:
     return triggered_eval_set(test, lambda x, y: attack(None, x, y), attack.target_label)
+
+
+def on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` when its parameters are on ``device`` already, else a copy moved there: the caller's model stays
+    where it is (a job's input model is never modified, its placement included)."""
+    p = next(model.parameters(), None)
+    if p is None or p.device == device:
+        return model
+    return copy.deepcopy(model).to(device)

@@ -36,15 +36,24 @@ def run_demo(
     *,
     data_dir: Path | None = None,
     seed: int = 0,
+    device: str = "auto",
     progress: bool = False,
     train_overrides: dict[str, Any] | None = None,
     purify_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train into ``out/model`` and purify into ``out`` with the default recipe; returns the purify report.
 
-    ``train_overrides``/``purify_overrides`` change fields of the training and purify configs."""
+    ``device`` is both jobs' (see :class:`pruneguard.config.RunConfig`); ``train_overrides``/``purify_overrides``
+    change fields of the training and purify configs."""
     tcfg = TrainRunConfig(
-        **{**DEMO_TRAIN, **(train_overrides or {}), "out": out / "model", "data_dir": data_dir, "seed": seed}
+        **{
+            **DEMO_TRAIN,
+            **(train_overrides or {}),
+            "out": out / "model",
+            "data_dir": data_dir,
+            "seed": seed,
+            "device": device,
+        }
     )
     logger.info("demo: training a BadNets model on Fashion-MNIST")
     train_report, _ = train_job(tcfg, progress=progress)
@@ -56,6 +65,7 @@ def run_demo(
             "out": out,
             "data_dir": data_dir,
             "seed": seed,
+            "device": device,
         }
     )
     logger.info("demo: purifying with the %s recipe", pcfg.recipe.name)

@@ -21,9 +21,10 @@ from pruneguard.data.tensors import to_float
 from pruneguard.export.onnx import OPSET, OnnxCheck, export_onnx
 from pruneguard.models.io import ModelMeta
 from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.utils.device import resolve_device
 from pruneguard.utils.io import sha256_file
 from pruneguard.workflows.attack import eval_sample, load_hardened
-from pruneguard.workflows.common import check_fits, describe_model, file_metadata
+from pruneguard.workflows.common import check_fits, describe_model, file_metadata, on_device
 
 __all__ = ["ExportRunConfig", "export_job", "check_inputs", "onnx_metadata", "EXPORT_SCHEMA"]
 
@@ -78,6 +79,7 @@ def export_job(cfg: ExportRunConfig) -> dict[str, Any]:
     started, t0 = now_iso(), time.perf_counter()
     meta = describe_model(cfg.description(), dataset=cfg.dataset, file_meta=file_metadata(cfg.model))
     model, meta = load_hardened(cfg.model, meta=meta, trust_pickle=cfg.trust_pickle)
+    model = on_device(model, resolve_device(cfg.device))  # the reference logits of the check are computed there
     x, inputs = check_inputs(meta, dataset=cfg.dataset, data_dir=cfg.data_dir, n=cfg.n_check, seed=cfg.seed)
     sha = sha256_file(cfg.model)
     check: OnnxCheck = export_onnx(cfg.out, model, x, inputs=inputs, metadata=onnx_metadata(meta, sha), opset=cfg.opset)
@@ -95,6 +97,7 @@ def export_job(cfg: ExportRunConfig) -> dict[str, Any]:
         "config": cfg.to_dict(),
         "versions": versions(),
         "git_commit": git_commit(),
+        "device": str(next(model.parameters()).device),
         "seconds": time.perf_counter() - t0,
         "started": started,
         "finished": now_iso(),

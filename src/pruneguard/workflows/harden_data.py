@@ -24,9 +24,10 @@ from pruneguard.metrics.imbalanced import IMBALANCE_THRESHOLD, minority_share
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.training.train import train_model
+from pruneguard.utils.device import resolve_device
 from pruneguard.utils.io import sha256_file
 from pruneguard.workflows.attack import AttackSpace, attack_space, eval_sample, load_evaluated, load_hardened
-from pruneguard.workflows.common import LoadedModel, draw_clean_split
+from pruneguard.workflows.common import LoadedModel, draw_clean_split, on_device
 
 __all__ = ["HardenData", "PositiveClass", "prepare_data", "positive_class", "robustness_spec", "DENSE_NAME"]
 
@@ -105,7 +106,17 @@ def _csv_model(cfg: HardenConfig, csv: Path, train: ArrayData, test: ArrayData, 
 
 
 def prepare_data(cfg: HardenConfig) -> HardenData:
-    """Load the model and data; draw the defender's split, the fine-tuning part and the test sample."""
+    """Load the model and data; draw the defender's split, the fine-tuning part and the test sample.
+
+    The model and the attack-space tensors go to ``cfg.device``. Off the CPU only image models are hardened, and
+    without ``--quantize int8``: the int8 model and the tabular feature box run on the CPU only.
+    """
+    device = resolve_device(cfg.device)
+    if device.type != "cpu" and (cfg.quantize is not None or cfg.csv is not None):
+        raise ConfigError(
+            f"--device={cfg.device!r} with --quantize or --csv is not accepted: int8 models and tabular data run "
+            "on the CPU only; accepted: --device cpu"
+        )
     names = None
     if cfg.csv is not None and cfg.label is not None:
         train, test, names = load_csv(cfg.csv, cfg.label, test_fraction=cfg.test_fraction, seed=cfg.seed)
@@ -120,6 +131,9 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
         )
     else:
         raise ConfigError("--model is required (only --csv can train a small MLP itself)")
+    if device.type != "cpu" and loaded.info.kind == "tabular":
+        raise ConfigError(f"--device={cfg.device!r}: tabular data runs on the CPU only; accepted: --device cpu")
+    loaded = replace(loaded, model=on_device(loaded.model, device))
     if cfg.feature_keep is not None and loaded.info.kind != "tabular":
         raise ConfigError(f"--feature-keep={cfg.feature_keep} is for tabular data; {loaded.dataset} holds images")
     held = loaded.meta.holdout_indices or []
@@ -144,7 +158,17 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
     }
     pos = positive_class(cfg, loaded, names)
     return HardenData(
-        loaded, fit, clean, space, space.inputs(test.x), test.y, space.inputs(sel.x), sel.y, sources, names, pos
+        loaded,
+        fit,
+        clean,
+        space,
+        space.inputs(test.x).to(device),
+        test.y.to(device),
+        space.inputs(sel.x).to(device),
+        sel.y.to(device),
+        sources,
+        names,
+        pos,
     )
 
 

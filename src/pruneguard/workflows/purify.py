@@ -39,9 +39,16 @@ from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.verdict import purify_verdict
 from pruneguard.scan.finder import SuspectFinding, find_suspect
 from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, ReversedTrigger, reverse_trigger
-from pruneguard.utils.device import retune_threads
+from pruneguard.utils.device import resolve_device, retune_threads
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
-from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, make_trigger, trigger_set
+from pruneguard.workflows.common import (
+    LoadedModel,
+    draw_clean_split,
+    load_for_defense,
+    make_trigger,
+    on_device,
+    trigger_set,
+)
 from pruneguard.workflows.export import check_inputs, onnx_metadata
 
 __all__ = [
@@ -135,8 +142,8 @@ def purify(
     """Run ``cfg.recipe``; the ANP state (for ``resume``) is kept in ``cfg.out``.
 
     Returns the report (a JSON-ready dict whose ``verdict`` says what happened: ``purified``, ``unchanged`` or
-    ``failed``), the model to save and its metadata (see :func:`write_purify_outputs`). The input model is not
-    modified.
+    ``failed``), the model to save (on ``cfg.device``) and its metadata (see :func:`write_purify_outputs`). The
+    input model is not modified.
     """
     started, t0 = now_iso(), time.perf_counter()
     recipe = cfg.recipe
@@ -148,7 +155,7 @@ def purify(
         arch_kwargs=cfg.arch_kwargs,
         trust_pickle=cfg.trust_pickle,
     )
-    model = loaded.model
+    model = on_device(loaded.model, resolve_device(cfg.device))
     images = loaded.train.x.dim() == 4
     if recipe.suspect.target is not None and recipe.suspect.target >= loaded.meta.num_classes:
         raise ConfigError(

@@ -28,8 +28,9 @@ from pruneguard.reports.scan_html import render_scan_html
 from pruneguard.scan.reversal import SCAN_STEPS, reversal_scan, reverse_trigger
 from pruneguard.scan.reversal import scan_config as unlearning_scan_config
 from pruneguard.scan.sensitivity import DEFAULT_EPS, MAX_BATCH_SIZE, MAX_RESTARTS, MAX_STEPS, ScanConfig, scan_model
+from pruneguard.utils.device import resolve_device
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
-from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense
+from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, on_device
 
 __all__ = [
     "ScanRunConfig",
@@ -199,6 +200,7 @@ def scan(
         description=cfg.description(),
         trust_pickle=cfg.trust_pickle,
     )
+    loaded = replace(loaded, model=on_device(loaded.model, resolve_device(cfg.device)))
     clean, clean_info = draw_clean_split(
         loaded, clean_fraction=cfg.clean_fraction, clean_samples=cfg.clean_samples, seed=cfg.seed
     )

@@ -21,7 +21,7 @@ from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.training.train import train_model
-from pruneguard.utils.device import retune_threads
+from pruneguard.utils.device import resolve_device, retune_threads
 from pruneguard.utils.io import atomic_write, sha256_file
 from pruneguard.workflows.common import trigger_set
 
@@ -99,7 +99,8 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
         holdout_hash=indices_hash(held),
         extra={"attack": poison_info} if poison_info else {},
     )
-    model = meta.build(seed=cfg.seed)  # the initial weights are the seed's, whatever the caller's RNG state
+    # the initial weights are the seed's (drawn on the CPU), whatever the caller's RNG state and the device
+    model = meta.build(seed=cfg.seed).to(resolve_device(cfg.device))
     image = len(info.input_shape) == 3
     tcfg = TrainConfig(
         epochs=cfg.epochs,
@@ -149,6 +150,7 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
         "seed": cfg.seed,
         "versions": versions(),
         "git_commit": git_commit(),
+        "device": str(next(model.parameters()).device),
         "started": started,
         "finished": now_iso(),
     }

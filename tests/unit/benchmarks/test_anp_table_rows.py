@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -129,30 +132,27 @@ def test_markdown_compares_each_defence_with_the_clean_models_asr(anp_table: Mod
     assert "| anp | 0.00 | 1.00 | 1/2 | 2/2 | 1 |" in anp_table.markdown(rows, {0: 0.91}, args, floors)
 
 
-def test_worker_processes_give_the_serial_rows_in_unit_order(
-    anp_table: ModuleType, tmp_path: Path, monkeypatch
-) -> None:
-    # the cache holds every model and row, so each unit only looks them up: the test is of the processes' plumbing
-    # (spawned workers import the script by name, get the options, return rows in the units' order)
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    args = anp_table.build_parser().parse_args(
-        ["--cache", str(tmp_path), "--defenses", "none,anp", "--small-fraction", "0.001", "--epochs", "1"]
-    )
+def _table(cache: Path, *extra: str) -> dict:
+    """``anp_table.py --quick`` on digits (small_cnn width 0.25), badnets and blend, no defence and anp."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "anp_table.py"), "--quick", "--dataset", "digits",
+           "--width", "0.25", "--clean-fraction", "0.1", "--small-fraction", "0", "--attacks", "badnets,blend",
+           "--defenses", "none,anp", "--json", "--cache", str(cache), *extra]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)  # a hang guard
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout))
 
-    def fake_train(run: Any) -> tuple[dict, None]:
-        run.out.mkdir(parents=True)
-        (run.out / anp_table.MODEL_NAME).write_bytes(b"")
-        return {"test": {"accuracy": 0.9}}, None
 
-    def fake_defense(defense: str, model_path: Path, attack: str, seed: int, fraction: float, args: Any) -> dict:
-        return {"accuracy": len(attack) / 10 + fraction, "asr": seed / 10, "seconds": 1.0 if defense == "anp" else 0.0}
+def _figures(table: dict) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in table["rows"]]
 
-    monkeypatch.setattr(anp_table, "train_job", fake_train)
-    monkeypatch.setattr(anp_table, "run_defense", fake_defense)
-    units = [(a, s, None) for s in (0, 1) for a in ("sig", "blend", "trojan")]
-    serial = anp_table.run_units(units, args, 1)
-    monkeypatch.undo()  # the workers must find the cache, not these fakes (which they cannot see anyway)
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    assert anp_table.run_units(units, args, 2) == serial
-    assert [(r["attack"], r["seed"]) for rows, _ in serial for r in rows][::3] == [(a, s) for a, s, _ in units]
-    assert [r["clean_fraction"] for r in serial[0][0]] == [0.01, 0.01, 0.001] and serial[0][1] is None
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_local_rows_and_a_rerun_computes_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    local = _table(tmp_path / "local")
+    assert local["computed"] == {"units": 6, "reused": 0}  # two models, four rows
+    on_ray = _table(tmp_path / "ray", "--executor", "ray")  # a local Ray started by the script, stopped at its end
+    assert _figures(on_ray) == _figures(local) and on_ray["computed"] == local["computed"]
+    again = _table(tmp_path / "ray", "--executor", "ray")
+    assert again["computed"] == {"units": 0, "reused": 6} and again["rows"] == on_ray["rows"]
