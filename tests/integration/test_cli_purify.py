@@ -368,12 +368,11 @@ def test_the_guard_scales_a_costly_repair_back(trained: Path, tmp_path: Path) ->
         assert code == 0 and "by the accuracy guard" in rep["verdict"]["sentence"]
 
 
-def test_vote_without_a_majority_asks_the_reference_model(trained: Path, tmp_path: Path, monkeypatch) -> None:
+def test_the_reference_model_judges_the_classes_the_voices_name(trained: Path, tmp_path: Path, monkeypatch) -> None:
     """The voices forced apart (the digits toy's agree): the reference model judges the classes they name, and
     its choice drives targeted ANP and the unlearning."""
     import pruneguard.scan.finder as finder
 
-    monkeypatch.setattr(finder, "vote_suspects", lambda s, kinds: (int(kinds["patch"]["suspected_target"]), "reversal"))
     monkeypatch.setattr(finder, "vote_candidates", lambda s, kinds: [0, 5])
     out = tmp_path / "ref"
     assert _purify(trained, out, sets=(*FAST, "suspect.require_evidence=false")) == 0

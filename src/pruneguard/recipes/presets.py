@@ -3,7 +3,8 @@
 - ``paper``: ANP exactly as published (Wu & Wang, NeurIPS 2021): untargeted perturbations, eps 0.4, alpha 0.2,
   2000 iterations, crop/flip of the clean batches, prune masks <= 0.2, no repair, no guard, every clean image for
   ANP. Kept to reproduce the paper's method.
-- ``default``: the best recipe measured on the ANP table's models (its development set): the class the scans vote for,
+- ``default``: the best recipe measured: the class the scans name, judged by a reference model (evidence: the
+  sensitivity scan, or a trigger at most 0.41 times the reference's, the cut chosen on the development zoo),
   targeted ANP (1000 iterations, no crop/flip), the pruning capped by the accuracy guard, then two rounds of
   reversing patch and blend triggers to that class and unlearning them while distilling the recalibrated pruned
   model (suppression 0.75, cropped/flipped images); 20% of the clean data held out for the guard (2 points); a

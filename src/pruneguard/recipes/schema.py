@@ -27,8 +27,8 @@ class SuspectStep(_Step):
 
     ``method``: ``none`` (no scan; ANP untargeted unless ``target`` is given), ``sensitivity`` (the
     neuron-sensitivity scan), ``reversal`` (Neural Cleanse: the class a reversed patch or blend trigger reaches
-    most easily) or ``vote`` (a class named by two of those three voices; without a majority, a reference model
-    trained on the clean data decides). ``target`` names the class outright and skips the scans.
+    most easily) or ``vote`` (the classes those three voices name, judged by a reference model trained on the
+    clean data: see :mod:`pruneguard.scan.finder`). ``target`` names the class outright and skips the scans.
 
     Evidence (with ``require_evidence``; a model without it is returned unchanged): the sensitivity scan's verdict
     is "suspicious", or the suspected class's reversed trigger on the model is at most ``reference_ratio`` times
@@ -39,7 +39,7 @@ class SuspectStep(_Step):
     method: Literal["none", "sensitivity", "reversal", "vote"] = "vote"
     target: int | None = Field(None, ge=0)
     require_evidence: bool = True
-    reference_ratio: float = Field(0.75, gt=0.0, le=1.0, allow_inf_nan=False)
+    reference_ratio: float = Field(0.41, gt=0.0, le=1.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _checks(self) -> SuspectStep:

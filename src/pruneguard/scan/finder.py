@@ -1,15 +1,18 @@
 """The suspect finder: which class would a backdoor send images to, and is there evidence of one at all?
 
-Three voices name a class: the neuron-sensitivity scan (where the errors of a model under adversarial neuron
-perturbations go), and Neural Cleanse's reversal with a patch and with a blend trigger (the class reached with the
-smallest stamp). A class named by a majority wins; otherwise a reference model trained on the clean data alone
-decides (:func:`~pruneguard.scan.suspect.reference_suspect`).
+Three voices name candidate classes: the neuron-sensitivity scan (where the errors of a model under adversarial
+neuron perturbations go) and Neural Cleanse's reversal with a patch and with a blend trigger (the class reached
+with the smallest stamp). A reference model trained on the clean data alone judges them: the candidate whose
+reversed trigger on the model is smallest relative to the same trigger on the reference is the suspect
+(:func:`~pruneguard.scan.suspect.reference_suspect`), majority or not.
 
-Evidence is judged separately from the choice, because every model has a class that is easiest to reach (bags
-and shirts on Fashion-MNIST): a class is *evidence* of a backdoor when the sensitivity scan calls the model
-suspicious, or when its reversed trigger on the model is at most ``reference_ratio`` times the same trigger
-reversed on the reference model. Neural Cleanse's anomaly index is kept in the record but decides nothing: its
-cut of 2 flags clean models (a clean small CNN scored 2.12) and misses backdoored ones (IAB 1.28, SIG 1.48).
+Evidence is judged separately from the choice, because every model has a class that is easiest to reach: there is
+evidence of a backdoor when the sensitivity scan calls the model suspicious, or when the suspect's trigger on the
+model is at most ``reference_ratio`` times the reference's (the smaller of the two kinds). The cut, 0.41, was
+chosen on the development zoo (``benchmarks/evidence_dev.py``, ``evidence_rules.py``): clean models' smallest
+candidate ratios were 0.45-0.46 there and backdoored models' 0.24-0.37; a clean model is often easier to trigger
+than a reference trained on 1% of the data, so a ratio near 0.6-0.7 is no evidence. Neural Cleanse's anomaly
+index is kept in the record but decides nothing (it flags clean models: 5.8 on a clean development model).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pruneguard.errors import ConfigError
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
 from pruneguard.scan.reversal import reversal_scan, scan_config
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
-from pruneguard.scan.suspect import reference_suspect, vote_candidates, vote_suspects
+from pruneguard.scan.suspect import reference_suspect, vote_candidates
 
 __all__ = ["SuspectFinding", "find_suspect", "SUSPECT_METHODS"]
 
@@ -64,7 +67,7 @@ def find_suspect(
     *,
     method: str = "vote",
     target: int | None = None,
-    reference_ratio: float = 0.75,
+    reference_ratio: float = 0.41,
     build_reference: Callable[[], nn.Module] | None = None,
     batch_size: int = 128,
     seed: int = 0,
@@ -121,7 +124,6 @@ def find_suspect(
         )
     if build_reference is None:
         raise ConfigError("suspect.method=vote needs build_reference (a fresh model of the same architecture)")
-    chosen, decided_by = vote_suspects(sens["suspected_target"] if sens else None, rev["kinds"])
     candidates = vote_candidates(sens["suspected_target"] if sens else None, rev["kinds"])
     t0 = time.perf_counter()
     device = next(model.parameters()).device
@@ -130,9 +132,8 @@ def find_suspect(
         reference, data, candidates, scan_config(batch_size), kinds=tuple(rev["kinds"]), seed=seed
     )
     suspect_sizes = {k: v["mask_l1"] for k, v in rev["kinds"].items()}
-    best, ratios = reference_suspect(candidates, suspect_sizes, ref["sizes"])
-    if decided_by != "vote":
-        chosen, decided_by = best, "reference"
+    chosen, ratios = reference_suspect(candidates, suspect_sizes, ref["sizes"])
+    decided_by = "reference" if len(candidates) > 1 else "unanimous"
     ratio = min(r[chosen] for r in ratios.values())
     record["vote"] = {
         "suspected_target": chosen,

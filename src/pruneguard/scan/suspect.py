@@ -1,35 +1,20 @@
-"""Which class to suspect when two trigger-agnostic scans disagree.
+"""Which class to suspect: the classes the scans name, and a reference model that judges between them.
 
-The neuron-sensitivity scan (:mod:`pruneguard.scan.sensitivity`) and the trigger-reversal scan
-(:func:`pruneguard.scan.reversal.reversal_scan`) each name a suspected target class with a strength on its own
-scale: the sensitivity score (the share of perturbed errors that go to one class; calibrated cut 0.41) and the
-reversal's anomaly index (Neural Cleanse's cut: 2). Each fails where the other does not. The rule: each
-strength divided by its own cut, the larger decides. Measured on the ANP table's Fashion-MNIST models (an
-option, not the table's default): on IAB the sensitivity scan named the target (score 0.404, 0.99 of its cut)
-where the reversal named class 8 (blend anomaly 1.67, 0.84 of its cut), and the rule chose right; on SIG
-(delta 40/255) the reversal named the target (1.55, 0.78) and the sensitivity scan class 6 (0.321, 0.78), and
-the rule chose wrong by 0.007. Near a tie neither scan is evidence enough: the two strengths are reported so a
-user sees it.
+Three voices name a class: the neuron-sensitivity scan (:mod:`pruneguard.scan.sensitivity`: where a model's errors
+go under adversarial neuron perturbations) and Neural Cleanse's reversal with a patch and with a blend trigger
+(:func:`pruneguard.scan.reversal.reversal_scan`: the class reached with the smallest stamp). Each voice alone is
+fooled by classes that every model of the data reaches easily (bags and shirts on Fashion-MNIST), and a majority
+of voices can be too (two reversal kinds agreeing on bags while the sensitivity scan names a WaNet target).
 
-:func:`vote_suspects` counts three voices instead of two strengths: the sensitivity scan and each kind of the
-reversal (patch, blend) name a class; a class named by two of the three wins, and without a majority the
-reversal's strongest kind decides. On the same models (true target 0; `python benchmarks/suspect_votes.py`,
-sensitivity/patch/blend): BadNets 0/0/8, Blend 0/0/0, IAB 0/0/8, LC 4/0/6 (no
-majority: the patch reversal, 1.76), SIG 6/8/0 (no majority: the blend reversal, 1.55), Trojan 0/0/0, WaNet
-0/8/0, and an earlier IAB model 0/0/8: class 0 on all eight, where each strength rule missed one. Classes that
-are naturally easy to reach (8, bags, and 6, shirts, on Fashion-MNIST) won one voice now and then, never two.
-Eight models are a small sample; the report keeps every voice so that a user can check the call.
+:func:`reference_suspect` judges the named classes (:func:`vote_candidates`) by what they cost *without* a
+backdoor: a reference model of the same architecture, trained on the clean data alone, has its trigger reversed to
+each candidate, and the candidate whose trigger on the suspect model is smallest relative to the reference's wins.
+A naturally easy class is easy for the reference too and its ratio stays near the other classes'; an implanted
+target is easy only for the suspect. ``python benchmarks/evidence_dev.py`` and ``evidence_rules.py`` measure the
+rule on the development zoo.
 
-Without a majority the strongest kind was a weak judge: on a second draw of the six models (seeded training)
-the voices were LC 4/0/8 (blend, 1.98 against the patch's 1.61: class 8, wrong) and SIG 4/8/0 (blend, 1.48
-against 1.42: right by 0.06). :func:`reference_suspect` breaks such ties by what a class costs *without* the
-backdoor: a reference model of the same architecture, trained on the clean split alone, has its own trigger
-reversed to each candidate class, and the candidate whose suspect-model trigger is smallest relative to the
-reference's wins. A naturally easy class (bags are reached by a small blob on any Fashion-MNIST model) is easy
-for the reference too, and its ratio stays near 1; an implanted target is easy only for the suspect. On the
-four no-majority models at hand it named the target every time, the target's ratio 0.58-0.70 against
-0.80-1.04 for the other candidates (`python benchmarks/reference_tiebreak.py`,
-`benchmarks/results/reference_tiebreak.json`). Four models are a small sample.
+:func:`vote_suspects` (the majority of the voices) and :func:`combine_suspects` (two scans' strengths relative to
+their cuts) are kept for the benchmarks that compare suspect rules (``benchmarks/suspect_votes.py``).
 """
 
 from __future__ import annotations
