@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--part", default="0/1", help="i/n: this process takes models i, i+n, ...")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="where models are trained and scanned (cpu, cuda[:N], auto)")
     p.add_argument("--sensitivity-only", action="store_true", help="train and run the sensitivity scan only")
     p.add_argument("--out-json", type=Path, default=None)
     args = p.parse_args(argv)
