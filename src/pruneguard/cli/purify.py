@@ -159,7 +159,8 @@ def purify(
         "--set",
         metavar="FIELD=VALUE",
         help="FIELD=VALUE for one field, repeatable: anp.iterations=500, max_acc_drop=0.01, eval_attack=badnets, "
-        "threads=2 (torch CPU threads: a number, or auto: times 1 vs all cores and takes the faster; default 1).",
+        "onnx=true (also write purified.onnx, checked with onnxruntime), threads=2 (torch CPU threads: a number, or "
+        "auto: times 1 vs all cores and takes the faster; default 1).",
     ),
     seed: int | None = typer.Option(None, help="Seed of every random draw (default 0)."),
     device: str = DEVICE,
