@@ -62,6 +62,8 @@ def test_tabular_square_attack_uses_standardised_units(models: dict[str, Path], 
     r = json.loads((out / "result.json").read_text())
     assert r["threat_model"]["eps_units"] == "standard deviations of each feature"
     assert 0 <= r["robust_accuracy"] <= r["clean_accuracy"] and r["n_samples"] == 32
+    page = (out / "report.html").read_text()  # tabular rows: the sentence counts rows, no pictures
+    assert r["examples"] is None and "on 32 test rows" in page and "<img" not in page
 
 
 @pytest.mark.parametrize(

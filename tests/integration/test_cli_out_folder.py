@@ -77,7 +77,7 @@ def test_overwrite_unlinks_symlinks_inside_and_replaces_only_its_own_run(model_f
     (out / "to_file").symlink_to(outside / "data.txt")
     assert run_cli([*args, "--overwrite"])[0] == 0
     assert (outside / "data.txt").read_text() == "keep"
-    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_NAME, "config.yaml", "result.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER_NAME, "config.yaml", "report.html", "result.json"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "run"]
 
 

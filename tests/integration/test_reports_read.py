@@ -1,6 +1,7 @@
 """Reports people read: the scan's verdict with its evidence (and exit 3 under a failing policy), the first
-screen of the scan and harden reports, the reversed-trigger picture, and a real headless browser (Debian's
-``chromium``; skipped where it is not installed) rendering the reports with every image loaded and no URL fetched."""
+screen of the scan, harden, attack and train reports, the reversed-trigger and adversarial-example pictures, and a
+real headless browser (Debian's ``chromium``; skipped where it is not installed) rendering the reports with every
+image loaded and no URL fetched."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 
 from pruneguard.cli.app import main
+from pruneguard.reports.attack_html import attack_sentence
 from pruneguard.reports.plots import data_uri, trigger_png
+from pruneguard.reports.train_html import train_sentence
 
 FAST = ["--clean-samples", "60", "--eps", "0.2,0.4", "--steps", "2", "--restarts", "1"]
 
@@ -26,6 +29,20 @@ def trained(tmp_path_factory) -> Path:
     args = ["train", "--dataset", "digits", "--attack", "badnets", "--poison-rate", "0.1", "--target-label", "3"]
     assert main(["-q", *args, "--epochs", "2", "--width", "0.25", "--out", str(out)]) == 0
     return out / "model.safetensors"
+
+
+@pytest.fixture(scope="module")
+def train_run(trained: Path) -> Path:
+    """The folder ``pruneguard train`` wrote: the model, result.json and report.html."""
+    return trained.parent
+
+
+@pytest.fixture(scope="module")
+def attacked(trained: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("attack") / "attack"
+    args = ["--attack", "pgd", "--eps", "0.1", "--steps", "3", "--n-samples", "40"]
+    assert main(["-q", "attack", "--model", str(trained), "--out", str(out), *args]) == 0
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +125,29 @@ def test_harden_report_opens_with_what_happened(hardened: Path) -> None:
     assert "ONNX export" in (hardened / "report.html").read_text()
 
 
+def test_attack_report_opens_with_the_outcome_and_shows_adversarial_examples(attacked: Path) -> None:
+    result = json.loads((attacked / "result.json").read_text())
+    page = (attacked / "report.html").read_text()
+    sentence = _first_paragraph(page)
+    assert sentence == attack_sentence(result)
+    assert sentence.startswith("PGD (L∞, ε = 0.1, 3 steps, 1 restart) takes robust accuracy to ")
+    assert f"{result['robust_accuracy']:.1%} from a clean {result['clean_accuracy']:.1%} on 40 test images" in sentence
+    assert "gradient-masking check" in sentence and result["checks"] == ["zero_gradients", "nondeterministic"]
+    rows = result["examples"]["rows"]
+    assert 1 <= len(rows) <= 4 and all(0 <= r["index"] < 40 for r in rows)
+    fooled = [r["adversarial_prediction"] != r["label"] == r["clean_prediction"] for r in rows]
+    assert fooled == sorted(fooled, reverse=True)  # the attack's successes come first
+    assert page.count("<img") == 1 and page.index("key figure") < page.index("Adversarial examples")
+
+
+def test_train_report_opens_with_what_was_trained(train_run: Path) -> None:
+    result = json.loads((train_run / "result.json").read_text())
+    sentence = _first_paragraph((train_run / "report.html").read_text())
+    assert sentence == train_sentence(result)
+    assert sentence.startswith("Trained small_cnn on digits: test accuracy ")
+    assert sentence.endswith(f"; BadNets backdoor to class 3, ASR {result['test']['asr']:.1%}.")
+
+
 def test_trigger_png_shows_mask_pattern_and_stamped_images() -> None:
     rng = np.random.default_rng(0)
     mask = np.zeros((1, 8, 8))
@@ -148,19 +188,24 @@ def _render(browser: str, page: Path, tmp_path: Path) -> dict:
 
 
 @pytest.mark.skipif(_browser() is None, reason="no chromium installed (apt-get install -y chromium)")
-@pytest.mark.parametrize("which", ["scanned", "hardened", "purified"])
+@pytest.mark.parametrize("which", ["scanned", "hardened", "purified", "attacked", "train_run"])
 def test_reports_render_in_a_browser_offline(which: str, request, tmp_path: Path) -> None:
     folder: Path = request.getfixturevalue(which)
     page = folder / "report.html"
     assert not re.search(r"""(src|href)\s*=\s*['"]?(https?:)?//""", page.read_text())  # nothing external to fetch
     seen = _render(str(_browser()), page, tmp_path)
-    # scan: the curve and the trigger; harden: three plots; purify: two triggers, the curve and the histogram
-    expected = {"scanned": 2, "hardened": 3, "purified": 4}[which]
+    # scan: the curve and the trigger; harden: three plots; purify: two triggers, the curve and the histogram;
+    # attack: the adversarial examples; train: the training curve
+    expected = {"scanned": 2, "hardened": 3, "purified": 4, "attacked": 1, "train_run": 1}[which]
     assert len(seen["images"]) == page.read_text().count("<img") >= expected and all(seen["images"])
     assert seen["fetched"] == []  # every picture is an inline data: URI
-    report = json.loads((folder / "report.json").read_text())
+    report = json.loads((folder / ("result.json" if which in ("attacked", "train_run") else "report.json")).read_text())
     first = " ".join(seen["first"].split())
-    if which == "scanned":
+    if which == "attacked":
+        assert first == attack_sentence(report)
+    elif which == "train_run":
+        assert first == train_sentence(report)
+    elif which == "scanned":
         assert first == report["verdict_sentence"]
     elif which == "purified":
         assert first == report["verdict"]["sentence"]

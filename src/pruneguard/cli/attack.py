@@ -30,7 +30,7 @@ from pruneguard.cli.model_options import (
 from pruneguard.config import validate_config
 from pruneguard.config_harden import AttackRunConfig
 from pruneguard.utils.seed import seed_everything
-from pruneguard.workflows.attack import attack_job
+from pruneguard.workflows.attack import attack_job, write_attack_report
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -46,7 +46,7 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
 
 def attack(
     model: Path = typer.Option(..., "--model", help="Model file (.safetensors from pruneguard, or a state dict)."),
-    out: Path = typer.Option(..., "--out", help="Output folder: result.json, config.yaml."),
+    out: Path = typer.Option(..., "--out", help="Output folder: result.json, report.html, config.yaml."),
     attack_name: str = typer.Option("pgd", "--attack", help="Evasion attack: fgsm, pgd, square, autoattack, transfer."),
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one named in the model file)."),  # noqa: UP045
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the dataset files."),  # noqa: UP045
@@ -115,6 +115,7 @@ def attack(
         seed_everything(seed)
         result = attack_job(cfg)
         write_result(out, result, cfg.to_dict())
+        write_attack_report(out, result)
     if json_out:
         emit_json(result)
     else:

@@ -22,7 +22,7 @@ from pruneguard.cli.common import (
 from pruneguard.config import TrainRunConfig, validate_config
 from pruneguard.data.datasets import dataset_info
 from pruneguard.utils.seed import seed_everything
-from pruneguard.workflows.train import make_attack, train_job
+from pruneguard.workflows.train import make_attack, train_job, write_train_report
 
 
 def train(
@@ -82,6 +82,7 @@ def train(
         seed_everything(seed)
         result, _ = train_job(cfg, progress=progress_enabled())
         write_result(out, result, cfg.to_dict())
+        write_train_report(out, result)
     if json_out:
         emit_json(result)
     else:

@@ -7,8 +7,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pruneguard.policy import policy_table_html
-from pruneguard.reports.html import img, page, table
+from pruneguard.reports.page import (
+    config_section,
+    flags_table,
+    img,
+    pct,
+    policy_section,
+    report_page,
+    run_rows,
+    table,
+)
 from pruneguard.reports.plots import line_plot
 
 __all__ = ["render_harden_html"]
@@ -99,13 +107,6 @@ def _iterations(report: dict[str, Any]) -> str:
     )
 
 
-def _flags(report: dict[str, Any]) -> str:
-    if not report["flags"]:
-        return "<p class='pass'>No gradient-masking flag was raised.</p>"
-    rows = [[f["model"], f["check"], f["message"], json.dumps(f["values"])] for f in report["flags"]]
-    return table(["model", "check", "message", "numbers"], rows)
-
-
 def _sensitivity(report: dict[str, Any]) -> str:
     evs = {k: v["sensitivity"] for k, v in report["evaluations"].items() if v.get("sensitivity")}
     keys = list(next(iter(evs.values()), {}))
@@ -165,21 +166,13 @@ def _facts(report: dict[str, Any]) -> str:
         ["pruning", report["pruning"]["method"]],
         ["hardened model", report.get("hardened_model")],
         ["hardened weights SHA-256", report.get("hardened_weights_sha256")],
-        ["seconds", report["seconds"]],
-        ["seed", report["seed"]],
-        ["git commit", report.get("git_commit")],
-        ["started", report["started"]],
-        ["finished", report["finished"]],
+        *run_rows(report),
     ]
     return table(["fact", "value"], rows)
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{v:.1%}"
-
-
-def _headline(report: dict[str, Any]) -> list[str]:
-    """The first screen: what happened in one sentence, then the key figures as percentages."""
+def _sentence(report: dict[str, Any]) -> str:
+    """What happened, in one sentence: the verdict, then robust and clean accuracy before and after pruning."""
     verdict, stages = report["verdict"], {s["stage"]: s for s in report["stages"]}
     dense, pruned = stages["dense"], stages["pruned"]
     eps = report["threat_model"]["eps"]
@@ -188,20 +181,20 @@ def _headline(report: dict[str, Any]) -> list[str]:
         False: "Pruning did not make the model more robust",
         None: "No conclusion on robustness",
     }[verdict["helped"]]
-    sentence = (
-        f"{outcome}: at {_pct(pruned['sparsity'])} sparsity, PGD accuracy (eps {eps:g}) went from "
-        f"{_pct(dense['pgd'])} to {_pct(pruned['pgd'])} and clean accuracy from {_pct(dense['clean'])} to "
-        f"{_pct(pruned['clean'])}."
+    return (
+        f"{outcome}: at {pct(pruned['sparsity'])} sparsity, PGD accuracy (eps {eps:g}) went from "
+        f"{pct(dense['pgd'])} to {pct(pruned['pgd'])} and clean accuracy from {pct(dense['clean'])} to "
+        f"{pct(pruned['clean'])}."
     )
+
+
+def _key_figures(report: dict[str, Any]) -> list[str]:
+    """Each model's accuracies under the verdict, as percentages (and the ONNX check when one ran)."""
     rows = [
-        [name, _pct(s["sparsity"]), _pct(s["clean"]), _pct(s["fgsm"]), _pct(s["pgd"]), _pct(s["transfer_pgd"])]
-        for name, s in stages.items()
+        [s["stage"], pct(s["sparsity"]), pct(s["clean"]), pct(s["fgsm"]), pct(s["pgd"]), pct(s["transfer_pgd"])]
+        for s in report["stages"]
     ]
-    cls = "pass" if verdict["helped"] else "fail"
-    out = [
-        f"<p class='verdict {cls}'><strong>{html.escape(sentence)}</strong></p>",
-        table(["model", "sparsity", "clean", "FGSM", "PGD", "transfer (PGD)"], rows),
-    ]
+    out = [table(["model", "sparsity", "clean", "FGSM", "PGD", "transfer (PGD)"], rows)]
     if report.get("onnx"):
         out.append(_onnx(report["onnx"]))
     return out
@@ -215,7 +208,7 @@ def _onnx(section: dict[str, Any]) -> str:
         if rec.get("file") is None:
             rows.append([kind, "not exported", rec["reason"], None, None])
         else:
-            rows.append([kind, rec["file"], rec["inputs"], f"{rec['max_abs_diff']:.2e}", _pct(rec["argmax_agreement"])])
+            rows.append([kind, rec["file"], rec["inputs"], f"{rec['max_abs_diff']:.2e}", pct(rec["argmax_agreement"])])
     return "<h3>ONNX export (onnxruntime vs PyTorch)</h3>" + table(
         ["model", "file", "checked on", "max |logit difference|", "argmax agreement"], rows
     )
@@ -225,22 +218,14 @@ def render_harden_html(report: dict[str, Any]) -> str:
     verdict, collapse = report["verdict"], report["collapse"]
     cls = "pass" if verdict["helped"] else "fail"
     sections = [
-        *_headline(report),
         "<h2>Verdict</h2>",
         f"<p class='{cls}'>{html.escape(verdict['statement'])}</p>",
         f"<p>Collapse detection: {html.escape(collapse['message'])}</p>",
     ]
     if report.get("quantized") and report["quantized"].get("masking_flag"):
         sections.append(f"<p class='fail'>{html.escape(report['quantized']['masking_flag']['message'])}</p>")
-    if report.get("policy"):
-        pol = report["policy"]
-        state = "<strong class='pass'>passed</strong>" if pol["passed"] else "<strong class='fail'>failed</strong>"
-        sections += [
-            f"<h2>Policy</h2><p>{html.escape(str(pol.get('file')))}: {state}</p>",
-            policy_table_html(pol["rules"]),
-        ]
-    sections += ["<h2>Stages</h2>", _stages(report), *_positive(report)]
-    sections += ["<h2>Gradient-masking flags</h2>", _flags(report)]
+    sections += [*policy_section(report.get("policy")), "<h2>Stages</h2>", _stages(report), *_positive(report)]
+    sections += ["<h2>Gradient-masking flags</h2>", flags_table(report["flags"])]
     for name, ev in report["evaluations"].items():
         sections += [f"<h3>Attacks on the {html.escape(name)} model</h3>", _attacks(ev)]
     sections += ["<h2>Prune / fine-tune cycles</h2>", _iterations(report), "<h2>Plots</h2>", *_plots(report)]
@@ -254,13 +239,12 @@ def render_harden_html(report: dict[str, Any]) -> str:
     sections += [
         "<h2>Facts</h2>",
         _facts(report),
-        "<h2>Config and versions</h2>",
-        "<pre>"
-        + html.escape(
-            json.dumps(
-                {"protocol": report["protocol"], "config": report["config"], "versions": report["versions"]}, indent=2
-            )
-        )
-        + "</pre>",
+        config_section({"protocol": report["protocol"], "config": report["config"], "versions": report["versions"]}),
     ]
-    return page("pruneguard harden report", sections)
+    return report_page(
+        "pruneguard harden report",
+        _sentence(report),
+        status="pass" if verdict["helped"] else "fail",
+        key_figures=_key_figures(report),
+        details=sections,
+    )

@@ -1,50 +1,17 @@
-"""HTML renderers: they only format a report dict, they never compute results."""
+"""HTML renderer of a purify report: it only formats the report dict, it never computes results."""
 
 from __future__ import annotations
 
-import html
-import json
-from collections.abc import Sequence
 from typing import Any
 
-from pruneguard.policy import policy_table_html
+from pruneguard.reports.page import config_section, img, pct, policy_section, report_page, run_rows, table
 from pruneguard.reports.plots import histogram, line_plot
 
-__all__ = ["render_purify_html", "page", "table", "fmt"]
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.pass{color:#1a7f37}.fail{color:#cf222e}
-img{max-width:100%}pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:12px}"""
-
-
-def fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def page(title: str, sections: Sequence[str]) -> str:
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>\n"
-    )
-
-
-def img(b64: str, alt: str) -> str:
-    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>"
+__all__ = ["render_purify_html"]
 
 
 def _pct(v: Any) -> str:
-    return "–" if v is None else f"{100 * float(v):.2f}%"
+    return pct(v, 2)
 
 
 def _reference_note(vote: dict[str, Any] | None) -> str:
@@ -113,8 +80,6 @@ def _onnx_note(section: dict[str, Any] | None) -> str | None:
 def render_purify_html(report: dict[str, Any]) -> str:
     b, a, mid = report["before"], report["after"], report.get("after_pruning")
     verdict = report["verdict"]
-    css = "fail" if verdict["status"] == "failed" else "pass"
-    head = f"<p class='{css}' id='verdict'><b>{html.escape(verdict['sentence'])}</b></p>"
     summary = table(
         ["", "validation accuracy", "test accuracy", "ASR (benchmark trigger)"],
         [
@@ -157,16 +122,9 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 else f"floor {_pct(guard['floor'])} on validation; repair kept at scale {guard['scale']:g}",
             ],
             ["ONNX export", _onnx_note(report.get("onnx"))],
-            ["seconds", report["seconds"]],
-            ["seed", report["seed"]],
-            ["git commit", report.get("git_commit")],
-            ["started", report["started"]],
-            ["finished", report["finished"]],
+            *run_rows(report),
         ],
     )
-    policy: list[str] = []
-    if report.get("policy"):
-        policy = ["<h2>Policy</h2>", policy_table_html(report["policy"]["rules"])]
     figures = (report.get("repair") or {}).get("figures_png") or []
     pictures = (
         [
@@ -176,13 +134,21 @@ def render_purify_html(report: dict[str, Any]) -> str:
         if figures
         else []
     )
-    sections = [head, "<h2>Result</h2>", summary, *policy, *pictures, "<h2>Details</h2>", facts, *_anp_sections(report)]
-    sections.append(
-        "<h2>Config and versions</h2><pre>"
-        + html.escape(json.dumps({"config": report["config"], "versions": report["versions"]}, indent=2))
-        + "</pre>"
+    details = [
+        *policy_section(report.get("policy")),
+        *pictures,
+        "<h2>Details</h2>",
+        facts,
+        *_anp_sections(report),
+        config_section({"config": report["config"], "versions": report["versions"]}),
+    ]
+    return report_page(
+        "pruneguard purify report",
+        verdict["sentence"],
+        status="fail" if verdict["status"] == "failed" else "pass",
+        key_figures=["<h2>Result</h2>", summary],
+        details=details,
     )
-    return page("pruneguard purify report", sections)
 
 
 def _anp_sections(report: dict[str, Any]) -> list[str]:

@@ -7,7 +7,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["line_plot", "histogram", "trigger_png", "data_uri"]
+__all__ = ["line_plot", "histogram", "trigger_png", "adversarial_png", "data_uri"]
 
 
 def _png(fig: object) -> str:
@@ -82,6 +82,26 @@ def _chw_to_image(a: Any) -> Any:
     return a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))
 
 
+def _grid(rows: Sequence[Sequence[tuple[Any, str]]], *, title: str) -> str:
+    """Pictures in rows, each ``(image, caption)`` with the image ``(C, H, W)`` or ``(H, W)`` in [0, 1] (shown on
+    a fixed [0, 1] grey scale, so that faint changes stay faint), as one base64 PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    cols = max(3, *(len(r) for r in rows))
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.67 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, row in enumerate(rows):
+        for j, (image, caption) in enumerate(row):
+            axes[i, j].imshow(_chw_to_image(image), cmap="gray", vmin=0.0, vmax=1.0)
+            axes[i, j].set_title(caption, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
 def trigger_png(mask: Any, pattern: Any, images: Any, *, title: str, max_images: int = 4) -> str:
     """A reversed trigger and what it does, as a base64 PNG: the mask, the pattern, the stamp
     (``mask * pattern``), then up to ``max_images`` clean images above the same images stamped
@@ -93,10 +113,6 @@ def trigger_png(mask: Any, pattern: Any, images: Any, *, title: str, max_images:
         images: ``(N, C, H, W)`` clean images in [0, 1].
         title: the figure's title (e.g. the class and the detector).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
     import numpy as np
 
     m = np.asarray(mask, dtype=np.float32)
@@ -104,21 +120,33 @@ def trigger_png(mask: Any, pattern: Any, images: Any, *, title: str, max_images:
     p = np.asarray(pattern, dtype=np.float32)
     x = np.asarray(images, dtype=np.float32)[:max_images]
     stamped = (1.0 - m) * x + m * p
-    cols = max(3, len(x))
-    fig, axes = plt.subplots(3, cols, figsize=(1.6 * cols, 5.0), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    grey = {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
-    axes[0, 0].imshow(m, **grey)
-    axes[0, 0].set_title(f"mask ({m.mean():.1%} of pixels)", fontsize=8)
-    axes[0, 1].imshow(_chw_to_image(p), **grey)
-    axes[0, 1].set_title("pattern", fontsize=8)
-    axes[0, 2].imshow(_chw_to_image(m * p), **grey)
-    axes[0, 2].set_title("mask x pattern", fontsize=8)
-    for i in range(len(x)):
-        axes[1, i].imshow(_chw_to_image(x[i]), **grey)
-        axes[1, i].set_title("clean", fontsize=8)
-        axes[2, i].imshow(_chw_to_image(stamped[i]), **grey)
-        axes[2, i].set_title("stamped", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    return _png(fig)
+    rows = [
+        [(m, f"mask ({m.mean():.1%} of pixels)"), (p, "pattern"), (m * p, "mask x pattern")],
+        [(image, "clean") for image in x],
+        [(image, "stamped") for image in stamped],
+    ]
+    return _grid(rows, title=title)
+
+
+def adversarial_png(clean: Any, adversarial: Any, captions: Sequence[tuple[str, str]], *, title: str) -> str:
+    """Clean images above their adversarial versions and, below, the perturbations (``adversarial - clean``,
+    scaled so that the largest change of each spans the grey scale; mid-grey is no change), as a base64 PNG.
+
+    Args:
+        clean: ``(N, C, H, W)`` images in [0, 1] (array-like).
+        adversarial: the same images attacked, same shape.
+        captions: per image, the captions of its clean and its adversarial picture (e.g. the predictions).
+        title: the figure's title (e.g. the attack and its budget).
+    """
+    import numpy as np
+
+    x = np.asarray(clean, dtype=np.float32)
+    x_adv = np.asarray(adversarial, dtype=np.float32)
+    delta = x_adv - x
+    rows: list[list[tuple[Any, str]]] = [[], [], []]
+    for i, (up, down) in enumerate(captions):
+        scale = float(np.abs(delta[i]).max()) or 1.0
+        rows[0].append((x[i], up))
+        rows[1].append((x_adv[i], down))
+        rows[2].append((0.5 + delta[i] / (2 * scale), f"change ×{0.5 / scale:.3g}"))
+    return _grid(rows, title=title)

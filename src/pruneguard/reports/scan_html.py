@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-import html
-import json
 from typing import Any
 
-from pruneguard.policy import policy_table_html
-from pruneguard.reports.html import img, page, table
+from pruneguard.reports.page import (
+    config_section,
+    figures_table,
+    img,
+    pct,
+    policy_section,
+    report_page,
+    run_rows,
+    table,
+)
 from pruneguard.reports.plots import line_plot
 
 __all__ = ["render_scan_html"]
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{v:.1%}"
-
-
-def _headline(report: dict[str, Any]) -> list[str]:
-    """The first screen: the verdict in one sentence, then the key figures as percentages."""
-    cls = "fail" if report["verdict"] == "suspicious" else "pass"
-    sentence = report.get("verdict_sentence") or f"Verdict: {report['verdict']}."
+def _key_figures(report: dict[str, Any]) -> str:
+    """The figures under the verdict, as percentages."""
     target = report["suspected_target"]
     figures = [
-        [f"{r['detector']}: score as a share of its cut (class {r['class']})", _pct(r.get("score_over_cut"))]
+        [f"{r['detector']}: score as a share of its cut (class {r['class']})", pct(r.get("score_over_cut"))]
         for r in report.get("evidence", [])
     ]
     figures += [
-        [f"perturbed errors that land on class {'–' if target is None else target}", _pct(report["target_share"])],
-        ["clean-split accuracy", _pct(report["clean_split_accuracy"])],
+        [f"perturbed errors that land on class {'–' if target is None else target}", pct(report["target_share"])],
+        ["clean-split accuracy", pct(report["clean_split_accuracy"])],
     ]
     rev = report.get("reversal")
     if rev is not None:
@@ -36,14 +36,11 @@ def _headline(report: dict[str, Any]) -> list[str]:
         figures += [
             [
                 f"reversed trigger to class {trig['target']}: pixels it covers (mask L1 / pixels)",
-                _pct(trig["mask_share"]),
+                pct(trig["mask_share"]),
             ],
-            [f"clean images of other classes it sends to class {trig['target']}", _pct(trig["success_rate"])],
+            [f"clean images of other classes it sends to class {trig['target']}", pct(trig["success_rate"])],
         ]
-    return [
-        f"<p class='verdict {cls}'><strong>{html.escape(sentence)}</strong></p>",
-        table(["key figure", "value"], figures),
-    ]
+    return figures_table(figures)
 
 
 def _evidence(report: dict[str, Any]) -> str:
@@ -54,7 +51,7 @@ def _evidence(report: dict[str, Any]) -> str:
             r["class"],
             r["score"],
             r["cut"],
-            _pct(r.get("score_over_cut")),
+            pct(r.get("score_over_cut")),
             "yes" if r["flagged"] else "no",
         ]
         for r in report.get("evidence", [])
@@ -111,15 +108,10 @@ def render_scan_html(report: dict[str, Any]) -> str:
             ["clean-split accuracy", report["clean_split_accuracy"]],
             ["error rate, unperturbed (batch statistics)", report["baseline_error_rate"]],
             ["neurons perturbed", report["neurons"]],
-            ["seconds", report["seconds"]],
-            ["seed", report["seed"]],
-            ["git commit", report.get("git_commit")],
-            ["started", report["started"]],
-            ["finished", report["finished"]],
+            *run_rows(report),
         ],
     )
     sections = [
-        *_headline(report),
         "<h2>Evidence</h2>",
         _evidence(report),
         *_reversal(report),
@@ -129,24 +121,19 @@ def render_scan_html(report: dict[str, Any]) -> str:
         "spread out.</p>",
         facts,
     ]
-    if report.get("policy"):
-        pol = report["policy"]
-        state = "<strong class='pass'>passed</strong>" if pol["passed"] else "<strong class='fail'>failed</strong>"
-        sections += [
-            f"<h2>Policy</h2><p>{html.escape(str(pol.get('file')))}: {state}</p>",
-            policy_table_html(pol["rules"]),
-        ]
     sections += [
+        *policy_section(report.get("policy")),
         "<h2>Sensitivity curve</h2>",
         img(curve_png, "sensitivity curve"),
         per_eps,
         "<h2>Errors by predicted class (all budgets and restarts)</h2>",
         by_class,
-        "<h2>Config and versions</h2>",
-        "<pre>"
-        + html.escape(
-            json.dumps({"scan": report["scan"], "config": report["config"], "versions": report["versions"]}, indent=2)
-        )
-        + "</pre>",
+        config_section({"scan": report["scan"], "config": report["config"], "versions": report["versions"]}),
     ]
-    return page("pruneguard scan report", sections)
+    return report_page(
+        "pruneguard scan report",
+        report.get("verdict_sentence") or f"Verdict: {report['verdict']}.",
+        status="fail" if report["verdict"] == "suspicious" else "pass",
+        key_figures=[_key_figures(report)],
+        details=sections,
+    )

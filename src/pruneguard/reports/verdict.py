@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["purify_verdict", "pct"]
+from pruneguard.reports.page import pct
 
-
-def pct(v: float | None) -> str:
-    """A share as a percentage with one decimal (``–`` when unknown)."""
-    return "–" if v is None else f"{100 * v:.1f}%"
+__all__ = ["purify_verdict"]
 
 
 def _accuracy_clause(before: dict[str, Any], after: dict[str, Any]) -> str:

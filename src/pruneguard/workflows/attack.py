@@ -32,9 +32,11 @@ from pruneguard.metrics.robustness import flag_nondeterministic, flag_zero_gradi
 from pruneguard.models.io import ModelMeta, load_model, read_meta
 from pruneguard.pruning.base import PruningPlan
 from pruneguard.pruning.structured_iterative import replay_channel_plans
+from pruneguard.reports.attack_html import render_attack_html
+from pruneguard.reports.plots import adversarial_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.utils.device import resolve_device
-from pruneguard.utils.io import sha256_file
+from pruneguard.utils.io import atomic_write_text, sha256_file
 from pruneguard.utils.seed import make_generator
 from pruneguard.workflows.common import LoadedModel, check_fits, describe_model, file_metadata, on_device
 
@@ -47,6 +49,7 @@ __all__ = [
     "load_evaluated",
     "build_attack",
     "attack_job",
+    "write_attack_report",
 ]
 
 logger = logging.getLogger(__name__)
@@ -238,7 +241,7 @@ def attack_job(cfg: AttackRunConfig) -> dict[str, Any]:
     attack = build_attack(
         cfg.attack, eps=cfg.eps / space.eps_unit, norm=cfg.norm, options=options, source=source, bounds=space.bounds()
     )
-    result, _ = run_attack(
+    result, x_adv = run_attack(
         model,
         attack,
         x,
@@ -271,7 +274,10 @@ def attack_job(cfg: AttackRunConfig) -> dict[str, Any]:
         "attack_success_rate": result.success_rate,
         "mean_perturbation": result.mean_perturbation * space.eps_unit,
         "attack_seconds": result.seconds,
+        "checks": ["zero_gradients", "nondeterministic"],
         "flags": [f.to_dict() for f in flags if f is not None],
+        "data_kind": loaded.info.kind,
+        "examples": None if loaded.info.kind == "tabular" else _examples(model, x, y, x_adv),
         "seconds": time.perf_counter() - t0,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
@@ -281,3 +287,39 @@ def attack_job(cfg: AttackRunConfig) -> dict[str, Any]:
         "started": started,
         "finished": now_iso(),
     }
+
+
+_SHOWN = 4  # adversarial examples pictured in the report
+
+
+@torch.no_grad()
+def _examples(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> dict[str, Any]:
+    """A few test images beside their adversarial versions, for the report: the attack's first successes
+    (clean prediction right, adversarial wrong), then, when there are fewer, the first images it failed on."""
+    fooled: list[int] = []
+    for start in range(0, len(x), 256):  # predict only until enough successes are found
+        s = slice(start, start + 256)
+        hit = (model(x[s]).argmax(1) == y[s]) & (model(x_adv[s]).argmax(1) != y[s])
+        fooled += [start + int(i) for i in hit.nonzero().flatten()]
+        if len(fooled) >= _SHOWN:
+            break
+    others = [i for i in range(min(len(x), 2 * _SHOWN)) if i not in fooled]
+    idx = torch.tensor((fooled + others)[:_SHOWN], dtype=torch.long, device=x.device)
+    clean, adv = x[idx], x_adv[idx]
+    rows = [
+        {"index": i, "label": label, "clean_prediction": p, "adversarial_prediction": q}
+        for i, label, p, q in zip(
+            idx.tolist(), y[idx].tolist(), model(clean).argmax(1).tolist(), model(adv).argmax(1).tolist(), strict=True
+        )
+    ]
+    captions = [
+        (f"label {r['label']}, predicted {r['clean_prediction']}", f"attacked, predicted {r['adversarial_prediction']}")
+        for r in rows
+    ]
+    png = adversarial_png(clean.cpu().numpy(), adv.cpu().numpy(), captions, title="clean / attacked / change")
+    return {"rows": rows, "figure_png": png}
+
+
+def write_attack_report(out: Path, result: dict[str, Any]) -> None:
+    """Write ``report.html`` (the attack's outcome first; see :mod:`pruneguard.reports.attack_html`) into ``out``."""
+    atomic_write_text(out / "report.html", render_attack_html(result))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,12 +21,13 @@ from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.reports.provenance import git_commit, now_iso, versions
+from pruneguard.reports.train_html import render_train_html
 from pruneguard.training.train import train_model
 from pruneguard.utils.device import resolve_device, retune_threads
-from pruneguard.utils.io import atomic_write, sha256_file
+from pruneguard.utils.io import atomic_write, atomic_write_text, sha256_file
 from pruneguard.workflows.common import trigger_set
 
-__all__ = ["train_job", "MODEL_NAME", "TRIGGER_NAME"]
+__all__ = ["train_job", "write_train_report", "MODEL_NAME", "TRIGGER_NAME"]
 
 logger = logging.getLogger(__name__)
 MODEL_NAME = "model.safetensors"
@@ -159,3 +161,8 @@ def train_job(cfg: TrainRunConfig, *, progress: bool = False) -> tuple[dict[str,
 
 def _params(attack: Any) -> dict[str, Any]:
     return {f.name: getattr(attack, f.name) for f in fields(attack)}
+
+
+def write_train_report(out: Path, result: dict[str, Any]) -> None:
+    """Write ``report.html`` (what was trained and how well, first; see :mod:`pruneguard.reports.train_html`)."""
+    atomic_write_text(out / "report.html", render_train_html(result))
