@@ -192,12 +192,13 @@ def _either(rows: list[dict[str, Any]], name: str, cut: float) -> dict[str, Any]
     pos = sum(r["spec"]["backdoored"] for r in rows)
     neg = len(rows) - pos
     bd = [(c, spec) for c, spec in flagged if spec["backdoored"]]
+    found = {spec["id"] for _, spec in bd}
     return {
         "tpr": len(bd) / pos if pos else None,
         "fpr": (len(flagged) - len(bd)) / neg if neg else None,
         "target_accuracy": sum(c == spec["target_label"] for c, spec in bd) / len(bd) if bd else None,
         "flagged_clean": [spec["id"] for _, spec in flagged if not spec["backdoored"]],
-        "missed": [r["spec"]["id"] for r in rows if r["spec"]["backdoored"] and r["spec"] not in [s for _, s in bd]],
+        "missed": [r["spec"]["id"] for r in rows if r["spec"]["backdoored"] and r["spec"]["id"] not in found],
     }
 
 

@@ -428,12 +428,13 @@ def write_purify_outputs(cfg: PurifyConfig, report: dict[str, Any], purified: nn
         "pruned_neurons": report["pruned_neurons"],
     }
     path = cfg.out / PURIFIED_NAME
-    save_model(path, purified, replace(meta, extra=extra))
+    out_meta = replace(meta, extra=extra)
+    save_model(path, purified, out_meta)
     report["purified_model"] = str(path)
     report["purified_sha256"] = sha256_file(path)
     report["purified_weights_sha256"] = weights_sha256(purified)
     if cfg.onnx:
-        report["onnx"] = _write_onnx(cfg, report, purified, replace(meta, extra=extra))
+        report["onnx"] = _write_onnx(cfg, report, purified, out_meta)
     atomic_write_text(cfg.out / "report.html", render_purify_html(report))
     atomic_write_json(cfg.out / "report.json", report)
     return path
