@@ -43,18 +43,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import anp_table  # noqa: E402
+from evidence_rules import auroc  # noqa: E402
 
 from pruneguard.attacks import ATTACKS  # noqa: E402
 from pruneguard.config import PurifyConfig  # noqa: E402
 from pruneguard.data.datasets import dataset_info  # noqa: E402
-from pruneguard.defenses import fine_pruning, finetune_defense, nad  # noqa: E402
+from pruneguard.defenses import DEFENSES, defend  # noqa: E402
 from pruneguard.errors import ConfigError  # noqa: E402
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr  # noqa: E402
 from pruneguard.recipes import Recipe, apply_overrides  # noqa: E402
 from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
 from pruneguard.sweeps import SweepStats, Unit, config_hash, result_path, run_units  # noqa: E402
 from pruneguard.utils.device import resolve_device  # noqa: E402
-from pruneguard.utils.io import atomic_write_json  # noqa: E402
+from pruneguard.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from pruneguard.workflows.common import (  # noqa: E402
     draw_clean_split,
     load_for_defense,
@@ -278,17 +279,13 @@ def run_defense(
     loaded = dataclasses.replace(loaded, model=on_device(loaded.model, resolve_device(args.device)))
     triggered = trigger_set(spec_trigger(spec, loaded.meta, model_path), loaded.test)
     clean, _ = draw_clean_split(loaded, clean_fraction=args.clean_fraction, clean_samples=None, seed=spec["seed"])
-    epochs, seed = table_args.ft_epochs, spec["seed"]
+    seed = spec["seed"]
     t0, extra = time.perf_counter(), {}
     if defense == "none":
         model = loaded.model
-    elif defense == "ft":
-        model, _ = finetune_defense(loaded.model, clean, epochs=epochs, seed=seed)
-    elif defense == "fine_pruning":
-        model, _ = fine_pruning(loaded.model, clean, epochs=epochs, seed=seed)
-    elif defense == "nad":
-        model, _ = nad(loaded.model, clean, epochs=epochs, teacher_epochs=epochs, seed=seed)
-    else:
+    elif defense in DEFENSES:  # FT, Fine-Pruning, NAD, FT-SAM, SAU, I-BAU with the table's configs
+        model, _ = defend(defense, loaded.model, clean, anp_table.defense_config(defense, table_args), seed=seed)
+    elif anp_table.is_recipe_defense(defense):
         out = Path(args.cache) / "defended" / f"{model_path.parent.name}-{defense}-{args.clean_fraction}"
         cfg = PurifyConfig(
             model=model_path,
@@ -307,11 +304,14 @@ def run_defense(
             "pruned": report.get("pruned_neurons"),
             "validation_drop": report.get("validation_drop"),
         }
+    else:
+        raise ValueError(f"unknown defence {defense!r}; accepted: {', '.join(anp_table.all_defenses())}")
     seconds = time.perf_counter() - t0 if defense != "none" else 0.0
     row = {
         "accuracy": evaluate_accuracy(model, loaded.test),
         "asr": evaluate_asr(model, triggered, spec["target_label"]),
         "seconds": seconds,
+        "device": str(next(loaded.model.parameters()).device),
     }
     row.update({k: v for k, v in extra.items() if v is not None})
     return row
@@ -375,17 +375,29 @@ def zoo_rows(specs: list[dict[str, Any]], args: argparse.Namespace) -> tuple[lis
     run computed. Two rounds of units on --executor: the models, then every defence on each of them."""
     trained, computed = SweepStats(), SweepStats()
     run = anp_table.sweep
-    run([train_unit(spec, args) for spec in specs], args, trained)
+    if args.cached_only:  # read what is kept; a model or row not kept is listed in args.missing, not computed
+        kept = [s for s in specs if (Path(args.cache) / "models" / train_unit(s, args).name / MODEL_NAME).is_file()]
+        args.missing += [f"{spec['id']} (no model)" for spec in specs if spec not in kept]
+        specs = kept
+    else:
+        run([train_unit(spec, args) for spec in specs], args, trained)
     paths = {spec["id"]: Path(args.cache) / "models" / train_unit(spec, args).name / MODEL_NAME for spec in specs}
     tables = {spec["id"]: table_namespace(spec, args) for spec in specs}
     cells = [(spec, d) for spec in specs for d in dict.fromkeys(["none", *args.defense_list])]
     units = [row_unit(spec, d, paths[spec["id"]], args, tables[spec["id"]]) for spec, d in cells]
-    found = {(spec["id"], d): row for (spec, d), row in zip(cells, run(units, args, computed), strict=True)}
+    if args.cached_only:
+        results = [unit.cached() for unit in units]
+    else:
+        results = run(units, args, computed)
+    found = {(spec["id"], d): row for (spec, d), row in zip(cells, results, strict=True) if row is not None}
     rows = []
     for spec in specs:
-        before = found[(spec["id"], "none")]
+        before = found.get((spec["id"], "none"))
         for defense in args.defense_list:
-            after = found[(spec["id"], defense)]
+            after = found.get((spec["id"], defense))
+            if before is None or after is None:
+                args.missing.append(f"{spec['id']} {defense}")
+                continue
             extra = {k: v for k, v in after.items() if k not in ("accuracy", "asr", "seconds")}
             rows.append(
                 {
@@ -423,16 +435,21 @@ def _points(values: list[float]) -> list[float]:
     return [100.0 * v for v in values]
 
 
+EFFECTIVE_ASR = 0.5  # a backdoored model whose attack took: ASR at least this before any defence
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per defence: models, the backdoored share with ASR <= 1% and <= 2%, mean and worst accuracy drop (points)
     on backdoored and on clean models, mean ASR before and after on backdoored models (points), mean seconds (per
-    model, the defence's own wall time). A row whose defence failed (``error``) counts in ``failed`` and in no
+    model, the defence's own wall time); ``*_effective``: the backdoored models whose attack took (ASR before at
+    least ``EFFECTIVE_ASR``). A row whose defence failed (``error``) counts in ``failed`` and in no
     figure; the shares are over the backdoored models the defence ran on."""
     out: dict[str, dict[str, Any]] = {}
     for defense in dict.fromkeys(r["defense"] for r in rows):
         failed = [r for r in rows if r["defense"] == defense and "error" in r]
         rs = [r for r in rows if r["defense"] == defense and "error" not in r]
         bad = [r for r in rs if r["model"]["backdoored"]]
+        took = [r for r in bad if r["asr_before"] >= EFFECTIVE_ASR]
         good = [r for r in rs if not r["model"]["backdoored"]]
         drop_bad = _points([r["accuracy_before"] - r["accuracy_after"] for r in bad])
         drop_good = _points([r["accuracy_before"] - r["accuracy_after"] for r in good])
@@ -443,6 +460,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "clean": len(good),
             "asr_le_1pct": sum(r["asr_after"] <= 0.01 for r in bad) / len(bad) if bad else None,
             "asr_le_2pct": sum(r["asr_after"] <= 0.02 for r in bad) / len(bad) if bad else None,
+            "backdoored_effective": len(took),
+            "asr_le_1pct_effective": sum(r["asr_after"] <= 0.01 for r in took) / len(took) if took else None,
             "mean_asr_before_backdoored": _mean(_points([r["asr_before"] for r in bad])),
             "mean_asr_backdoored": _mean(_points([r["asr_after"] for r in bad])),
             "mean_acc_drop_backdoored": _mean(drop_bad),
@@ -450,6 +469,57 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "mean_acc_drop_clean": _mean(drop_good),
             "worst_acc_drop_clean": max(drop_good) if drop_good else None,
             "mean_seconds": _mean([float(r["seconds"]) for r in rs]),
+        }
+    return out
+
+
+NC_CUT = 2.0  # Neural Cleanse's anomaly-index cut, as published
+
+
+def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bool]]:
+    """What each detector said in a default-recipe purify report: (score, suspected class, flagged). The shipped
+    finder flags when the sensitivity scan is above its cut or the suspect's reference ratio is at or below its
+    cut; its score is the larger of (scan score / scan cut) and (ratio cut / ratio), so it flags exactly above 1."""
+    scan, nc = report["scan"], report.get("reversal_scan") or {}
+    out: dict[str, tuple[float, int | None, bool]] = {
+        "sensitivity": (scan["score"], scan["suspected_target"], scan["score"] > scan["threshold"])
+    }
+    if "anomaly_index" in nc:
+        out["neural_cleanse"] = (nc["anomaly_index"], nc["suspected_target"], nc["anomaly_index"] > NC_CUT)
+    reference = (report.get("vote") or {}).get("reference") or {}
+    score = scan["score"] / scan["threshold"]
+    if reference.get("ratio_of_suspect") is not None:
+        score = max(score, reference["cut"] / max(reference["ratio_of_suspect"], 1e-12))
+    out["default"] = (score, report["suspect"]["target"], bool(report["suspect"]["evidence"]))
+    return out
+
+
+def scan_figures(specs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The detectors of the default recipe's reports on this run's models, at the cuts fixed on the development
+    split: per detector, AUROC (backdoored against clean), true and false positive rate at the cut, and the
+    target-class accuracy on the flagged backdoored models (and on all backdoored models)."""
+    seen: dict[str, list[tuple[dict[str, Any], tuple[float, int | None, bool]]]] = {}
+    for spec in specs:
+        folder = f"{train_unit(spec, args).name}-default-{args.clean_fraction}"
+        path = Path(args.cache) / "defended" / folder / "report.json"
+        if path.is_file():
+            for name, found in _detections(json.loads(path.read_text())).items():
+                seen.setdefault(name, []).append((spec, found))
+    out: dict[str, dict[str, Any]] = {}
+    for name, items in seen.items():
+        bad = [(s, f) for s, f in items if s["backdoored"]]
+        good = [f for s, f in items if not s["backdoored"]]
+        flagged = [(s, f) for s, f in bad if f[2]]
+        out[name] = {
+            "backdoored": len(bad),
+            "clean": len(good),
+            "auroc": auroc([f[0] for _, f in bad], [f[0] for f in good]),
+            "tpr": len(flagged) / len(bad) if bad else None,
+            "fpr": sum(f[2] for f in good) / len(good) if good else None,
+            "target_accuracy_flagged": sum(f[1] == s["target_label"] for s, f in flagged) / len(flagged)
+            if flagged
+            else None,
+            "target_accuracy": sum(f[1] == s["target_label"] for s, f in bad) / len(bad) if bad else None,
         }
     return out
 
@@ -463,6 +533,59 @@ def summary_by(rows: list[dict[str, Any]], field: str) -> dict[str, dict[str, di
         for defense, figures in summary([r for r in rows if str(r["model"][field]) == value]).items():
             out.setdefault(defense, {})[value] = figures
     return out
+
+
+def _pct(v: float | None, digits: int = 1) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _share(f: dict[str, Any], key: str, n: int) -> str:
+    """``f[key]`` (a share of ``n`` models) as a count over ``n``."""
+    return "–" if f[key] is None else f"{round(f[key] * n)}/{n}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result's tables: per defence; ASR after / accuracy drop per architecture and per trigger family; the
+    detectors of the default recipe."""
+    lines = [
+        "| defence | models (backdoored + clean) | ASR ≤ 1% | ASR ≤ 2% | ASR ≤ 1%, attacks that took | mean ASR "
+        "before → after | mean drop, backdoored (worst) | mean drop, clean (worst) | mean s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d, f in result["summary"].items():
+        if d == "none":
+            continue
+        lines.append(
+            f"| {d} | {f['models']} ({f['backdoored']} + {f['clean']}) | {_share(f, 'asr_le_1pct', f['backdoored'])} | "
+            f"{_share(f, 'asr_le_2pct', f['backdoored'])} | "
+            f"{_share(f, 'asr_le_1pct_effective', f['backdoored_effective'])} | "
+            f"{_pct(f['mean_asr_before_backdoored'])} → {_pct(f['mean_asr_backdoored'])} | "
+            f"{_pct(f['mean_acc_drop_backdoored'], 2)} ({_pct(f['worst_acc_drop_backdoored'], 2)}) | "
+            f"{_pct(f['mean_acc_drop_clean'], 2)} ({_pct(f['worst_acc_drop_clean'], 2)}) | "
+            f"{_pct(f['mean_seconds'], 0)} |"
+        )
+    for field, title in (("by_arch", "architecture"), ("by_trigger", "trigger family")):
+        table = {d: v for d, v in result[field].items() if d != "none"}
+        values = sorted({v for per in table.values() for v in per})
+        lines += ["", f"Mean ASR after (%) / mean accuracy drop (points) per {title}, backdoored models:", ""]
+        lines += [f"| defence | {' | '.join(values)} |", "|---|" + "---|" * len(values)]
+        for d, per in table.items():
+            cells = [
+                f"{_pct(per[v]['mean_asr_backdoored'])} / {_pct(per[v]['mean_acc_drop_backdoored'], 2)}"
+                if v in per and per[v]["backdoored"]
+                else "–"
+                for v in values
+            ]
+            lines.append(f"| {d} | {' | '.join(cells)} |")
+    if result.get("scan"):
+        lines += ["", "| detector | backdoored / clean | AUROC | TPR at the cut | FPR at the cut | target class "
+                  "(flagged) | target class (all backdoored) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, f in result["scan"].items():
+            lines.append(
+                f"| {name} | {f['backdoored']} / {f['clean']} | {_pct(f['auroc'], 2)} | {_pct(f['tpr'], 2)} | "
+                f"{_pct(f['fpr'], 2)} | {_pct(f['target_accuracy_flagged'], 2)} | {_pct(f['target_accuracy'], 2)} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -484,14 +607,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="a recipe override for every recipe defence (repeatable; --quick adds short settings first)",
     )
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="report the kept models and rows only; what is not kept is listed under 'missing', not computed",
+    )
     p.add_argument("--retry-failed", action="store_true", help="recompute the cached rows of defences that failed")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--cache", type=Path, default=Path("runs/zoo"))
+    p.add_argument("--models", default=None, help="comma-separated model ids (e.g. eval-03,eval-07): only these")
     p.add_argument("--part", default="0/1", help="i/n: this process runs models i, i+n, ... (processes share --cache)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the CPUs) of each unit")
     anp_table.add_executor_options(p)
     p.add_argument("--list", action="store_true", help="print the specs as JSON and stop")
     p.add_argument("--out-json", type=Path, default=None, help="write rows, summary and config here (atomically)")
+    p.add_argument("--out-md", type=Path, default=None, help="write the summary tables here as markdown")
     return p
 
 
@@ -519,6 +649,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         p.error(f"--part={args.part!r} is not accepted; accepted: i/n with 0 <= i < n")
     args.part_index, args.part_count = i, n
+    args.missing = []  # (model, defence) cells that --cached-only found no kept result for
+    if args.models is not None:
+        ids = [spec["id"] for spec in zoo_specs(args.split, quick=args.quick)]
+        wanted = [m for m in args.models.split(",") if m]
+        if not wanted or set(wanted) - set(ids):
+            p.error(f"--models={args.models!r} is not accepted; accepted: ids of the split, {ids[0]} to {ids[-1]}")
     if args.split == "eval" and args.sets and not args.quick:
         p.error(
             f"--set={args.sets!r} is not accepted with --split eval; accepted: recipes by name only (recipe "
@@ -543,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
+    if args.models is not None:
+        specs = [s for s in specs if s["id"] in args.models.split(",")]
     rows, computed = zoo_rows(specs[args.part_index :: args.part_count], args)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     table_args = table_namespace(specs[0], args)
@@ -553,8 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary(rows),
         "by_arch": summary_by(rows, "arch"),
         "by_trigger": summary_by(rows, "trigger"),
+        "scan": scan_figures(specs[args.part_index :: args.part_count], args),
         "rows": rows,
         "computed": computed,
+        "missing": args.missing,
         "recipes": recipes,
         "recipes_hash": config_hash(recipes),
         "config": config,
@@ -563,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.out_json is not None:
         atomic_write_json(args.out_json, result)
+    if args.out_md is not None:
+        atomic_write_text(args.out_md, markdown(result))
     print(json.dumps({"summary": result["summary"], "computed": computed}, indent=2))
     return 0
 

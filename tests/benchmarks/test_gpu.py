@@ -34,9 +34,13 @@ pytestmark = [
 ]
 ROOT = Path(__file__).resolve().parents[2]
 CUDA = torch.device("cuda")
-# tolerances: masks and weights after many steps drift by float reassociation; accuracies by a few images
-MASK_ATOL = 0.05
-WEIGHT_RTOL = 0.05
+# Tolerances. One step of training gives the same weights up to float reassociation (and TF32 convolutions on
+# CUDA). Over many steps the two runs drift apart as any two float orders do, so long runs are compared by what
+# they decide: on an H200 (2026-12-04) two epochs of training moved the first layer's weights 7.8% apart at 2.0
+# points of accuracy, and 200 ANP iterations gave masks 0.0069 apart on average (largest 0.14) with 9 of the 10
+# lowest neurons shared.
+STEP_RTOL = 1e-3
+MASK_MEAN_ATOL = 0.02
 ACCURACY_ATOL = 0.03
 
 
@@ -64,13 +68,19 @@ def trained(digits: tuple[ArrayData, ArrayData]) -> dict[str, torch.nn.Module]:
 
 
 def test_training_on_cuda_matches_the_cpu(trained: dict, digits: tuple[ArrayData, ArrayData]) -> None:
-    _, test = digits
+    train, test = digits
     acc = {k: evaluate_accuracy(m, test) for k, m in trained.items()}
     assert abs(acc["cpu"] - acc["cuda"]) <= ACCURACY_ATOL, acc
-    for (name, a), b in zip(trained["cpu"].state_dict().items(), trained["cuda"].state_dict().values(), strict=True):
+    one_step = train.subset(torch.arange(64))  # one batch, one epoch: a single SGD step from the same weights
+    stepped = {}
+    for name, device in (("cpu", torch.device("cpu")), ("cuda", CUDA)):
+        model = _meta().build(seed=0).to(device)
+        train_model(model, one_step, TrainConfig(epochs=1, batch_size=64, lr=0.05, seed=0))
+        stepped[name] = model.state_dict()
+    for (name, a), b in zip(stepped["cpu"].items(), stepped["cuda"].values(), strict=True):
         if a.is_floating_point():
             err = float((a - b.cpu()).norm() / a.norm().clamp_min(1e-12))
-            assert err <= WEIGHT_RTOL, (name, err)
+            assert err <= STEP_RTOL, (name, err)
 
 
 def test_anp_on_cuda_matches_the_cpu(trained: dict, digits: tuple[ArrayData, ArrayData]) -> None:
@@ -79,7 +89,7 @@ def test_anp_on_cuda_matches_the_cpu(trained: dict, digits: tuple[ArrayData, Arr
     cpu = anp_optimize(trained["cpu"], clean, cfg)
     gpu = anp_optimize(copy.deepcopy(trained["cpu"]).to(CUDA), clean, cfg)
     assert gpu.masks.device.type == "cpu" and gpu.masks.shape == cpu.masks.shape
-    assert float((gpu.masks - cpu.masks).abs().max()) <= MASK_ATOL
+    assert float((gpu.masks - cpu.masks).abs().mean()) <= MASK_MEAN_ATOL
     low_cpu, low_gpu = set(torch.argsort(cpu.masks)[:10].tolist()), set(torch.argsort(gpu.masks)[:10].tolist())
     assert len(low_cpu & low_gpu) >= 8  # the neurons ANP would prune first agree
 

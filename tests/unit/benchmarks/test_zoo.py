@@ -126,11 +126,31 @@ def test_summary_figures(zoo: ModuleType) -> None:
     assert s["mean_acc_drop_clean"] == pytest.approx(0.5) and s["mean_seconds"] == 2.0
     assert s["mean_asr_before_backdoored"] == pytest.approx(90.0)
     assert s["mean_asr_backdoored"] == pytest.approx((0.5 + 1.5 + 50.0) / 3)
+    rows[1]["asr_before"] = 0.2  # an attack that did not take: out of the *_effective figures
+    s = zoo.summary(rows)["default"]
+    assert s["backdoored_effective"] == 2 and s["asr_le_1pct_effective"] == pytest.approx(0.5)
+    assert "| default | 4 (3 + 1) | 1/3 | 2/3 | 1/2 |" in zoo.markdown(
+        {"summary": zoo.summary(rows), "by_arch": {}, "by_trigger": {}}
+    )
     for r, arch in zip(rows, ["a", "b", "a", "b", "a"], strict=True):
         r["model"]["arch"] = arch
     by_arch = zoo.summary_by(rows, "arch")["default"]
     assert (by_arch["a"]["backdoored"], by_arch["a"]["failed"], by_arch["b"]["clean"]) == (2, 1, 1)
     assert by_arch["a"]["asr_le_1pct"] == pytest.approx(0.5)
+
+
+def test_detections_read_the_default_reports_cuts(zoo: ModuleType) -> None:
+    report = {
+        "scan": {"score": 0.3, "suspected_target": 4, "threshold": 0.41},
+        "reversal_scan": {"anomaly_index": 2.5, "suspected_target": 7},
+        "vote": {"reference": {"ratio_of_suspect": 0.2, "cut": 0.41}},
+        "suspect": {"target": 7, "evidence": True},
+    }
+    found = zoo._detections(report)
+    assert found["sensitivity"] == (0.3, 4, False) and found["neural_cleanse"] == (2.5, 7, True)
+    assert found["default"] == (pytest.approx(0.41 / 0.2), 7, True)  # flagged by the ratio: score above 1
+    report["vote"] = {}
+    assert found["default"][0] > 1 >= zoo._detections(report)["default"][0]
 
 
 @pytest.mark.parametrize(
@@ -140,6 +160,7 @@ def test_summary_figures(zoo: ModuleType) -> None:
         (["--clean-fraction", "0"], "--clean-fraction=0.0 is not accepted"),
         (["--set", "anp.nope=1"], "is not accepted"),
         (["--part", "2/2"], "--part='2/2' is not accepted"),
+        (["--models", "eval-00,dev-01"], "--models='eval-00,dev-01' is not accepted"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(zoo: ModuleType, argv: list[str], message: str, capsys) -> None:
@@ -170,15 +191,19 @@ def _run(cache: Path, *extra: str) -> dict:
 def test_quick_zoo_runs_end_to_end_and_resumes_without_recomputing(tmp_path: Path) -> None:
     partial = _run(tmp_path, "--defenses", "none,paper")  # an interrupted run: the default recipe not reached
     assert partial["computed"] == {"models": 4, "rows": 8}
-    full = _run(tmp_path)
-    assert full["computed"] == {"models": 0, "rows": 4}  # only the default recipe's rows
-    again = _run(tmp_path)
+    full = _run(tmp_path, "--defenses", "none,paper,default,ft_sam,sau,i_bau,nad")
+    assert full["computed"] == {"models": 0, "rows": 20}  # only the rows of the defences not run before
+    assert not [(r["model"]["id"], r["defense"], r["error"]) for r in full["rows"] if "error" in r]
+    again = _run(tmp_path, "--defenses", "none,paper,default,ft_sam,sau,i_bau,nad")
     assert again["computed"] == {"models": 0, "rows": 0}
+    kept = _run(tmp_path, "--defenses", "none,default,ft", "--cached-only")  # reads, computes nothing
+    assert kept["computed"] == {"models": 0, "rows": 0} and len(kept["missing"]) == 4
+    assert {r["defense"] for r in kept["rows"]} == set(kept["summary"]) == {"none", "default"}
     assert again["rows"] == full["rows"] and again["summary"] == full["summary"]
     assert [r for r in full["rows"] if r["defense"] == "paper"] == [
         r for r in partial["rows"] if r["defense"] == "paper"
     ]
-    assert set(full["summary"]) == {"none", "paper", "default"}
+    assert set(full["summary"]) == {"none", "paper", "default", "ft_sam", "sau", "i_bau", "nad"}
     for figures in full["summary"].values():
         assert (
             figures["models"] + figures["failed"] == 4 and figures["backdoored"] + figures["clean"] == figures["models"]
@@ -186,7 +211,7 @@ def test_quick_zoo_runs_end_to_end_and_resumes_without_recomputing(tmp_path: Pat
     for r in full["rows"]:
         assert {"model", "defense", "accuracy_before", "asr_before", "accuracy_after", "asr_after", "seconds"} <= set(r)
         assert 0.0 <= r["asr_before"] <= 1.0 and r["model"]["dataset"] == "digits"
-        if r["defense"] != "none" and "error" not in r:
+        if r["defense"] in ("paper", "default"):  # the recipes report a verdict
             assert r["verdict"] in ("purified", "unchanged", "failed")
     assert {r["model"]["trigger"] for r in full["rows"] if r["model"]["backdoored"]} == {"random_patch", "thin_line",
                                                                                         "faint_pattern"}  # fmt: skip
