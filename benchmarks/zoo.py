@@ -469,6 +469,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "mean_acc_drop_clean": _mean(drop_good),
             "worst_acc_drop_clean": max(drop_good) if drop_good else None,
             "mean_seconds": _mean([float(r["seconds"]) for r in rs]),
+            "devices": sorted({str(r.get("device", "unrecorded")) for r in rs}),
         }
     return out
 
@@ -524,6 +525,16 @@ def scan_figures(specs: list[dict[str, Any]], args: argparse.Namespace) -> dict[
     return out
 
 
+def common_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the models on which every defence of ``rows`` has a figure (no error, nothing missing): the
+    set on which defences compare like for like."""
+    defenses = {r["defense"] for r in rows}
+    ids = {r["model"]["id"] for r in rows}
+    for d in defenses:
+        ids &= {r["model"]["id"] for r in rows if r["defense"] == d and "error" not in r}
+    return [r for r in rows if r["model"]["id"] in ids]
+
+
 def summary_by(rows: list[dict[str, Any]], field: str) -> dict[str, dict[str, dict[str, Any]]]:
     """:func:`summary` per value of the model spec's ``field`` (``arch``, ``trigger``): defence -> value -> figures.
     A clean model's ``trigger`` is the one its ASR floor is measured with."""
@@ -544,15 +555,14 @@ def _share(f: dict[str, Any], key: str, n: int) -> str:
     return "–" if f[key] is None else f"{round(f[key] * n)}/{n}"
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The result's tables: per defence; ASR after / accuracy drop per architecture and per trigger family; the
-    detectors of the default recipe."""
+def _summary_lines(summary_figures: dict[str, dict[str, Any]]) -> list[str]:
+    """The per-defence table of a :func:`summary`."""
     lines = [
         "| defence | models (backdoored + clean) | ASR ≤ 1% | ASR ≤ 2% | ASR ≤ 1%, attacks that took | mean ASR "
-        "before → after | mean drop, backdoored (worst) | mean drop, clean (worst) | mean s |",
+        "before → after | mean drop, backdoored (worst) | mean drop, clean (worst) | mean s (device) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for d, f in result["summary"].items():
+    for d, f in summary_figures.items():
         if d == "none":
             continue
         lines.append(
@@ -562,8 +572,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_pct(f['mean_asr_before_backdoored'])} → {_pct(f['mean_asr_backdoored'])} | "
             f"{_pct(f['mean_acc_drop_backdoored'], 2)} ({_pct(f['worst_acc_drop_backdoored'], 2)}) | "
             f"{_pct(f['mean_acc_drop_clean'], 2)} ({_pct(f['worst_acc_drop_clean'], 2)}) | "
-            f"{_pct(f['mean_seconds'], 0)} |"
+            f"{_pct(f['mean_seconds'], 0)} ({', '.join(f.get('devices', []))}) |"
         )
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result's tables: per defence; ASR after / accuracy drop per architecture and per trigger family; the
+    detectors of the default recipe."""
+    lines = _summary_lines(result["summary"])
+    if result.get("summary_common") and result["summary_common"] != result["summary"]:
+        lines += ["", "The same, on the models on which every defence above has a row:", ""]
+        lines += _summary_lines(result["summary_common"])
     for field, title in (("by_arch", "architecture"), ("by_trigger", "trigger family")):
         table = {d: v for d, v in result[field].items() if d != "none"}
         values = sorted({v for per in table.values() for v in per})
@@ -689,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         "schema": "pruneguard.zoo/1",
         "split": args.split,
         "summary": summary(rows),
+        "summary_common": summary(common_rows(rows)),
         "by_arch": summary_by(rows, "arch"),
         "by_trigger": summary_by(rows, "trigger"),
         "scan": scan_figures(specs[args.part_index :: args.part_count], args),

@@ -44,3 +44,11 @@ def test_no_evidence_means_unchanged_and_a_broken_guard_means_failed() -> None:
     assert undone["status"] == "failed" and "was undone" in undone["sentence"]
     scaled = purify_verdict(_report(guard={"scale": 0.5}), 0.02, True)
     assert scaled["status"] == "purified" and "scaled back to 0.5 by the accuracy guard" in scaled["sentence"]
+
+
+def test_a_validation_part_too_small_for_the_limit_is_called_out() -> None:
+    # 12 images (60 clean images, 20% held out): one image is 8.3 points, the guard cannot see a 2-point drop
+    tiny = purify_verdict(_report(validation_samples=12), 0.02, True)
+    assert tiny["status"] == "purified" and "Caution: the validation part has 12 images" in tiny["sentence"]
+    assert "one image is 8.3 points, more than the 2.0-point limit" in tiny["sentence"]
+    assert "Caution" not in purify_verdict(_report(validation_samples=120), 0.02, True)["sentence"]

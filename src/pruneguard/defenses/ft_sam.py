@@ -21,6 +21,7 @@ of the paper's CIFAR pipeline is on by default (crop padding ``W // 14``, as our
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,6 +37,8 @@ from pruneguard.defenses.registry import check, in_range, is_int, is_positive, r
 from pruneguard.errors import ConfigError
 
 __all__ = ["FTSAMConfig", "ft_sam", "sam_perturbation"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,5 +170,12 @@ def ft_sam(model: nn.Module, clean: ArrayData, config: FTSAMConfig, *, seed: int
         if seen == 0 or not math.isfinite(loss_sum):
             raise ConfigError(f"FT-SAM diverged or saw no data in epoch {epoch + 1} (loss={loss_sum})")
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})
+        if (epoch + 1) % 10 == 0 or epoch + 1 == config.epochs:  # progress, ten lines a run at most
+            logger.info(
+                "FT-SAM epoch %d/%d: %s",
+                epoch + 1,
+                config.epochs,
+                {k: round(v, 4) for k, v in history[-1].items() if k != "epoch"},
+            )
     defended.eval()
     return defended, {"method": "ft_sam", "config": asdict(config), "history": history}

@@ -29,6 +29,7 @@ per epoch and 100 epochs the paper's number of steps; the PGD budget is in pixel
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -45,6 +46,8 @@ from pruneguard.utils.modes import frozen
 
 __all__ = ["SAUConfig", "sau", "shared_pgd", "shared_adversarial_loss"]
 _STARTS = ("max", "zero", "random")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,5 +213,12 @@ def sau(model: nn.Module, clean: ArrayData, config: SAUConfig, *, seed: int) -> 
             if not all(math.isfinite(v) for v in sums.values()):
                 raise ConfigError(f"SAU diverged in round {rnd + 1} ({sums})")
             history.append({"round": rnd + 1, **{k: v / seen for k, v in sums.items()}})
+            if (rnd + 1) % 10 == 0 or rnd + 1 == config.rounds:  # progress, ten lines a run at most
+                logger.info(
+                    "SAU round %d/%d: %s",
+                    rnd + 1,
+                    config.rounds,
+                    {k: round(v, 4) for k, v in history[-1].items() if k != "round"},
+                )
     defended.eval()
     return defended, {"method": "sau", "config": asdict(config), "history": history}

@@ -74,5 +74,18 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
     if not changed:
         sentence = f"Unchanged: {found}; the recipe {report.get('recipe', '')!s} {_actions(report)}; {acc}."
         return {"status": "unchanged", "sentence": sentence, "exit_code": 0}
-    sentence = f"Purified: {found}; {_actions(report)}; {acc}."
+    sentence = f"Purified: {found}; {_actions(report)}; {acc}.{_blind_guard(report, max_acc_drop)}"
     return {"status": "purified", "sentence": sentence, "exit_code": 0}
+
+
+def _blind_guard(report: dict[str, Any], max_acc_drop: float | None) -> str:
+    """A caution when the validation part is too small for the guard to hold its limit: one image of it weighs
+    more than ``max_acc_drop``, so a drop past the limit can read as no drop at all."""
+    n = report.get("validation_samples") or 0
+    if max_acc_drop is None or n == 0 or 1.0 / n <= max_acc_drop:
+        return ""
+    return (
+        f" Caution: the validation part has {n} images (one image is {100 / n:.1f} points, more than the "
+        f"{100 * max_acc_drop:.1f}-point limit), so the accuracy guard cannot hold its limit: measure the "
+        "purified model on data of your own before using it."
+    )

@@ -139,6 +139,14 @@ def test_summary_figures(zoo: ModuleType) -> None:
     assert by_arch["a"]["asr_le_1pct"] == pytest.approx(0.5)
 
 
+def test_common_rows_keep_the_models_every_defence_ran_on(zoo: ModuleType) -> None:
+    def row(mid: str, defense: str, **kw: Any) -> dict:
+        return {"model": {"id": mid}, "defense": defense, **kw}
+
+    rows = [row("a", "x"), row("a", "y"), row("b", "x"), row("b", "y", error="e"), row("c", "x")]
+    assert zoo.common_rows(rows) == rows[:2]
+
+
 def test_detections_read_the_default_reports_cuts(zoo: ModuleType) -> None:
     report = {
         "scan": {"score": 0.3, "suspected_target": 4, "threshold": 0.41},
