@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from pruneguard.defenses.fine_tune import zero_masks
 
-__all__ = ["cosine_lr", "device_of", "pruned_entries", "set_lr_", "zero_pruned_grads_", "zero_pruned_"]
+__all__ = ["cosine_lr", "device_of", "log_progress", "pruned_entries", "set_lr_", "zero_pruned_grads_", "zero_pruned_"]
 
 
 def device_of(model: nn.Module) -> torch.device:
@@ -46,3 +48,9 @@ def zero_pruned_(pruned: dict[nn.Parameter, Tensor]) -> None:
     """Pruned entries back to exactly zero (weight decay of 0 is 0, but Adam's epsilon path is not exact)."""
     for p, mask in pruned.items():
         p[mask] = 0.0
+
+
+def log_progress(logger: logging.Logger, what: str, done: int, total: int, row: dict[str, Any]) -> None:
+    """Log ``row`` (the figures of step ``done`` of ``total``) every tenth step and at the last: ten lines a run."""
+    if done % 10 == 0 or done == total:
+        logger.info("%s %d/%d: %s", what, done, total, {k: round(float(v), 4) for k, v in row.items()})

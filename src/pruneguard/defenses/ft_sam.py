@@ -32,7 +32,15 @@ from torch import Tensor, nn
 
 from pruneguard.data.augment import augment_batch
 from pruneguard.data.tensors import ArrayData, iterate_batches
-from pruneguard.defenses._loop import cosine_lr, device_of, pruned_entries, set_lr_, zero_pruned_, zero_pruned_grads_
+from pruneguard.defenses._loop import (
+    cosine_lr,
+    device_of,
+    log_progress,
+    pruned_entries,
+    set_lr_,
+    zero_pruned_,
+    zero_pruned_grads_,
+)
 from pruneguard.defenses.registry import check, in_range, is_int, is_positive, register_defense
 from pruneguard.errors import ConfigError
 
@@ -170,12 +178,6 @@ def ft_sam(model: nn.Module, clean: ArrayData, config: FTSAMConfig, *, seed: int
         if seen == 0 or not math.isfinite(loss_sum):
             raise ConfigError(f"FT-SAM diverged or saw no data in epoch {epoch + 1} (loss={loss_sum})")
         history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "accuracy": correct / seen})
-        if (epoch + 1) % 10 == 0 or epoch + 1 == config.epochs:  # progress, ten lines a run at most
-            logger.info(
-                "FT-SAM epoch %d/%d: %s",
-                epoch + 1,
-                config.epochs,
-                {k: round(v, 4) for k, v in history[-1].items() if k != "epoch"},
-            )
+        log_progress(logger, "FT-SAM epoch", epoch + 1, config.epochs, history[-1])
     defended.eval()
     return defended, {"method": "ft_sam", "config": asdict(config), "history": history}

@@ -39,7 +39,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pruneguard.data.tensors import ArrayData, iterate_batches
-from pruneguard.defenses._loop import cosine_lr, device_of, pruned_entries, set_lr_, zero_pruned_, zero_pruned_grads_
+from pruneguard.defenses._loop import (
+    cosine_lr,
+    device_of,
+    log_progress,
+    pruned_entries,
+    set_lr_,
+    zero_pruned_,
+    zero_pruned_grads_,
+)
 from pruneguard.defenses.registry import check, in_range, is_int, is_positive, register_defense
 from pruneguard.errors import ConfigError
 from pruneguard.utils.modes import frozen
@@ -213,12 +221,6 @@ def sau(model: nn.Module, clean: ArrayData, config: SAUConfig, *, seed: int) -> 
             if not all(math.isfinite(v) for v in sums.values()):
                 raise ConfigError(f"SAU diverged in round {rnd + 1} ({sums})")
             history.append({"round": rnd + 1, **{k: v / seen for k, v in sums.items()}})
-            if (rnd + 1) % 10 == 0 or rnd + 1 == config.rounds:  # progress, ten lines a run at most
-                logger.info(
-                    "SAU round %d/%d: %s",
-                    rnd + 1,
-                    config.rounds,
-                    {k: round(v, 4) for k, v in history[-1].items() if k != "round"},
-                )
+            log_progress(logger, "SAU round", rnd + 1, config.rounds, history[-1])
     defended.eval()
     return defended, {"method": "sau", "config": asdict(config), "history": history}
