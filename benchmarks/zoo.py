@@ -480,7 +480,8 @@ NC_CUT = 2.0  # Neural Cleanse's anomaly-index cut, as published
 def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bool]]:
     """What each detector said in a default-recipe purify report: (score, suspected class, flagged). The shipped
     finder flags when the sensitivity scan is above its cut or the suspect's reference ratio is at or below its
-    cut; its score is the larger of (scan score / scan cut) and (ratio cut / ratio), so it flags exactly above 1."""
+    cut; its score is the larger of (scan score / scan cut) and (ratio cut / ratio), so a flagged model scores 1 or
+    more and an unflagged one 1 or less."""
     scan, nc = report["scan"], report.get("reversal_scan") or {}
     out: dict[str, tuple[float, int | None, bool]] = {
         "sensitivity": (scan["score"], scan["suspected_target"], scan["score"] > scan["threshold"])
