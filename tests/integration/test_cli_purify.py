@@ -458,3 +458,31 @@ def test_train_input_aware_trains_the_victim_jointly_and_a_purify_run_reads_its_
     assert code == 0
     report = json.loads((purified / "report.json").read_text())
     assert report["before"]["asr"] == pytest.approx(result["test"]["asr"], abs=0.05)
+
+
+def test_a_repair_that_nothing_of_fits_is_retried_at_a_third_of_the_learning_rate(
+    trained: Path, tmp_path: Path
+) -> None:
+    """``repair.retries``: when not even a scaled-back repair fits the guard, the repair runs again from the pruned
+    model at a third of the learning rate, until one fits (at some scale) or the retries are spent."""
+    out = tmp_path / "retry"
+    sets = (
+        *FAST,
+        "suspect.require_evidence=false",
+        "repair.method=finetune",
+        "repair.lr=50",
+        "repair.epochs=2",
+        "repair.retries=5",
+    )
+    _purify(trained, out, sets=sets)
+    rep = json.loads((out / "report.json").read_text())
+    attempts = rep["repair"]["attempts"]
+    assert len(attempts) >= 2 and attempts[0]["lr"] == 50
+    for a, b in zip(attempts, attempts[1:], strict=False):
+        assert b["lr"] == pytest.approx(a["lr"] / 3)
+    assert all(a["scale"] == 0 for a in attempts[:-1])  # it stopped at the first attempt that fits at all
+    for a in attempts[:-1]:
+        assert all(t["accuracy"] < rep["guard"]["floor"] for t in a["tried"][:-1])
+    assert rep["guard"]["scale"] == attempts[-1]["scale"] and rep["repair"]["lr"] == attempts[-1]["lr"]
+    assert attempts[-1]["scale"] > 0 or len(attempts) == 6
+    assert rep["steps"][1] == f"finetune (learning rate {rep['repair']['lr']:g})"

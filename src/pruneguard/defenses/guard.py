@@ -2,10 +2,11 @@
 
 A repair (fine-tuning, unlearning) moves the pruned model's weights from ``start`` to ``end``. When the repaired
 model falls too far below the original on validation data, the guard tries the points ``start + s (end − start)``
-for decreasing ``s`` (the straight line between a model and its fine-tuned self stays in one basin, so the
-intermediate points are working models) and keeps the first that fits; ``s = 0`` undoes the repair. Floating-point
+for decreasing ``s`` and keeps the first that fits; ``s = 0`` undoes the repair. Floating-point
 buffers (BatchNorm statistics) move along the same line; integer buffers take the end's values (``s`` > 0) or the
-start's. Pruned weights are zero at both ends and stay zero.
+start's. Pruned weights are zero at both ends and stay zero. On networks with BatchNorm the intermediate points are
+working models; on networks without it (plain or GroupNorm CNNs of the development zoo) they can be worse than both
+ends, and ``purify`` retries the repair at a lower learning rate instead (``repair.retries``).
 """
 
 from __future__ import annotations

@@ -82,13 +82,17 @@ class ANPConfig:
 
 @dataclass
 class ANPResult:
-    """Learned masks (flat, in the groups' order) and the optimisation history."""
+    """Learned masks (flat, in the groups' order), the optimisation history, and each mask's mean over the
+    iterations (``mask_mean``): among neurons whose masks end equal (often many at 0 on networks without
+    normalisation layers), the one driven down first has the smaller mean; it breaks the ties of the pruning
+    order."""
 
     groups: list[NeuronGroup]
     masks: Tensor
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     iterations: int = 0
+    mask_mean: Tensor | None = None
 
     def mask_table(self) -> list[dict[str, Any]]:
         rows, k = [], 0
@@ -258,7 +262,7 @@ def _fingerprint(model: nn.Module, data: ArrayData) -> str:
 
 
 def _state_matches(state: dict[str, Any], cfg: ANPConfig, fingerprint: str) -> bool:
-    return state.get("config") == asdict(cfg) and state.get("fingerprint") == fingerprint
+    return state.get("config") == asdict(cfg) and state.get("fingerprint") == fingerprint and "mask_sum" in state
 
 
 def anp_optimize(
@@ -285,6 +289,7 @@ def anp_optimize(
     reparam = NeuronReparam(model, groups)
     gen = torch.Generator().manual_seed(config.seed)
     mask = torch.ones(reparam.total, device=device, requires_grad=True)
+    mask_sum = torch.zeros(reparam.total, device=device)
     opt = torch.optim.SGD([mask], lr=config.lr, momentum=config.momentum)
     history: list[dict[str, float]] = []
     start, seconds = 0, 0.0
@@ -295,6 +300,7 @@ def anp_optimize(
         if _state_matches(state, config, fingerprint):
             with torch.no_grad():
                 mask.copy_(state["mask"].to(device))
+                mask_sum.copy_(state["mask_sum"].to(device))
             opt.load_state_dict(state["optimizer"])
             gen.set_state(state["generator"])
             start, history, seconds = int(state["iteration"]), list(state["history"]), float(state["seconds"])
@@ -315,11 +321,13 @@ def anp_optimize(
             else:
                 noise = perturbation_step(reparam, x, y, mask, config, gen) if config.eps > 0 else None
                 loss, loss_nat, acc = mask_step(reparam, x, y, mask, opt, noise, config.alpha)
+            mask_sum += mask.detach()
             if (it + 1) % config.checkpoint_every == 0 or it + 1 == end:
                 history.append({"iteration": it + 1, "loss": loss, "natural_loss": loss_nat, "accuracy": acc})
                 if path is not None:
                     state = {
                         "mask": mask.detach().cpu(),
+                        "mask_sum": mask_sum.cpu(),
                         "optimizer": opt.state_dict(),
                         "generator": gen.get_state(),
                         "iteration": it + 1,
@@ -331,4 +339,5 @@ def anp_optimize(
                     with atomic_write(path, "wb") as fh:
                         torch.save(state, fh)
     seconds += time.perf_counter() - t0
-    return ANPResult(groups, mask.detach().cpu(), history, seconds, end)
+    mean = mask_sum.cpu() / end if end > 0 else mask.detach().cpu()
+    return ANPResult(groups, mask.detach().cpu(), history, seconds, end, mean)

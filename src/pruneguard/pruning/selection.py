@@ -21,24 +21,30 @@ __all__ = [
 ]
 
 
-def prune_order(masks: Tensor) -> Tensor:
-    """Neuron indices sorted by mask value, smallest first (stable, so ties keep layer order)."""
-    return torch.argsort(masks, stable=True)
+def prune_order(masks: Tensor, tiebreak: Tensor | None = None) -> Tensor:
+    """Neuron indices sorted by mask value, smallest first; equal masks by ``tiebreak`` (smallest first, e.g.
+    :attr:`~pruneguard.pruning.anp.ANPResult.mask_mean`), then in layer order."""
+    if tiebreak is None:
+        return torch.argsort(masks, stable=True)
+    if tiebreak.shape != masks.shape:
+        raise ValueError(f"tiebreak has shape {tuple(tiebreak.shape)}; accepted: the masks' {tuple(masks.shape)}")
+    by_tie = torch.argsort(tiebreak, stable=True)
+    return by_tie[torch.argsort(masks[by_tie], stable=True)]
 
 
-def select_by_threshold(masks: Tensor, threshold: float) -> Tensor:
+def select_by_threshold(masks: Tensor, threshold: float, tiebreak: Tensor | None = None) -> Tensor:
     """Neurons whose mask is ``<= threshold`` (the reference's rule), in pruning order."""
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold={threshold} is outside [0, 1] (or use 'auto')")
-    order = prune_order(masks)
+    order = prune_order(masks, tiebreak)
     return order[masks[order] <= threshold]
 
 
-def select_smallest(masks: Tensor, count: int) -> Tensor:
-    """The ``count`` neurons with the smallest masks."""
+def select_smallest(masks: Tensor, count: int, tiebreak: Tensor | None = None) -> Tensor:
+    """The ``count`` neurons first in pruning order (the smallest masks)."""
     if not 0 <= count <= masks.numel():
         raise ConfigError(f"--prune-count={count} is outside [0, {masks.numel()}]")
-    return prune_order(masks)[:count]
+    return prune_order(masks, tiebreak)[:count]
 
 
 def curve_counts(masks: Tensor, *, max_fraction: float = 0.9, max_points: int = 120) -> list[int]:
@@ -64,14 +70,16 @@ def pruning_curve(
     counts: Sequence[int],
     *,
     stop_drop: float | None = None,
+    tiebreak: Tensor | None = None,
 ) -> list[dict[str, float]]:
-    """Prune neurons in mask order on a copy of ``model`` and evaluate at each count in ``counts``.
+    """Prune neurons in pruning order (:func:`prune_order`) on a copy of ``model`` and evaluate at each count in
+    ``counts``.
 
     With ``stop_drop``, the curve ends at the first count whose first evaluator (clean accuracy) has fallen more
     than ``stop_drop`` below the unpruned model's: past a collapse the points cost time and say nothing new.
     """
     work = copy.deepcopy(model)
-    order = prune_order(masks)
+    order = prune_order(masks, tiebreak)
     rows: list[dict[str, float]] = []
     done = 0
     first = next(iter(evaluators), None)

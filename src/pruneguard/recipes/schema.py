@@ -76,13 +76,15 @@ class ANPStep(_Step):
 class SelectStep(_Step):
     """Which neurons to prune from ANP's masks: those with a mask <= ``threshold`` (the paper: 0.2), the
     ``count`` smallest, or the smallest ``fraction``; never past the recipe's accuracy guard on the validation
-    data (``capped``)."""
+    data (``capped``). Equal masks are ordered by their mean over ANP's iterations (``tiebreak``: the neuron
+    driven down first goes first) or else by layer."""
 
     rule: Literal["threshold", "count", "fraction"] = "threshold"
     threshold: float = Field(0.2, ge=0.0, le=1.0, allow_inf_nan=False)
     count: int = Field(0, ge=0)
     fraction: float = Field(0.0, ge=0.0, lt=1.0, allow_inf_nan=False)
     capped: bool = True
+    tiebreak: bool = False
 
 
 class RepairStep(_Step):
@@ -94,7 +96,10 @@ class RepairStep(_Step):
     images with weight ``distill``; the ``teacher`` is the pruned model as it is or ``recalibrated`` (BatchNorm
     statistics recomputed on the clean data); ``suppress`` takes that share of the teacher's suspected-class
     probability out on other classes' images; ``distill_augment`` distils on cropped/flipped copies;
-    ``adv_eps`` > 0 adds targeted PGD copies towards the suspect with true labels).
+    ``adv_eps`` > 0 adds targeted PGD copies towards the suspect with true labels). When nothing of the repair
+    fits the recipe's guard (not even scaled back), it runs again from the pruned model at a third of the
+    learning rate, up to ``retries`` times: a learning rate that suits networks with BatchNorm can wreck one
+    without, and the straight line back to the pruned model does not pass through working models there.
     """
 
     method: Literal["none", "finetune", "unlearn"] = "none"
@@ -108,6 +113,7 @@ class RepairStep(_Step):
     suppress: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     distill_augment: bool = False
     adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    retries: int = Field(0, ge=0, le=5)
 
     @model_validator(mode="after")
     def _checks(self) -> RepairStep:
@@ -125,8 +131,9 @@ class Recipe(BaseModel):
     ``validation_fraction`` of the clean data (stratified) is set aside before any step runs: no step trains on
     it, and it alone judges accuracy (the pruning cap, the repair's rollback, the report's "validation accuracy").
     ``max_acc_drop``: no step may leave the model more than this below the original's validation accuracy (None:
-    no guard, as ANP was published). A repair that costs more is weakened (its weight change scaled back towards
-    the pruned model) until it fits, or undone.
+    no guard, as ANP was published). A repair that costs more is weakened (its weight change scaled back
+    towards the pruned model) until it fits; if nothing fits, retried at a lower learning rate
+    (``repair.retries``) or undone.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -31,7 +31,14 @@ from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
 from pruneguard.pruning.neurons import prune_neurons_
-from pruneguard.pruning.selection import auto_count, curve_counts, pruning_curve, select_by_threshold, select_smallest
+from pruneguard.pruning.selection import (
+    auto_count,
+    curve_counts,
+    prune_order,
+    pruning_curve,
+    select_by_threshold,
+    select_smallest,
+)
 from pruneguard.recipes import Recipe
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.plots import trigger_png
@@ -77,20 +84,24 @@ def split_clean(clean: ArrayData, fraction: float, seed: int) -> tuple[ArrayData
     return clean.subset(use, name=f"{clean.name}:use"), clean.subset(val, name=f"{clean.name}:validation")
 
 
-def select_neurons(recipe: Recipe, masks: Tensor, curve: list[dict[str, float]]) -> tuple[Tensor, str, float]:
+def select_neurons(
+    recipe: Recipe, masks: Tensor, curve: list[dict[str, float]], tiebreak: Tensor | None = None
+) -> tuple[Tensor, str, float]:
     """The neurons to prune under the recipe's rule: (indices, rule description, largest mask pruned).
 
     ``curve`` is the pruning curve on the validation data (key ``clean_accuracy``); with ``select.capped`` and a
     guard, no more neurons are pruned than keep the validation accuracy within ``max_acc_drop`` of the original.
+    ``tiebreak`` orders equal masks (:func:`~pruneguard.pruning.selection.prune_order`).
     """
     sel = recipe.select
-    order = torch.argsort(masks, stable=True)
+    order = prune_order(masks, tiebreak)
     if sel.rule == "count":
-        idx, rule = select_smallest(masks, min(sel.count, masks.numel())), f"count={sel.count}"
+        idx, rule = order[: min(sel.count, masks.numel())], f"count={sel.count}"
     elif sel.rule == "fraction":
-        idx, rule = select_smallest(masks, int(round(sel.fraction * masks.numel()))), f"fraction={sel.fraction}"
+        count = int(round(sel.fraction * masks.numel()))
+        idx, rule = select_smallest(masks, count, tiebreak), f"fraction={sel.fraction}"
     else:
-        idx, rule = select_by_threshold(masks, sel.threshold), f"threshold={sel.threshold}"
+        idx, rule = select_by_threshold(masks, sel.threshold, tiebreak), f"threshold={sel.threshold}"
     if sel.capped and recipe.max_acc_drop is not None:
         cap = auto_count(curve, recipe.max_acc_drop)
         if idx.numel() > cap:
@@ -137,9 +148,15 @@ class _Judge:
 
 
 def purify(
-    cfg: PurifyConfig, *, progress: bool = False, loaded: LoadedModel | None = None, resume: bool = False
+    cfg: PurifyConfig,
+    *,
+    progress: bool = False,
+    loaded: LoadedModel | None = None,
+    resume: bool = False,
+    finding: SuspectFinding | None = None,
 ) -> tuple[dict[str, Any], nn.Module, ModelMeta]:
-    """Run ``cfg.recipe``; the ANP state (for ``resume``) is kept in ``cfg.out``.
+    """Run ``cfg.recipe``; the ANP state (for ``resume``) is kept in ``cfg.out``. ``finding``: the suspect step's
+    result when it is already known for this model and clean draw (recipe variants that differ after it).
 
     Returns the report (a JSON-ready dict whose ``verdict`` says what happened: ``purified``, ``unchanged`` or
     ``failed``), the model to save (on ``cfg.device``) and its metadata (see :func:`write_purify_outputs`). The
@@ -175,7 +192,7 @@ def purify(
     logger.info("before: %s", before)
     cfg.out.mkdir(parents=True, exist_ok=True)
 
-    finding = find_suspect(
+    finding = finding or find_suspect(
         model,
         use,
         method=recipe.suspect.method,
@@ -274,10 +291,17 @@ def _run_steps(
             )
             evaluators["asr"] = lambda m: evaluate_asr(m, sub, target)
         stop = max(_CURVE_STOP_DROP, (recipe.max_acc_drop or 0.0) + 0.05)
+        tiebreak = result.mask_mean if recipe.select.tiebreak else None
         curve = pruning_curve(
-            model, result.groups, result.masks, evaluators, curve_counts(result.masks), stop_drop=stop
+            model,
+            result.groups,
+            result.masks,
+            evaluators,
+            curve_counts(result.masks),
+            stop_drop=stop,
+            tiebreak=tiebreak,
         )
-        pruned, rule, reached = select_neurons(recipe, result.masks, curve)
+        pruned, rule, reached = select_neurons(recipe, result.masks, curve, tiebreak)
         prune_neurons_(purified, result.groups, pruned)
         steps.append("anp")
         report.update(
@@ -301,41 +325,56 @@ def _run_steps(
     if recipe.repair.method != "none":
         report["after_pruning"] = judge(purified)
         start = {k: v.detach().clone() for k, v in purified.state_dict().items()}
-        if recipe.repair.method == "unlearn":
-            assert finding.target is not None  # the recipe's validator requires a suspect for unlearning
-            teacher = copy.deepcopy(purified) if recipe.repair.distill > 0 else None
-            if teacher is not None and recipe.repair.teacher == "recalibrated":
+        teacher = None
+        if recipe.repair.method == "unlearn" and recipe.repair.distill > 0:
+            teacher = copy.deepcopy(purified)
+            if recipe.repair.teacher == "recalibrated":
                 recalibrate_batchnorm_(teacher, use, recipe.anp.batch_size)
-            report["repair"] = _unlearn(cfg, purified, use, finding.target, teacher=teacher)
-        else:
-            report["repair"] = _finetune(cfg, purified, use)
-        steps.append(recipe.repair.method)
-        if recipe.max_acc_drop is not None and validation is not None:
-            floor = report["before"]["validation_accuracy"] - recipe.max_acc_drop
-            guard = weaken_to_fit(purified, start, lambda m: evaluate_accuracy(m, validation), floor - 1e-12)
-            report["guard"] = {"floor": floor, **guard}
-            if guard["scale"] < 1.0:
-                steps.append(f"repair scaled to {guard['scale']:g}")
+        guard_data = validation if recipe.max_acc_drop is not None else None
+        floor = report["before"]["validation_accuracy"] - recipe.max_acc_drop if guard_data is not None else 0.0
+        lr, attempts = recipe.repair.lr, []
+        accuracy = (lambda m: evaluate_accuracy(m, guard_data)) if guard_data is not None else None
+        for attempt in range(recipe.repair.retries + 1):
+            if attempt:  # nothing of the last attempt fitted: from the pruned model again, at a third of the lr
+                purified.load_state_dict(start)
+                lr /= 3
+            if recipe.repair.method == "unlearn":
+                assert finding.target is not None  # the recipe's validator requires a suspect for unlearning
+                report["repair"] = _unlearn(cfg, purified, use, finding.target, teacher=teacher, lr=lr)
+            else:
+                report["repair"] = _finetune(cfg, purified, use, lr=lr)
+            if accuracy is None:
+                break
+            guard = weaken_to_fit(purified, start, accuracy, floor - 1e-12)
+            attempts.append({"lr": lr, **guard})
+            if guard["scale"] > 0:
+                break
+        steps.append(recipe.repair.method + (f" (learning rate {lr:g})" if len(attempts) > 1 else ""))
+        if attempts:
+            report["repair"]["attempts"] = attempts
+            report["guard"] = {"floor": floor, **attempts[-1]}
+            if attempts[-1]["scale"] < 1.0:
+                steps.append(f"repair scaled to {attempts[-1]['scale']:g}")
     return purified, steps
 
 
-def _finetune(cfg: PurifyConfig, model: nn.Module, data: ArrayData) -> dict[str, Any]:
+def _finetune(cfg: PurifyConfig, model: nn.Module, data: ArrayData, *, lr: float) -> dict[str, Any]:
     r = cfg.recipe.repair
     images = data.x.dim() == 4
     ft_cfg = TrainConfig(
         epochs=r.epochs,
-        lr=r.lr,
+        lr=lr,
         batch_size=min(cfg.recipe.anp.batch_size, 64),
         seed=cfg.seed,
         crop_padding=1 if images else 0,
         hflip=images,
     )
     res = fine_tune_(model, data, ft_cfg, keep_zero=zero_masks(model))
-    return {"method": "finetune", "epochs": r.epochs, "lr": r.lr, "seconds": res.seconds}
+    return {"method": "finetune", "epochs": r.epochs, "lr": lr, "seconds": res.seconds}
 
 
 def _unlearn(
-    cfg: PurifyConfig, model: nn.Module, data: ArrayData, suspect: int, *, teacher: nn.Module | None
+    cfg: PurifyConfig, model: nn.Module, data: ArrayData, suspect: int, *, teacher: nn.Module | None, lr: float
 ) -> dict[str, Any]:
     """Reverse triggers to the suspected class on the pruned model, then unlearn them (in place), in rounds; each
     later round reverses on the unlearned model and unlearns every trigger found so far."""
@@ -344,7 +383,7 @@ def _unlearn(
     ucfg = UnlearnConfig(
         batch_size=cfg.recipe.anp.batch_size,
         epochs=r.epochs,
-        finetune_lr=r.lr,
+        finetune_lr=lr,
         distill=r.distill,
         distill_suppress=r.suppress,
         distill_augment=r.distill_augment,
@@ -379,7 +418,7 @@ def _unlearn(
         "triggers": [{**t.to_dict(), "round": n} for t, n in zip(trigs, rounds, strict=True)],
         "rounds": r.rounds,
         "epochs": r.epochs,
-        "lr": r.lr,
+        "lr": lr,
         "distill": r.distill,
         "teacher": r.teacher if r.distill > 0 else None,
         "suppress": r.suppress,

@@ -190,6 +190,20 @@ def test_same_seed_same_masks_and_resume_is_bit_identical(tmp_path) -> None:
     resumed = anp_optimize(model, data, cfg, state_path=state, resume=True)
     assert torch.equal(resumed.masks, full.masks)
     assert not torch.equal(partial.masks, full.masks)
+    assert full.mask_mean is not None and resumed.mask_mean is not None
+    assert torch.allclose(resumed.mask_mean, full.mask_mean)  # the running sum travels with the state
+
+
+def test_mask_mean_is_the_mean_of_the_masks_over_the_iterations() -> None:
+    model, data = tiny_model(), tiny_data()
+    means = []
+    for n in (1, 2):
+        res = anp_optimize(model, data, ANPConfig(iterations=n, batch_size=16, seed=3))
+        means.append(res)
+    first, second = means
+    assert first.mask_mean is not None and second.mask_mean is not None
+    assert torch.allclose(first.mask_mean, first.masks)  # one iteration: the mean is the mask
+    assert torch.allclose(second.mask_mean, (first.masks + second.masks) / 2)  # same seed: same first step
 
 
 def test_config_rejects_bad_values() -> None:

@@ -68,3 +68,14 @@ def test_pruning_curve_stops_after_the_clean_accuracy_collapses() -> None:
     assert [r["pruned"] for r in rows] == [0, 1, 2, 3]  # 3 is the first point beyond the drop; then it stops
     full = pruning_curve(model, groups, torch.linspace(0, 1, 6), {"acc": acc}, range(7))
     assert len(full) == 7
+
+
+def test_ties_follow_the_tiebreak_then_the_layer_order() -> None:
+    masks = torch.tensor([0.0, 0.5, 0.0, 0.0, 0.1])
+    assert prune_order(masks).tolist() == [0, 2, 3, 4, 1]
+    tie = torch.tensor([0.3, 0.9, 0.1, 0.3, 0.0])  # only the order within equal masks may change
+    assert prune_order(masks, tie).tolist() == [2, 0, 3, 4, 1]
+    assert select_by_threshold(masks, 0.0, tie).tolist() == [2, 0, 3]
+    assert select_smallest(masks, 2, tie).tolist() == [2, 0]
+    with pytest.raises(ValueError, match="tiebreak"):
+        prune_order(masks, torch.zeros(3))

@@ -1,0 +1,212 @@
+"""Recipe variants that differ after the suspect step, compared on development models of the zoo.
+
+    python benchmarks/repair_dev.py --models dev-02,dev-05 --variants default,lr003 --out-json runs/repair_dev.json
+
+For each model (``benchmarks/zoo.py``'s specs and model cache; the development split only: choices are made
+there), the suspect step runs once and is kept in ``--cache/repair_dev/<model>/finding.json``; ANP's masks are
+kept in the same folder (its resumable state), so every variant that shares the ANP settings reuses them. Each
+variant is the default recipe after the variant's ``--set`` items (``VARIANTS``) and runs through
+``pruneguard.workflows.purify``. A row records the validation and test accuracy and the ASR of the model's own
+trigger after pruning and after the repair and guard; the ASR is measured for this table only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import zoo  # noqa: E402
+
+from pruneguard.config import PurifyConfig  # noqa: E402
+from pruneguard.recipes import Recipe, get_recipe  # noqa: E402
+from pruneguard.recipes.overrides import apply_overrides  # noqa: E402
+from pruneguard.scan.finder import SuspectFinding, find_suspect  # noqa: E402
+from pruneguard.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
+from pruneguard.workflows.purify import purify, split_clean  # noqa: E402
+
+logger = logging.getLogger("repair_dev")
+
+VARIANTS: dict[str, list[str]] = {
+    # the default recipe before ties in ANP's order and retries (bc1298a, the evaluation zoo's version)
+    "v1": ["select.tiebreak=false", "repair.retries=0"],
+    "tiebreak": ["repair.retries=0"],
+    "retries": ["select.tiebreak=false"],
+    "default": [],  # ties in ANP's order, two retries
+    "lr003": ["select.tiebreak=false", "repair.retries=0", "repair.lr=0.003"],
+}
+
+
+def variant_recipe(name: str) -> Recipe:
+    data = apply_overrides({"recipe": get_recipe("default").to_dict()}, [f"recipe.{s}" for s in VARIANTS[name]])
+    return Recipe(**{**data["recipe"], "name": f"default+{name}"})
+
+
+def cached_finding(path: Path, model: Any, use: Any, recipe: Recipe, meta: Any, seed: int) -> SuspectFinding:
+    if path.is_file():
+        return SuspectFinding(**json.loads(path.read_text()))
+    finding = find_suspect(
+        model,
+        use,
+        method=recipe.suspect.method,
+        target=recipe.suspect.target,
+        reference_ratio=recipe.suspect.reference_ratio,
+        build_reference=lambda: meta.build(seed=seed),
+        batch_size=recipe.anp.batch_size,
+        seed=seed,
+    )
+    atomic_write_json(path, dataclasses.asdict(finding))
+    return finding
+
+
+def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    model_path = zoo.trained_model(spec, args)
+    loaded = load_for_defense(model_path, data_dir=args.data_dir)
+    seed = spec["seed"]
+    clean, _ = draw_clean_split(loaded, clean_fraction=args.clean_fraction, clean_samples=None, seed=seed)
+    base = get_recipe("default")
+    use, _ = split_clean(clean, base.validation_fraction, seed)
+    folder = Path(args.cache) / "repair_dev" / f"{model_path.parent.name}-{args.clean_fraction}"
+    folder.mkdir(parents=True, exist_ok=True)
+    finding = cached_finding(folder / "finding.json", loaded.model, use, base, loaded.meta, seed)
+    rows = []
+    for name in variants:
+        out_file = folder / f"{name}.json"
+        recipe = variant_recipe(name)
+        if out_file.is_file() and json.loads(out_file.read_text()).get("recipe") == recipe.to_dict():
+            rows.append(json.loads(out_file.read_text()))
+            continue
+        cfg = PurifyConfig(
+            model=model_path,
+            out=folder,
+            clean_fraction=args.clean_fraction,
+            seed=seed,
+            recipe=recipe.to_dict(),
+            eval_attack=spec["trigger"] if spec["backdoored"] else None,
+            target_label=spec["target_label"] if spec["backdoored"] else None,
+            data_dir=args.data_dir,
+        )
+        report, _, _ = purify(cfg, loaded=copy.copy(loaded), resume=True, finding=finding)
+        pruned = report.get("after_pruning") or report["after"]
+        row = {
+            "model": spec["id"],
+            "arch": spec["arch"],
+            "trigger": spec["trigger"] if spec["backdoored"] else None,
+            "variant": name,
+            "recipe": recipe.to_dict(),
+            "verdict": report["verdict"]["status"],
+            "suspect": finding.target,
+            "true_target": spec["target_label"] if spec["backdoored"] else None,
+            "pruned": report.get("pruned_neurons"),
+            "before": report["before"],
+            "after_pruning": pruned,
+            "after": report["after"],
+            "guard": report.get("guard"),
+            "seconds": report["seconds"],
+        }
+        atomic_write_json(out_file, row)
+        rows.append(row)
+        logger.info(
+            "%s %s: val %.3f -> %.3f, test %.4f -> %.4f, asr %s -> %s",
+            spec["id"],
+            name,
+            report["before"]["validation_accuracy"],
+            report["after"]["validation_accuracy"],
+            report["before"]["accuracy"],
+            report["after"]["accuracy"],
+            report["before"]["asr"],
+            report["after"]["asr"],
+        )
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: on backdoored models the share with ASR <= 1% and the mean ASR after, the mean and worst test
+    accuracy drop; on clean models the mean and worst drop."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == name]
+        bd = [r for r in mine if r["trigger"] is not None]
+        cl = [r for r in mine if r["trigger"] is None]
+        drops_bd = [r["before"]["accuracy"] - r["after"]["accuracy"] for r in bd]
+        drops_cl = [r["before"]["accuracy"] - r["after"]["accuracy"] for r in cl]
+        out[name] = {
+            "backdoored": len(bd),
+            "asr_le_1pct": sum(r["after"]["asr"] <= 0.01 for r in bd),
+            "mean_asr_before": sum(r["before"]["asr"] for r in bd) / len(bd) if bd else None,
+            "mean_asr_after": sum(r["after"]["asr"] for r in bd) / len(bd) if bd else None,
+            "mean_drop_backdoored": sum(drops_bd) / len(bd) if bd else None,
+            "worst_drop_backdoored": max(drops_bd, default=None),
+            "clean": len(cl),
+            "mean_drop_clean": sum(drops_cl) / len(cl) if cl else None,
+            "worst_drop_clean": max(drops_cl, default=None),
+        }
+    return out
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.2f}"
+
+    lines = [
+        "| variant | backdoored: ASR <= 1% | mean ASR before → after (%) | mean / worst drop (points) "
+        "| clean: mean / worst drop |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f in summary(rows).items():
+        lines.append(
+            f"| {name} | {f['asr_le_1pct']} of {f['backdoored']} | {pct(f['mean_asr_before'])} → "
+            f"{pct(f['mean_asr_after'])} | {pct(f['mean_drop_backdoored'])} / {pct(f['worst_drop_backdoored'])} "
+            f"| {pct(f['mean_drop_clean'])} / {pct(f['worst_drop_clean'])} ({f['clean']} models) |"
+        )
+    lines += ["", "| model | arch | trigger | variant | pruned | ASR before → after (%) | test acc drop (points) |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in rows:
+        asr = f"{pct(r['before']['asr'])} → {pct(r['after']['asr'])}" if r["trigger"] else "clean"
+        drop = pct(r["before"]["accuracy"] - r["after"]["accuracy"])
+        lines.append(
+            f"| {r['model']} | {r['arch']} | {r['trigger']} | {r['variant']} | {r['pruned']} | {asr} | {drop} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN)")
+    p.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
+    p.add_argument("--clean-fraction", type=float, default=0.01)
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--cache", default="runs/zoo")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out-json", type=Path, default=None)
+    p.add_argument("--out-md", type=Path, default=None)
+    args = p.parse_args(argv)
+    specs = {s["id"]: s for s in zoo.zoo_specs("dev")}
+    ids = [m for m in args.models.split(",") if m]
+    variants = [v for v in args.variants.split(",") if v]
+    for bad in [m for m in ids if m not in specs] + [v for v in variants if v not in VARIANTS]:
+        p.error(f"--models/--variants: {bad!r} is not accepted; accepted: {', '.join([*specs, *VARIANTS])}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    # zoo.trained_model reads these fields of its namespace
+    args.quick, args.device, args.executor, args.split = False, "cpu", "local", "dev"
+    rows = [row for m in ids for row in run_model(specs[m], variants, args)]
+    if args.out_json:
+        atomic_write_json(args.out_json, {"summary": summary(rows), "rows": rows})
+    if args.out_md:
+        atomic_write_text(args.out_md, markdown(rows))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

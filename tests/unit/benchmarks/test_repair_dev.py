@@ -1,0 +1,75 @@
+"""benchmarks/repair_dev.py: variants are the default recipe after --set items, figures per variant, options."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from pruneguard.recipes import get_recipe
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def rd() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("repair_dev_bench", ROOT / "benchmarks" / "repair_dev.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variants_are_the_default_recipe_after_their_items(rd: ModuleType) -> None:
+    default = get_recipe("default")
+    assert rd.variant_recipe("default").model_dump(exclude={"name"}) == default.model_dump(exclude={"name"})
+    v1 = rd.variant_recipe("v1")
+    assert not v1.select.tiebreak and v1.repair.retries == 0  # the recipe the evaluation zoo ran (bc1298a)
+    assert v1.repair.lr == default.repair.lr and v1.anp == default.anp
+    for name in rd.VARIANTS:
+        assert rd.variant_recipe(name).name == f"default+{name}"
+
+
+def _row(variant: str, trigger: str | None, before: float, after: float, asr: float) -> dict[str, Any]:
+    return {
+        "model": "dev-00",
+        "arch": "small_cnn",
+        "trigger": trigger,
+        "variant": variant,
+        "pruned": 2,
+        "before": {"accuracy": before, "asr": 0.9 if trigger else None},
+        "after": {"accuracy": after, "asr": asr if trigger else None},
+    }
+
+
+def test_summary_and_markdown(rd: ModuleType) -> None:
+    rows = [
+        _row("a", "badnets", 0.90, 0.89, 0.005),
+        _row("a", "blend", 0.90, 0.87, 0.30),
+        _row("a", None, 0.88, 0.875, 0.0),
+        _row("b", "badnets", 0.90, 0.90, 0.9),
+    ]
+    s = rd.summary(rows)
+    assert s["a"]["backdoored"] == 2 and s["a"]["asr_le_1pct"] == 1 and s["a"]["clean"] == 1
+    assert s["a"]["mean_asr_after"] == pytest.approx(0.1525)
+    assert s["a"]["mean_drop_backdoored"] == pytest.approx(0.02) and s["a"]["worst_drop_backdoored"] == pytest.approx(
+        0.03
+    )
+    assert s["a"]["mean_drop_clean"] == pytest.approx(0.005)
+    assert s["b"]["clean"] == 0 and s["b"]["mean_drop_clean"] is None
+    md = rd.markdown(rows)
+    assert "| a | 1 of 2 | 90.00 → 15.25 | 2.00 / 3.00 | 0.50 / 0.50 (1 models) |" in md
+    assert "| b | 0 of 1 |" in md and "| – / – (0 models) |" in md
+
+
+@pytest.mark.parametrize("argv", [["--models", "eval-01"], ["--models", "dev-01", "--variants", "nope"]])
+def test_bad_options_exit_2(rd: ModuleType, argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        rd.main(argv)
+    assert exc.value.code == 2
+    assert "not accepted" in capsys.readouterr().err
