@@ -485,4 +485,6 @@ def test_a_repair_that_nothing_of_fits_is_retried_at_a_third_of_the_learning_rat
         assert all(t["accuracy"] < rep["guard"]["floor"] for t in a["tried"][:-1])
     assert rep["guard"]["scale"] == attempts[-1]["scale"] and rep["repair"]["lr"] == attempts[-1]["lr"]
     assert attempts[-1]["scale"] > 0 or len(attempts) == 6
+    if attempts[-1]["scale"] > 0:
+        assert f"at a learning rate of {attempts[-1]['lr']:g}" in rep["verdict"]["sentence"]
     assert rep["steps"][1] == f"finetune (learning rate {rep['repair']['lr']:g})"

@@ -32,6 +32,8 @@ def _actions(report: dict[str, Any]) -> str:
             else f"fine-tuned {repair['epochs']} epochs"
         )
         scale = (report.get("guard") or {}).get("scale", 1.0)
+        if len(repair.get("attempts") or []) > 1 and scale > 0:
+            what += f" at a learning rate of {repair['lr']:g} (the guard refused the higher ones)"
         if scale == 0:
             what += " (undone by the accuracy guard)"
         elif scale < 1:
