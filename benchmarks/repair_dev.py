@@ -29,10 +29,10 @@ import zoo  # noqa: E402
 from pruneguard.config import PurifyConfig  # noqa: E402
 from pruneguard.recipes import Recipe, get_recipe  # noqa: E402
 from pruneguard.recipes.overrides import apply_overrides  # noqa: E402
-from pruneguard.scan.finder import SuspectFinding, find_suspect  # noqa: E402
+from pruneguard.scan.finder import SuspectFinding  # noqa: E402
 from pruneguard.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
-from pruneguard.workflows.purify import purify, split_clean  # noqa: E402
+from pruneguard.workflows.purify import purify, split_clean, suspect_step  # noqa: E402
 
 logger = logging.getLogger("repair_dev")
 
@@ -54,16 +54,7 @@ def variant_recipe(name: str) -> Recipe:
 def cached_finding(path: Path, model: Any, use: Any, recipe: Recipe, meta: Any, seed: int) -> SuspectFinding:
     if path.is_file():
         return SuspectFinding(**json.loads(path.read_text()))
-    finding = find_suspect(
-        model,
-        use,
-        method=recipe.suspect.method,
-        target=recipe.suspect.target,
-        reference_ratio=recipe.suspect.reference_ratio,
-        build_reference=lambda: meta.build(seed=seed),
-        batch_size=recipe.anp.batch_size,
-        seed=seed,
-    )
+    finding = suspect_step(recipe, model, use, meta, seed)
     atomic_write_json(path, dataclasses.asdict(finding))
     return finding
 

@@ -37,7 +37,6 @@ from pruneguard.pruning.selection import (
     prune_order,
     pruning_curve,
     select_by_threshold,
-    select_smallest,
 )
 from pruneguard.recipes import Recipe
 from pruneguard.reports.html import render_purify_html
@@ -66,6 +65,7 @@ __all__ = [
     "PURIFIED_NAME",
     "ONNX_NAME",
     "split_clean",
+    "suspect_step",
 ]
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,20 @@ def split_clean(clean: ArrayData, fraction: float, seed: int) -> tuple[ArrayData
     return clean.subset(use, name=f"{clean.name}:use"), clean.subset(val, name=f"{clean.name}:validation")
 
 
+def suspect_step(recipe: Recipe, model: nn.Module, use: ArrayData, meta: ModelMeta, seed: int) -> SuspectFinding:
+    """The recipe's suspect step on the clean data it may use (the reference model built from ``meta``)."""
+    return find_suspect(
+        model,
+        use,
+        method=recipe.suspect.method,
+        target=recipe.suspect.target,
+        reference_ratio=recipe.suspect.reference_ratio,
+        build_reference=lambda: meta.build(seed=seed),
+        batch_size=recipe.anp.batch_size,
+        seed=seed,
+    )
+
+
 def select_neurons(
     recipe: Recipe, masks: Tensor, curve: list[dict[str, float]], tiebreak: Tensor | None = None
 ) -> tuple[Tensor, str, float]:
@@ -98,8 +112,7 @@ def select_neurons(
     if sel.rule == "count":
         idx, rule = order[: min(sel.count, masks.numel())], f"count={sel.count}"
     elif sel.rule == "fraction":
-        count = int(round(sel.fraction * masks.numel()))
-        idx, rule = select_smallest(masks, count, tiebreak), f"fraction={sel.fraction}"
+        idx, rule = order[: int(round(sel.fraction * masks.numel()))], f"fraction={sel.fraction}"
     else:
         idx, rule = select_by_threshold(masks, sel.threshold, tiebreak), f"threshold={sel.threshold}"
     if sel.capped and recipe.max_acc_drop is not None:
@@ -192,16 +205,7 @@ def purify(
     logger.info("before: %s", before)
     cfg.out.mkdir(parents=True, exist_ok=True)
 
-    finding = finding or find_suspect(
-        model,
-        use,
-        method=recipe.suspect.method,
-        target=recipe.suspect.target,
-        reference_ratio=recipe.suspect.reference_ratio,
-        build_reference=lambda: loaded.meta.build(seed=cfg.seed),
-        batch_size=recipe.anp.batch_size,
-        seed=cfg.seed,
-    )
+    finding = finding or suspect_step(recipe, model, use, loaded.meta, cfg.seed)
     report: dict[str, Any] = {
         "schema": "pruneguard.purify/2",
         "model": str(cfg.model),
