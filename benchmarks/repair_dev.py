@@ -37,18 +37,32 @@ from pruneguard.workflows.purify import purify, split_clean, suspect_step  # noq
 logger = logging.getLogger("repair_dev")
 
 VARIANTS: dict[str, list[str]] = {
-    # the default recipe before ties in ANP's order and retries (bc1298a, the evaluation zoo's version)
-    "v1": ["select.tiebreak=false", "repair.retries=0"],
-    "tiebreak": ["repair.retries=0"],
-    "retries": ["select.tiebreak=false"],
-    "default": [],  # ties in ANP's order, two retries
-    "lr003": ["select.tiebreak=false", "repair.retries=0", "repair.lr=0.003"],
+    # the default recipe of bc1298a (the evaluation zoo's version): no tie order, no retries, no divergence cap
+    "v1": ["select.tiebreak=false", "repair.retries=0", "select.max_kl=null"],
+    "tiebreak": ["repair.retries=0", "select.max_kl=null"],
+    "v2": ["select.max_kl=null"],  # ties in ANP's order, two retries: the default of ccf49b5
+    "default": [],  # v2, the pruning also capped at 0.02 nats of divergence from the original's outputs
+    "kl04": ["select.max_kl=0.04"],
+    "rounds3": ["repair.rounds=3"],  # a third round of trigger reversal and unlearning
 }
 
 
 def variant_recipe(name: str) -> Recipe:
     data = apply_overrides({"recipe": get_recipe("default").to_dict()}, [f"recipe.{s}" for s in VARIANTS[name]])
     return Recipe(**{**data["recipe"], "name": f"default+{name}"})
+
+
+def same_steps(kept: dict[str, Any] | None, recipe: Recipe) -> bool:
+    """Whether a kept row's recipe computes what ``recipe`` does: equal after validation by today's schema (a
+    field added since takes its default), its name and description aside."""
+    if kept is None:
+        return False
+    try:
+        old = Recipe(**kept).to_dict()
+    except ValueError:
+        return False
+    new = recipe.to_dict()
+    return all(old[k] == new[k] for k in new if k not in ("name", "description"))
 
 
 def cached_finding(path: Path, model: Any, use: Any, recipe: Recipe, meta: Any, seed: int) -> SuspectFinding:
@@ -73,7 +87,7 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
     for name in variants:
         out_file = folder / f"{name}.json"
         recipe = variant_recipe(name)
-        if out_file.is_file() and json.loads(out_file.read_text()).get("recipe") == recipe.to_dict():
+        if out_file.is_file() and same_steps(json.loads(out_file.read_text()).get("recipe"), recipe):
             rows.append(json.loads(out_file.read_text()))
             continue
         cfg = PurifyConfig(

@@ -488,3 +488,23 @@ def test_a_repair_that_nothing_of_fits_is_retried_at_a_third_of_the_learning_rat
     if attempts[-1]["scale"] > 0:
         assert f"at a learning rate of {attempts[-1]['lr']:g}" in rep["verdict"]["sentence"]
     assert rep["steps"][1] == f"finetune (learning rate {rep['repair']['lr']:g})"
+
+
+def test_max_kl_stops_the_pruning_where_the_outputs_diverge(trained: Path, tmp_path: Path) -> None:
+    """``select.max_kl``: the pruning stops before the validation outputs diverge further from the original's,
+    whatever the threshold and the accuracy guard would allow."""
+    out = tmp_path / "kl"
+    sets = (
+        *FAST,
+        "suspect.require_evidence=false",
+        "select.threshold=0.9",
+        "select.max_kl=0.01",
+        "max_acc_drop=0.5",
+        "repair.method=none",
+    )
+    assert _purify(trained, out, sets=sets) == 0
+    rep = json.loads((out / "report.json").read_text())
+    kls = {row["pruned"]: row["kl"] for row in rep["curve"]}
+    assert kls[0] == 0.0 and all(v <= 0.01 + 1e-12 for k, v in kls.items() if k <= rep["pruned_neurons"])
+    assert "(divergence from the original <= 0.01 nats)" in rep["pruning_rule"]  # threshold 0.9 prunes far more
+    assert kls[min(k for k in kls if k > rep["pruned_neurons"])] > 0.01  # the next count went past the limit

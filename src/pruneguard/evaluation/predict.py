@@ -10,7 +10,7 @@ from pruneguard.errors import IncompatibleModelError
 from pruneguard.metrics.classification import accuracy, attack_success_rate
 from pruneguard.utils.modes import eval_mode
 
-__all__ = ["predict", "evaluate_accuracy", "evaluate_asr", "finite_logits"]
+__all__ = ["predict", "predict_logits", "evaluate_accuracy", "evaluate_asr", "finite_logits"]
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -37,16 +37,22 @@ _ACCELERATOR_BATCH = 4096
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: ArrayData, batch_size: int | None = None) -> Tensor:
-    """Arg-max predictions ``(N,)`` on CPU; batches of ``batch_size`` (default: 512 on the CPU, 4096 on an
+def predict_logits(model: nn.Module, data: ArrayData, batch_size: int | None = None) -> Tensor:
+    """Logits ``(N, classes)`` on CPU; batches of ``batch_size`` (default: 512 on the CPU, 4096 on an
     accelerator) move from the host to the model's device."""
     device = _device(model)
     batch_size = batch_size or _BATCH.get(device.type, _ACCELERATOR_BATCH)
     out = []
     with eval_mode(model):
         for x, _ in iterate_batches(data, batch_size, device=device):
-            out.append(finite_logits(model(x)).argmax(1).cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+            out.append(finite_logits(model(x)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def predict(model: nn.Module, data: ArrayData, batch_size: int | None = None) -> Tensor:
+    """Arg-max predictions ``(N,)`` on CPU (see :func:`predict_logits`)."""
+    logits = predict_logits(model, data, batch_size)
+    return logits.argmax(1) if logits.numel() else torch.empty(0, dtype=torch.long)
 
 
 def evaluate_accuracy(model: nn.Module, data: ArrayData, batch_size: int | None = None) -> float:

@@ -1,5 +1,5 @@
 """Pure metric functions."""
 
-from pruneguard.metrics.classification import accuracy, attack_success_rate
+from pruneguard.metrics.classification import accuracy, attack_success_rate, mean_kl
 
-__all__ = ["accuracy", "attack_success_rate"]
+__all__ = ["accuracy", "attack_success_rate", "mean_kl"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["accuracy", "attack_success_rate"]
+__all__ = ["accuracy", "attack_success_rate", "mean_kl"]
 
 
 def _preds(logits_or_preds: Tensor) -> Tensor:
@@ -33,3 +34,15 @@ def attack_success_rate(preds: Tensor, target: Tensor | int, y_true: Tensor | No
     if p.numel() == 0:
         return float("nan")
     return int((p == t).sum()) / p.numel()
+
+
+def mean_kl(reference: Tensor, logits: Tensor) -> float:
+    """Mean over rows of ``KL(softmax(reference) ‖ softmax(logits))`` in nats: how far a changed model's predictive
+    distribution moved from a reference model's on the same inputs. Continuous, so on a few hundred images it
+    sees damage that the accuracy (steps of one image) misses; 0 for identical outputs."""
+    if reference.shape != logits.shape or reference.dim() != 2:
+        raise ValueError(f"logits of shape {tuple(logits.shape)}; accepted: the reference's {tuple(reference.shape)}")
+    if reference.shape[0] == 0:
+        return float("nan")
+    ref = F.log_softmax(reference.float(), 1)
+    return float((ref.exp() * (ref - F.log_softmax(logits.float(), 1))).sum(1).mean().clamp_min(0.0))

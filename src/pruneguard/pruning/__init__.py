@@ -17,6 +17,7 @@ from pruneguard.pruning.neurons import NeuronGroup, NeuronReparam, find_neuron_g
 from pruneguard.pruning.selection import (
     auto_count,
     curve_counts,
+    divergence_count,
     prune_order,
     pruning_curve,
     select_by_threshold,
@@ -31,6 +32,7 @@ __all__ = [
     "NeuronReparam",
     "anp_optimize",
     "auto_count",
+    "divergence_count",
     "fast_iteration",
     "curve_counts",
     "find_neuron_groups",

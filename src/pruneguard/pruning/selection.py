@@ -18,6 +18,7 @@ __all__ = [
     "curve_counts",
     "pruning_curve",
     "auto_count",
+    "divergence_count",
 ]
 
 
@@ -96,16 +97,31 @@ def pruning_curve(
     return rows
 
 
+def _last_before(curve: list[dict[str, float]], exceeds: Callable[[dict[str, float]], bool]) -> int:
+    """The largest count of ``curve`` such that no row up to it ``exceeds`` (0 when the first row does)."""
+    if not curve or curve[0]["pruned"] != 0:
+        raise ValueError("the pruning curve must start at 0 pruned neurons")
+    best = 0
+    for row in curve:
+        if exceeds(row):
+            break
+        best = int(row["pruned"])
+    return best
+
+
 def auto_count(curve: list[dict[str, float]], max_acc_drop: float, key: str = "clean_accuracy") -> int:
     """The largest count whose clean-split accuracy, and that of every smaller count, stays within
     ``max_acc_drop`` of the unpruned model. Uses only the defender's clean data."""
     if not 0.0 <= max_acc_drop < 1.0:
-        raise ConfigError(f"--max-acc-drop={max_acc_drop} is outside [0, 1)")
-    if not curve or curve[0]["pruned"] != 0:
-        raise ValueError("the pruning curve must start at 0 pruned neurons")
-    base, best = curve[0][key], 0
-    for row in curve:
-        if base - row[key] > max_acc_drop + 1e-12:
-            break
-        best = int(row["pruned"])
-    return best
+        raise ConfigError(f"max_acc_drop={max_acc_drop} is not accepted; accepted: a number in [0, 1)")
+    base = curve[0][key] if curve else 0.0
+    return _last_before(curve, lambda row: base - row[key] > max_acc_drop + 1e-12)
+
+
+def divergence_count(curve: list[dict[str, float]], max_kl: float, key: str = "kl") -> int:
+    """The largest count whose divergence from the unpruned model's outputs (``key``, e.g.
+    :func:`~pruneguard.metrics.mean_kl` on the validation data), and that of every smaller count, is at most
+    ``max_kl``."""
+    if not max_kl >= 0.0:
+        raise ConfigError(f"max_kl={max_kl} is not accepted; accepted: a number >= 0")
+    return _last_before(curve, lambda row: row[key] > max_kl + 1e-12)

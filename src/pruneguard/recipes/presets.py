@@ -5,8 +5,9 @@
   ANP. Kept to reproduce the paper's method.
 - ``default``: the best recipe measured: the class the scans name, judged by a reference model (evidence: the
   sensitivity scan, or a trigger at most 0.41 times the reference's, the cut chosen on the development zoo),
-  targeted ANP (1000 iterations, no crop/flip), the pruning capped by the accuracy guard with equal masks taken
-  in the order ANP drove them down, then two rounds of reversing patch and blend triggers to that class and
+  targeted ANP (1000 iterations, no crop/flip), the pruning capped by the accuracy guard and where the validation
+  outputs diverge more than 0.02 nats (mean KL) from the original's, equal masks taken in the order ANP drove them
+  down, then two rounds of reversing patch and blend triggers to that class and
   unlearning them while distilling the recalibrated pruned model (suppression 0.75, cropped/flipped images),
   retried at a third and a ninth of the learning rate when the guard refuses it; 20% of the clean data held out
   for the guard (2 points); a model without evidence of a backdoor is returned unchanged.
@@ -41,20 +42,22 @@ def paper() -> Recipe:
 
 
 @RECIPES.register(
-    "default", summary="vote → targeted ANP (guard-capped) → unlearn + distil (lr retried); unchanged if no evidence"
+    "default",
+    summary="vote → targeted ANP (capped by accuracy and divergence) → unlearn + distil; unchanged if no evidence",
 )
 def default() -> Recipe:
     return Recipe(
         name="default",
         description="Suspect by vote with a reference-model check (no evidence: model unchanged), targeted ANP, "
-        "pruning capped by the validation guard (ties in ANP's order), two rounds of patch+blend trigger "
+        "pruning capped by the validation guard and at 0.02 nats of divergence from the original's validation "
+        "outputs (ties in ANP's order), two rounds of patch+blend trigger "
         "unlearning with distillation of the recalibrated pruned model, retried at lower learning rates when "
         "the guard refuses it; 20% of the clean data validates, max drop 2 points.",
         validation_fraction=0.2,
         max_acc_drop=0.02,
         suspect=SuspectStep(method="vote", require_evidence=True),
         anp=ANPStep(iterations=1000, augment=False, targeted=True),
-        select=SelectStep(rule="threshold", threshold=0.2, capped=True, tiebreak=True),
+        select=SelectStep(rule="threshold", threshold=0.2, capped=True, max_kl=0.02, tiebreak=True),
         repair=RepairStep(
             method="unlearn",
             trigger="both",

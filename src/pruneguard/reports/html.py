@@ -162,11 +162,13 @@ def _anp_sections(report: dict[str, Any]) -> list[str]:
     }
     if any("asr" in row for row in curve):
         series["ASR (test, benchmark only)"] = [row.get("asr") for row in curve]
+    if any("kl" in row for row in curve):
+        series["divergence from the original (mean KL, nats)"] = [row.get("kl") for row in curve]
     curve_png = line_plot(
         xs,
         series,
         xlabel="neurons pruned (smallest masks first)",
-        ylabel="rate",
+        ylabel="rate (KL: nats)",
         title="Pruning curve",
         vline=report["pruned_neurons"],
         vlabel="chosen",

@@ -25,8 +25,9 @@ from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.defenses.guard import weaken_to_fit
 from pruneguard.defenses.unlearning import UnlearnConfig, recalibrate_batchnorm_, unlearn_
 from pruneguard.errors import ConfigError
-from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr
+from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr, predict_logits
 from pruneguard.export import checked_onnx
+from pruneguard.metrics.classification import mean_kl
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
@@ -34,6 +35,7 @@ from pruneguard.pruning.neurons import prune_neurons_
 from pruneguard.pruning.selection import (
     auto_count,
     curve_counts,
+    divergence_count,
     prune_order,
     pruning_curve,
     select_by_threshold,
@@ -120,6 +122,11 @@ def select_neurons(
         if idx.numel() > cap:
             idx = order[:cap]
             rule += f", capped at {cap} (validation accuracy drop <= {recipe.max_acc_drop})"
+    if sel.max_kl is not None:
+        cap = divergence_count(curve, sel.max_kl)
+        if idx.numel() > cap:
+            idx = order[:cap]
+            rule += f", capped at {cap} (divergence from the original <= {sel.max_kl} nats)"
     reached = float(masks[idx].max()) if idx.numel() else 0.0
     return idx, rule, reached
 
@@ -288,6 +295,9 @@ def _run_steps(
         )
         judged = validation if validation is not None else use  # without validation data: the data ANP used
         evaluators = {"clean_accuracy": lambda m: evaluate_accuracy(m, judged)}
+        if recipe.select.max_kl is not None:  # outputs on the judged images against the original's
+            reference = predict_logits(model, judged)
+            evaluators["kl"] = lambda m: mean_kl(reference, predict_logits(m, judged))
         if judge.triggered is not None and judge.target is not None:  # a benchmark's figure; chooses nothing
             sub, target = (
                 judge.triggered.subset(torch.arange(min(len(judge.triggered), _CURVE_ASR_SAMPLES))),

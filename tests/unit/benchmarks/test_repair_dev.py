@@ -30,9 +30,20 @@ def test_variants_are_the_default_recipe_after_their_items(rd: ModuleType) -> No
     assert rd.variant_recipe("default").model_dump(exclude={"name"}) == default.model_dump(exclude={"name"})
     v1 = rd.variant_recipe("v1")
     assert not v1.select.tiebreak and v1.repair.retries == 0  # the recipe the evaluation zoo ran (bc1298a)
+    assert v1.select.max_kl is None and rd.variant_recipe("v2").select.max_kl is None
     assert v1.repair.lr == default.repair.lr and v1.anp == default.anp
     for name in rd.VARIANTS:
         assert rd.variant_recipe(name).name == f"default+{name}"
+
+
+def test_a_kept_row_counts_when_its_recipe_computes_the_same(rd: ModuleType) -> None:
+    v2 = rd.variant_recipe("v2")
+    kept = v2.to_dict()
+    kept["select"].pop("max_kl", None)  # a row kept before the field existed
+    assert rd.same_steps({**kept, "name": "default+default", "description": "older words"}, v2)
+    assert not rd.same_steps(kept, rd.variant_recipe("default"))  # the divergence cap changes the steps
+    assert not rd.same_steps({**kept, "select": {**kept["select"], "cap_share": 1.0}}, v2)  # a field gone since
+    assert not rd.same_steps(None, v2)
 
 
 def _row(variant: str, trigger: str | None, before: float, after: float, asr: float) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pruneguard.errors import ConfigError
 from pruneguard.pruning import (
     auto_count,
     curve_counts,
+    divergence_count,
     find_neuron_groups,
     prune_order,
     pruning_curve,
@@ -79,3 +80,13 @@ def test_ties_follow_the_tiebreak_then_the_layer_order() -> None:
     assert select_smallest(masks, 2, tie).tolist() == [2, 0]
     with pytest.raises(ValueError, match="tiebreak"):
         prune_order(masks, torch.zeros(3))
+
+
+def test_divergence_count_stops_at_the_first_count_over_the_limit() -> None:
+    kls = [0.0, 0.005, 0.012, 0.03, 0.01, 0.2]
+    curve = [{"pruned": 2 * i, "clean_accuracy": 0.9, "kl": v} for i, v in enumerate(kls)]
+    assert divergence_count(curve, 0.02) == 4  # 0.03 at 6 stops the search; 8 (0.01) is not reached
+    assert divergence_count(curve, 0.05) == 8
+    assert divergence_count(curve, 0.0) == 0
+    with pytest.raises(ConfigError, match="max_kl"):
+        divergence_count(curve, -0.1)
