@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sensitivity-only", action="store_true", help="train and run the sensitivity scan only")
     p.add_argument("--out-json", type=Path, default=None)
     args = p.parse_args(argv)
-    if args.split == "eval" and not args.allow_eval:
-        raise SystemExit("--split=eval chooses nothing: give --allow-eval for the reporting run")
+    if args.split in zoo.EVAL_SPLITS and not args.allow_eval:
+        raise SystemExit(f"--split={args.split} chooses nothing: give --allow-eval for the reporting run")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     args.computed = {"models": [], "rows": []}

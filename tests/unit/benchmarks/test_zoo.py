@@ -42,12 +42,17 @@ def test_specs_are_deterministic_and_the_splits_disjoint(zoo: ModuleType) -> Non
     full = zoo.zoo_specs("eval")
     assert len(full) >= 24 and {s["dataset"] for s in full} == {"fashion_mnist"}
     assert {s["dataset"] for s in zoo.zoo_specs("eval", quick=True)} == {"digits"}
-    # the dev split's seeds stay below the eval split's, whatever its size up to the span
-    assert zoo.SPLIT_SEEDS["dev"] + zoo.SEED_SPAN <= zoo.SPLIT_SEEDS["eval"]
+    # each split's seeds stay below the next split's, whatever its size up to the span
+    starts = sorted(zoo.SPLIT_SEEDS.values())
+    assert all(a + zoo.SEED_SPAN <= b for a, b in zip(starts, starts[1:], strict=False))
+    fresh = zoo.zoo_specs("eval2")
+    assert len(fresh) == len(full) and not {s["seed"] for s in fresh} & {s["seed"] for s in full}
+    assert [s["id"] for s in fresh][:2] == ["eval2-00", "eval2-01"] and fresh != full
 
 
-def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: ModuleType) -> None:
-    specs = zoo.zoo_specs("eval")
+@pytest.mark.parametrize("split", ["eval", "eval2"])
+def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: ModuleType, split: str) -> None:
+    specs = zoo.zoo_specs(split)
     clean = [s for s in specs if not s["backdoored"]]
     assert 4 * len(clean) >= len(specs)
     assert {s["arch"] for s in specs} == {"small_cnn", "gap_cnn", "preact_resnet18", "vgg11_bn", "plain_cnn", "gn_cnn"}
@@ -63,7 +68,7 @@ def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: Mo
         assert len(set(params)) == len(params)
 
 
-@pytest.mark.parametrize("split", ["dev", "eval"])
+@pytest.mark.parametrize("split", ["dev", "eval", "eval2"])
 def test_every_spec_builds_its_attack_its_model_and_its_training_config(zoo: ModuleType, split: str) -> None:
     for quick, shape in ((False, (1, 28, 28)), (True, (1, 8, 8))):
         for s in zoo.zoo_specs(split, quick=quick):
@@ -182,6 +187,9 @@ def test_recipe_settings_are_chosen_on_the_dev_split_only(zoo: ModuleType, capsy
     with pytest.raises(SystemExit) as exc:
         zoo.parse_args(["--split", "eval", "--set", "anp.iterations=500"])
     assert exc.value.code == 2 and "not accepted with --split eval" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        zoo.parse_args(["--split", "eval2", "--set", "anp.iterations=500"])
+    assert "not accepted with --split eval2" in capsys.readouterr().err
     assert zoo.parse_args(["--split", "eval", "--clean-fraction", "0.001"]).clean_fraction == 0.001  # 60 images
 
 
