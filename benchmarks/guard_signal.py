@@ -16,7 +16,6 @@ the test drop, and the worst test drop among points each measure would admit (ac
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import sys
@@ -30,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo  # noqa: E402
 
 from pruneguard.data.tensors import to_float  # noqa: E402
-from pruneguard.evaluation.predict import predict_logits  # noqa: E402
-from pruneguard.metrics import accuracy, mean_kl  # noqa: E402
-from pruneguard.pruning import curve_counts, find_neuron_groups, prune_neurons_, prune_order  # noqa: E402
+from pruneguard.evaluation.predict import evaluate_accuracy, predict_logits  # noqa: E402
+from pruneguard.metrics import mean_kl  # noqa: E402
+from pruneguard.pruning import curve_counts, find_neuron_groups, pruning_curve  # noqa: E402
 from pruneguard.recipes import get_recipe  # noqa: E402
 from pruneguard.utils.io import atomic_write_json  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
@@ -53,26 +52,32 @@ def model_curve(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     assert validation is not None
     test = loaded.test.subset(torch.arange(min(TEST_IMAGES, len(loaded.test))))
     model = loaded.model.eval()
+    ref_val = predict_logits(model, validation)
+    evaluators = {  # the first judges stop_drop: the curve ends past STOP_TEST_DROP on the test images
+        "test": lambda m: evaluate_accuracy(m, test),
+        "validation": lambda m: evaluate_accuracy(m, validation),
+        "kl": lambda m: mean_kl(ref_val, predict_logits(m, validation)),
+    }
     masks = state["mask"].clamp(0, 1)
-    order = prune_order(masks, state["mask_sum"] / max(1, int(state["iteration"])))
-    groups = find_neuron_groups(model, to_float(validation.x[:2]))
-    ref_val, ref_test = predict_logits(model, validation), predict_logits(model, test)
-    acc_val, acc_test = accuracy(ref_val, validation.y), accuracy(ref_test, test.y)
-    rows = []
-    for k in curve_counts(masks):
-        pruned = copy.deepcopy(model)
-        prune_neurons_(pruned, groups, order[:k])
-        val, tst = predict_logits(pruned, validation), predict_logits(pruned, test)
-        rows.append(
-            {
-                "pruned": k,
-                "validation_drop": acc_val - accuracy(val, validation.y),
-                "validation_kl": mean_kl(ref_val, val),
-                "test_drop": acc_test - accuracy(tst, test.y),
-            }
-        )
-        if rows[-1]["test_drop"] > STOP_TEST_DROP:
-            break
+    curve = pruning_curve(
+        model,
+        find_neuron_groups(model, to_float(validation.x[:2])),
+        masks,
+        evaluators,
+        curve_counts(masks),
+        stop_drop=STOP_TEST_DROP,
+        tiebreak=state["mask_sum"] / max(1, int(state["iteration"])),
+    )
+    base = curve[0]
+    rows = [
+        {
+            "pruned": r["pruned"],
+            "validation_drop": base["validation"] - r["validation"],
+            "validation_kl": r["kl"],
+            "test_drop": base["test"] - r["test"],
+        }
+        for r in curve
+    ]
     logger.info("%s: %d points", spec["id"], len(rows))
     return {"model": spec["id"], "arch": spec["arch"], "rows": rows}
 

@@ -117,16 +117,15 @@ def select_neurons(
         idx, rule = order[: int(round(sel.fraction * masks.numel()))], f"fraction={sel.fraction}"
     else:
         idx, rule = select_by_threshold(masks, sel.threshold, tiebreak), f"threshold={sel.threshold}"
+    caps = []  # (largest count allowed, why)
     if sel.capped and recipe.max_acc_drop is not None:
-        cap = auto_count(curve, recipe.max_acc_drop)
-        if idx.numel() > cap:
-            idx = order[:cap]
-            rule += f", capped at {cap} (validation accuracy drop <= {recipe.max_acc_drop})"
+        caps.append((auto_count(curve, recipe.max_acc_drop), f"validation accuracy drop <= {recipe.max_acc_drop}"))
     if sel.max_kl is not None:
-        cap = divergence_count(curve, sel.max_kl)
+        caps.append((divergence_count(curve, sel.max_kl), f"divergence from the original <= {sel.max_kl} nats"))
+    for cap, why in caps:
         if idx.numel() > cap:
             idx = order[:cap]
-            rule += f", capped at {cap} (divergence from the original <= {sel.max_kl} nats)"
+            rule += f", capped at {cap} ({why})"
     reached = float(masks[idx].max()) if idx.numel() else 0.0
     return idx, rule, reached
 
