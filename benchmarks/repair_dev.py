@@ -36,14 +36,20 @@ from pruneguard.workflows.purify import purify, split_clean, suspect_step  # noq
 
 logger = logging.getLogger("repair_dev")
 
+_TWO_ROUNDS_END_GUARD = ["repair.rounds=2", "repair.guard=end"]
 VARIANTS: dict[str, list[str]] = {
     # the default recipe of bc1298a (the evaluation zoo's version): no tie order, no retries, no divergence cap
-    "v1": ["select.tiebreak=false", "repair.retries=0", "select.max_kl=null"],
-    "tiebreak": ["repair.retries=0", "select.max_kl=null"],
-    "v2": ["select.max_kl=null"],  # ties in ANP's order, two retries: the default of ccf49b5
-    "default": [],  # v2, the pruning also capped at 0.02 nats of divergence from the original's outputs
-    "kl04": ["select.max_kl=0.04"],
-    "rounds3": ["repair.rounds=3"],  # a third round of trigger reversal and unlearning
+    "v1": ["select.tiebreak=false", "repair.retries=0", "select.max_kl=null", *_TWO_ROUNDS_END_GUARD],
+    "tiebreak": ["repair.retries=0", "select.max_kl=null", *_TWO_ROUNDS_END_GUARD],
+    "v2": ["select.max_kl=null", *_TWO_ROUNDS_END_GUARD],  # ties in ANP's order, two retries: ccf49b5's default
+    "v3": _TWO_ROUNDS_END_GUARD,  # v2, the pruning capped at 0.02 nats of divergence: 12c928d's default
+    "kl04": ["select.max_kl=0.04", *_TWO_ROUNDS_END_GUARD],
+    "rounds3": ["repair.rounds=3", "repair.guard=end"],  # a third round, the guard judging the repair's end
+    # the guard judging each unlearning round against the model the round started from
+    "round": ["repair.rounds=2"],
+    "round3": ["repair.rounds=3"],
+    "default": [],  # four rounds, each judged by the guard
+    "round6": ["repair.rounds=6"],
 }
 
 

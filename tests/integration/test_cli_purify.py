@@ -327,6 +327,7 @@ def test_unlearning_reports_each_stage_and_keeps_pruned_neurons(trained: Path, t
         "select.count=2",
         "select.capped=false",
         "max_acc_drop=null",
+        "repair.rounds=2",
     )
     assert _purify(trained, out, sets=sets) == 0
     rep = json.loads((out / "report.json").read_text())
@@ -366,6 +367,40 @@ def test_the_guard_scales_a_costly_repair_back(trained: Path, tmp_path: Path) ->
         assert code == 3 and rep["verdict"]["status"] == "failed" and "was undone" in rep["verdict"]["sentence"]
     else:
         assert code == 0 and "by the accuracy guard" in rep["verdict"]["sentence"]
+
+
+def test_the_round_guard_judges_each_unlearning_round_against_the_model_it_started_from(
+    trained: Path, tmp_path: Path
+) -> None:
+    """``repair.guard=round``: each unlearning round that costs too much is scaled back towards the model the round
+    started from, and an undone round ends the repair; the report keeps each round's judgement."""
+    out = tmp_path / "rounds"
+    sets = (
+        *FAST,
+        "suspect.require_evidence=false",
+        "repair.guard=round",
+        "repair.rounds=3",
+        "repair.lr=50",
+        "repair.retries=0",
+    )
+    code = _purify(trained, out, sets=sets)
+    rep = json.loads((out / "report.json").read_text())
+    rounds = rep["guard"]["rounds"]
+    assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))
+    for r in rounds:  # a learning rate of 50 wrecks every round: each is judged and scaled back
+        assert r["tried"][0]["scale"] == 1.0 and r["tried"][0]["accuracy"] < rep["guard"]["floor"]
+        assert [t["scale"] for t in r["tried"]][1:] == [0.75, 0.5, 0.25, 0.0][: len(r["tried"]) - 1]
+    assert all(r["scale"] > 0 for r in rounds[:-1])  # only an undone round ends the repair
+    assert len(rounds) == 3 or rounds[-1]["scale"] == 0
+    assert rep["repair"]["rounds"] == len(rounds)
+    assert sorted({t["round"] for t in rep["repair"]["triggers"]}) == [r["round"] for r in rounds]
+    assert rep["validation_drop"] <= 0.02 + 1e-9
+    if rounds[0]["scale"] == 0:
+        assert rep["guard"]["scale"] == 0
+    else:
+        assert code == 0 and rep["guard"]["scale"] == min(r["scale"] for r in rounds if r["scale"] > 0)
+        assert "by the accuracy guard" in rep["verdict"]["sentence"] and "round 1 " in rep["verdict"]["sentence"]
+    assert "rounds kept at scales" in (out / "report.html").read_text()
 
 
 def test_the_reference_model_judges_the_classes_the_voices_name(trained: Path, tmp_path: Path, monkeypatch) -> None:

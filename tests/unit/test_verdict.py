@@ -52,3 +52,23 @@ def test_a_validation_part_too_small_for_the_limit_is_called_out() -> None:
     assert tiny["status"] == "purified" and "Caution: the validation part has 12 images" in tiny["sentence"]
     assert "one image is 8.3 points, more than the 2.0-point limit" in tiny["sentence"]
     assert "Caution" not in purify_verdict(_report(validation_samples=120), 0.02, True)["sentence"]
+
+
+def test_a_round_by_round_guard_names_the_rounds_it_did_not_keep_whole() -> None:
+    rounds = [
+        {"round": 1, "scale": 1.0, "tried": []},
+        {"round": 2, "scale": 0.5, "tried": []},
+        {"round": 3, "scale": 0.0, "tried": []},
+    ]
+    triggers = [{"round": n} for n in (1, 1, 2, 2, 3, 3)]
+    repair = {"method": "unlearn", "triggers": triggers, "target": 0}
+    v = purify_verdict(_report(guard={"scale": 0.5, "rounds": rounds}, repair=repair), 0.02, True)
+    assert v["status"] == "purified" and "unlearned 4 reversed trigger(s)" in v["sentence"]  # round 3's undone
+    assert "(round 2 scaled back to 0.5, round 3 undone by the accuracy guard)" in v["sentence"]
+    whole = [{"round": 1, "scale": 1.0, "tried": []}, {"round": 2, "scale": 1.0, "tried": []}]
+    assert (
+        "accuracy guard" not in purify_verdict(_report(guard={"scale": 1.0, "rounds": whole}), 0.02, True)["sentence"]
+    )
+    first = [{"round": 1, "scale": 0.0, "tried": []}]
+    undone = purify_verdict(_report(pruned_neurons=0, guard={"scale": 0.0, "rounds": first}), 0.02, True)
+    assert undone["status"] == "failed" and "was undone" in undone["sentence"]

@@ -69,19 +69,19 @@ class UnlearnConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.stamp_fraction <= 1:
-            raise ConfigError(f"--unlearn-stamp-fraction={self.stamp_fraction} must be in (0, 1]")
+            raise ConfigError(f"stamp_fraction={self.stamp_fraction} must be in (0, 1]")
         if self.epochs < 1:
-            raise ConfigError(f"--unlearn-epochs={self.epochs} must be >= 1")
+            raise ConfigError(f"epochs={self.epochs} must be >= 1")
         if not self.finetune_lr > 0 or not math.isfinite(self.finetune_lr):
-            raise ConfigError(f"--unlearn-lr={self.finetune_lr} must be a positive number")
+            raise ConfigError(f"finetune_lr={self.finetune_lr} must be a positive number")
         if not self.distill >= 0 or not math.isfinite(self.distill):
-            raise ConfigError(f"--unlearn-distill={self.distill} must be a number >= 0")
+            raise ConfigError(f"distill={self.distill} must be a number >= 0")
         if not 0 <= self.distill_suppress <= 1:
-            raise ConfigError(f"--unlearn-distill-suppress={self.distill_suppress} must be in [0, 1]")
+            raise ConfigError(f"distill_suppress={self.distill_suppress} must be in [0, 1]")
         if not 0 <= self.adv_eps <= 1:
-            raise ConfigError(f"--unlearn-adv-eps={self.adv_eps} must be in [0, 1] (images in [0, 1])")
+            raise ConfigError(f"adv_eps={self.adv_eps} must be in [0, 1] (images in [0, 1])")
         if self.adv_steps < 1:
-            raise ConfigError(f"--unlearn-adv-steps={self.adv_steps} must be >= 1")
+            raise ConfigError(f"adv_steps={self.adv_steps} must be >= 1")
         if not self.temperature > 0 or not math.isfinite(self.temperature):
             raise ConfigError(f"temperature={self.temperature} must be a positive number")
 
@@ -279,7 +279,7 @@ def unlearn_(
     gets targeted PGD copies towards ``target`` (default: the triggers' target) with true labels
     (:class:`TargetedAdversarialHook`). Returns the seconds taken."""
     if config.distill > 0 and teacher is None:
-        raise ConfigError(f"--unlearn-distill={config.distill} needs a teacher model (e.g. the pruned model)")
+        raise ConfigError(f"distill={config.distill} needs a teacher model (e.g. the pruned model)")
     if teacher is model:
         raise ConfigError("the distillation teacher must be another model than the one unlearning (a copy)")
     triggers = [trigger] if isinstance(trigger, TriggerStamp) else list(trigger)
@@ -304,7 +304,7 @@ def unlearn_(
     tgt = target if target is not None else (triggers[0].target if triggers else None)
     if config.adv_eps > 0:
         if tgt is None:
-            raise ConfigError(f"--unlearn-adv-eps={config.adv_eps} needs a target class (no trigger was given)")
+            raise ConfigError(f"adv_eps={config.adv_eps} needs a target class (no trigger was given)")
         hooks.append(
             TargetedAdversarialHook(
                 model, tgt, config.adv_eps, config.adv_steps, torch.Generator().manual_seed(seed + 2)
@@ -315,9 +315,7 @@ def unlearn_(
         kd_gen = torch.Generator().manual_seed(seed + 1)
         on = config.distill_suppress > 0
         if on and tgt is None:
-            raise ConfigError(
-                f"--unlearn-distill-suppress={config.distill_suppress} needs a target class (no trigger was given)"
-            )
+            raise ConfigError(f"distill_suppress={config.distill_suppress} needs a target class (no trigger was given)")
         hooks.append(
             DistillHook(
                 model,

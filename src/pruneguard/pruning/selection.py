@@ -36,7 +36,7 @@ def prune_order(masks: Tensor, tiebreak: Tensor | None = None) -> Tensor:
 def select_by_threshold(masks: Tensor, threshold: float, tiebreak: Tensor | None = None) -> Tensor:
     """Neurons whose mask is ``<= threshold`` (the reference's rule), in pruning order."""
     if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"--threshold={threshold} is outside [0, 1] (or use 'auto')")
+        raise ConfigError(f"threshold={threshold} is outside [0, 1]; accepted: a mask value in [0, 1]")
     order = prune_order(masks, tiebreak)
     return order[masks[order] <= threshold]
 
@@ -44,7 +44,7 @@ def select_by_threshold(masks: Tensor, threshold: float, tiebreak: Tensor | None
 def select_smallest(masks: Tensor, count: int, tiebreak: Tensor | None = None) -> Tensor:
     """The ``count`` neurons first in pruning order (the smallest masks)."""
     if not 0 <= count <= masks.numel():
-        raise ConfigError(f"--prune-count={count} is outside [0, {masks.numel()}]")
+        raise ConfigError(f"count={count} is outside [0, {masks.numel()}] (the number of neurons)")
     return prune_order(masks, tiebreak)[:count]
 
 

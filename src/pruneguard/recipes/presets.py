@@ -7,10 +7,11 @@
   sensitivity scan, or a trigger at most 0.41 times the reference's, the cut chosen on the development zoo),
   targeted ANP (1000 iterations, no crop/flip), the pruning capped by the accuracy guard and where the validation
   outputs diverge more than 0.02 nats (mean KL) from the original's, equal masks taken in the order ANP drove them
-  down, then two rounds of reversing patch and blend triggers to that class and
-  unlearning them while distilling the recalibrated pruned model (suppression 0.75, cropped/flipped images),
-  retried at a third and a ninth of the learning rate when the guard refuses it; 20% of the clean data held out
-  for the guard (2 points); a model without evidence of a backdoor is returned unchanged.
+  down, then up to four rounds of reversing patch and blend triggers to that class and unlearning them while
+  distilling the recalibrated pruned model (suppression 0.75, cropped/flipped images), each round judged by the
+  guard against the model it started from (scaled back if it costs too much; an undone round ends the repair),
+  the repair retried at a third and a ninth of the learning rate when the guard refuses its first round; 20% of
+  the clean data held out for the guard (2 points); a model without evidence of a backdoor is returned unchanged.
 """
 
 from __future__ import annotations
@@ -43,16 +44,18 @@ def paper() -> Recipe:
 
 @RECIPES.register(
     "default",
-    summary="vote → targeted ANP (capped by accuracy and divergence) → unlearn + distil; unchanged if no evidence",
+    summary="vote → targeted ANP (capped by accuracy and divergence) → up to 4 guarded rounds of unlearning + "
+    "distillation; unchanged if no evidence",
 )
 def default() -> Recipe:
     return Recipe(
         name="default",
         description="Suspect by vote with a reference-model check (no evidence: model unchanged), targeted ANP, "
         "pruning capped by the validation guard and at 0.02 nats of divergence from the original's validation "
-        "outputs (ties in ANP's order), two rounds of patch+blend trigger "
-        "unlearning with distillation of the recalibrated pruned model, retried at lower learning rates when "
-        "the guard refuses it; 20% of the clean data validates, max drop 2 points.",
+        "outputs (ties in ANP's order), up to four rounds of patch+blend trigger unlearning with distillation of "
+        "the recalibrated pruned model, each round judged by the guard (an undone round ends the repair), retried "
+        "at lower learning rates when the guard refuses the first; 20% of the clean data validates, max drop 2 "
+        "points.",
         validation_fraction=0.2,
         max_acc_drop=0.02,
         suspect=SuspectStep(method="vote", require_evidence=True),
@@ -61,7 +64,7 @@ def default() -> Recipe:
         repair=RepairStep(
             method="unlearn",
             trigger="both",
-            rounds=2,
+            rounds=4,
             epochs=5,
             lr=0.01,
             distill=3.0,
@@ -69,6 +72,7 @@ def default() -> Recipe:
             suppress=0.75,
             distill_augment=True,
             retries=2,
+            guard="round",
         ),
     )
 

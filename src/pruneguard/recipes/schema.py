@@ -117,6 +117,11 @@ class RepairStep(_Step):
     fits the recipe's guard (not even scaled back), it runs again from the pruned model at a third of the
     learning rate, up to ``retries`` times: a learning rate that suits networks with BatchNorm can wreck one
     without, and the straight line back to the pruned model does not pass through working models there.
+
+    ``guard``: where the recipe's accuracy guard judges an unlearning repair: at its ``end`` (a repair that does
+    not fit is scaled back as a whole, every round with it), or after each ``round`` (a round that does not fit
+    is scaled back towards the model the round started from, and an undone round ends the repair: what the
+    earlier rounds removed stays removed). A fine-tune is one round: both judge its end.
     """
 
     method: Literal["none", "finetune", "unlearn"] = "none"
@@ -131,8 +136,9 @@ class RepairStep(_Step):
     distill_augment: bool = False
     adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     retries: int = Field(0, ge=0, le=5)
+    guard: Literal["end", "round"] = "end"
 
-    _LATER_FIELDS = ("retries",)
+    _LATER_FIELDS = ("retries", "guard")
 
     @model_validator(mode="after")
     def _checks(self) -> RepairStep:

@@ -119,7 +119,12 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 "accuracy guard",
                 None
                 if not guard
-                else f"floor {_pct(guard['floor'])} on validation; repair kept at scale {guard['scale']:g}",
+                else f"floor {_pct(guard['floor'])} on validation; "
+                + (
+                    "rounds kept at scales " + ", ".join(f"{r['scale']:g}" for r in guard["rounds"])
+                    if guard.get("rounds")
+                    else f"repair kept at scale {guard['scale']:g}"
+                ),
             ],
             ["ONNX export", _onnx_note(report.get("onnx"))],
             *run_rows(report),

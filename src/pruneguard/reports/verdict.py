@@ -26,20 +26,36 @@ def _actions(report: dict[str, Any]) -> str:
         parts.append(f"pruned {report['pruned_neurons']} of {report['total_neurons']} neurons")
     repair = report.get("repair")
     if repair:
+        undone = {r["round"] for r in (report.get("guard") or {}).get("rounds") or [] if r["scale"] == 0}
+        kept = [t for t in repair.get("triggers") or [] if t.get("round") not in undone]
         what = (
-            f"unlearned {len(repair['triggers'])} reversed trigger(s) towards class {repair['target']}"
+            f"unlearned {len(kept)} reversed trigger(s) towards class {repair['target']}"
             if repair["method"] == "unlearn"
             else f"fine-tuned {repair['epochs']} epochs"
         )
-        scale = (report.get("guard") or {}).get("scale", 1.0)
+        guard = report.get("guard") or {}
+        scale = guard.get("scale", 1.0)
         if len(repair.get("attempts") or []) > 1 and scale > 0:
             what += f" at a learning rate of {repair['lr']:g} (the guard refused the higher ones)"
         if scale == 0:
             what += " (undone by the accuracy guard)"
+        elif guard.get("rounds"):
+            what += _rounds_note(guard["rounds"])
         elif scale < 1:
             what += f" (scaled back to {scale:g} by the accuracy guard)"
         parts.append(what)
     return " and ".join(parts) if parts else "changed nothing"
+
+
+def _rounds_note(rounds: list[dict[str, Any]]) -> str:
+    """What a round-by-round guard did to the rounds it did not keep whole, e.g. " (round 3 undone by the
+    accuracy guard)"; nothing when every round was kept."""
+    notes = [
+        f"round {r['round']} " + ("undone" if r["scale"] == 0 else f"scaled back to {r['scale']:g}")
+        for r in rounds
+        if r["scale"] < 1
+    ]
+    return f" ({', '.join(notes)} by the accuracy guard)" if notes else ""
 
 
 def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_evidence: bool) -> dict[str, Any]:

@@ -65,7 +65,7 @@ class ReversalConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ConfigError(f"--unlearn-steps={self.steps} must be >= 1")
+            raise ConfigError(f"steps={self.steps} must be >= 1")
         if not 0 < self.success <= 1:
             raise ConfigError(f"success={self.success} must be in (0, 1]")
 
@@ -115,7 +115,7 @@ def reverse_trigger(
     ``kind``: ``"patch"`` (a per-pixel mask, Neural Cleanse) or ``"blend"`` (one blending weight for all pixels).
     """
     if kind not in TRIGGER_KINDS:
-        raise ConfigError(f"--unlearn-trigger={kind!r} is not accepted; accepted: {', '.join(TRIGGER_KINDS)}, both")
+        raise ConfigError(f"kind={kind!r} is not accepted; accepted: {', '.join(TRIGGER_KINDS)}")
     if data.x.dim() != 4:
         raise ConfigError(f"trigger reversal needs images (N, C, H, W); got data of shape {tuple(data.x.shape)}")
     if not 0 <= target < data.num_classes:

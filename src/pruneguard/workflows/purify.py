@@ -7,8 +7,10 @@ validation part, which no step trains on, judges accuracy (the pruning cap, the 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -347,18 +349,27 @@ def _run_steps(
         floor = report["before"]["validation_accuracy"] - recipe.max_acc_drop if guard_data is not None else 0.0
         lr, attempts = recipe.repair.lr, []
         accuracy = (lambda m: evaluate_accuracy(m, guard_data)) if guard_data is not None else None
+        each_round: _RoundGuard | None = None
+        if accuracy is not None and recipe.repair.guard == "round" and recipe.repair.method == "unlearn":
+            each_round = functools.partial(_judge_round, accuracy=accuracy, floor=floor - 1e-12)
+
         for attempt in range(recipe.repair.retries + 1):
             if attempt:  # nothing of the last attempt fitted: from the pruned model again, at a third of the lr
                 purified.load_state_dict(start)
                 lr /= 3
             if recipe.repair.method == "unlearn":
                 assert finding.target is not None  # the recipe's validator requires a suspect for unlearning
-                report["repair"] = _unlearn(cfg, purified, use, finding.target, teacher=teacher, lr=lr)
+                report["repair"] = _unlearn(
+                    cfg, purified, use, finding.target, teacher=teacher, lr=lr, guard=each_round
+                )
             else:
                 report["repair"] = _finetune(cfg, purified, use, lr=lr)
             if accuracy is None:
                 break
-            guard = weaken_to_fit(purified, start, accuracy, floor - 1e-12)
+            if each_round is not None:
+                guard = _rounds_summary(report["repair"].pop("guard_rounds"))
+            else:
+                guard = weaken_to_fit(purified, start, accuracy, floor - 1e-12)
             attempts.append({"lr": lr, **guard})
             if guard["scale"] > 0:
                 break
@@ -369,6 +380,28 @@ def _run_steps(
             if attempts[-1]["scale"] < 1.0:
                 steps.append(f"repair scaled to {attempts[-1]['scale']:g}")
     return purified, steps
+
+
+_RoundGuard = Callable[[nn.Module, dict[str, Tensor]], dict[str, Any]]
+
+
+def _judge_round(
+    model: nn.Module, before: dict[str, Tensor], *, accuracy: Callable[[nn.Module], float], floor: float
+) -> dict[str, Any]:
+    return weaken_to_fit(model, before, accuracy, floor)
+
+
+def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The guard's record of a repair judged round by round: ``scale`` 0 when the first round was undone (nothing
+    of the repair kept), else the smallest scale a kept round was given (1: every round whole); ``tried`` of the
+    last round judged; ``rounds``: each round's scale and accuracies."""
+    first = rounds[0]["scale"]
+    kept = [r["scale"] for r in rounds if r["scale"] > 0]
+    return {
+        "scale": 0.0 if first == 0 else min(kept),
+        "tried": rounds[-1]["tried"],
+        "rounds": rounds,
+    }
 
 
 def _finetune(cfg: PurifyConfig, model: nn.Module, data: ArrayData, *, lr: float) -> dict[str, Any]:
@@ -387,10 +420,19 @@ def _finetune(cfg: PurifyConfig, model: nn.Module, data: ArrayData, *, lr: float
 
 
 def _unlearn(
-    cfg: PurifyConfig, model: nn.Module, data: ArrayData, suspect: int, *, teacher: nn.Module | None, lr: float
+    cfg: PurifyConfig,
+    model: nn.Module,
+    data: ArrayData,
+    suspect: int,
+    *,
+    teacher: nn.Module | None,
+    lr: float,
+    guard: _RoundGuard | None = None,
 ) -> dict[str, Any]:
     """Reverse triggers to the suspected class on the pruned model, then unlearn them (in place), in rounds; each
-    later round reverses on the unlearned model and unlearns every trigger found so far."""
+    later round reverses on the unlearned model and unlearns every trigger found so far. With ``guard``, each
+    round is judged against the model it started from (scaled back if it costs too much); an undone round ends
+    the repair, and the record's ``guard_rounds`` holds each round's judgement."""
     r = cfg.recipe.repair
     rcfg = ReversalConfig(steps=r.reversal_steps, batch_size=cfg.recipe.anp.batch_size)
     ucfg = UnlearnConfig(
@@ -405,15 +447,22 @@ def _unlearn(
     kinds = TRIGGER_KINDS if r.trigger == "both" else (r.trigger,)
     trigs: list[ReversedTrigger] = []
     rounds: list[int] = []
+    judged: list[dict[str, Any]] = []
     seconds = 0.0
     for n in range(r.rounds):
         gen_seed = cfg.seed + n
+        before = {k: v.detach().clone() for k, v in model.state_dict().items()} if guard is not None else None
         for k in kinds:
             gen = torch.Generator().manual_seed(gen_seed)
             trigs.append(reverse_trigger(model, data, suspect, rcfg, generator=gen, kind=k))
             rounds.append(n + 1)
         seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
         logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n + 1, len(trigs), seconds)
+        if guard is not None and before is not None:
+            judged.append({"round": n + 1, **guard(model, before)})
+            if judged[-1]["scale"] == 0:
+                logger.info("round %d undone by the accuracy guard: the repair ends", n + 1)
+                break
     others = to_float(data.x[data.y != suspect][:4])
     figures = [
         trigger_png(
@@ -429,7 +478,7 @@ def _unlearn(
         "method": "unlearn",
         "target": suspect,
         "triggers": [{**t.to_dict(), "round": n} for t, n in zip(trigs, rounds, strict=True)],
-        "rounds": r.rounds,
+        "rounds": max(rounds, default=0),
         "epochs": r.epochs,
         "lr": lr,
         "distill": r.distill,
@@ -439,6 +488,7 @@ def _unlearn(
         "adv_eps": r.adv_eps,
         "seconds": sum(t.seconds for t in trigs) + seconds,
         "figures_png": figures,
+        **({"guard_rounds": judged} if guard is not None else {}),
     }
 
 

@@ -32,8 +32,17 @@ def test_variants_are_the_default_recipe_after_their_items(rd: ModuleType) -> No
     assert not v1.select.tiebreak and v1.repair.retries == 0  # the recipe the evaluation zoo ran (bc1298a)
     assert v1.select.max_kl is None and rd.variant_recipe("v2").select.max_kl is None
     assert v1.repair.lr == default.repair.lr and v1.anp == default.anp
+    v3 = rd.variant_recipe("v3")  # the default of 12c928d: two rounds, the guard at the repair's end
+    assert (v3.repair.rounds, v3.repair.guard, v3.select.max_kl) == (2, "end", 0.02)
+    assert (default.repair.rounds, default.repair.guard) == (4, "round")
     for name in rd.VARIANTS:
         assert rd.variant_recipe(name).name == f"default+{name}"
+
+
+def test_a_row_kept_before_the_round_guard_counts_for_the_end_guard(rd: ModuleType) -> None:
+    kept = rd.variant_recipe("v3").to_dict()
+    assert "guard" not in kept["repair"]  # a later field at its default is not written: old rows hash as before
+    assert rd.same_steps(kept, rd.variant_recipe("v3")) and not rd.same_steps(kept, rd.variant_recipe("round"))
 
 
 def test_a_kept_row_counts_when_its_recipe_computes_the_same(rd: ModuleType) -> None:
