@@ -521,8 +521,8 @@ def test_a_repair_that_nothing_of_fits_is_retried_at_a_third_of_the_learning_rat
     assert rep["guard"]["scale"] == attempts[-1]["scale"] and rep["repair"]["lr"] == attempts[-1]["lr"]
     assert attempts[-1]["scale"] > 0 or len(attempts) == 6
     if attempts[-1]["scale"] > 0:
-        assert f"at a learning rate of {attempts[-1]['lr']:g}" in rep["verdict"]["sentence"]
-    assert rep["steps"][1] == f"finetune (learning rate {rep['repair']['lr']:g})"
+        assert f"at a learning rate of {attempts[-1]['lr']:.3g}" in rep["verdict"]["sentence"]
+    assert rep["steps"][1] == f"finetune (learning rate {rep['repair']['lr']:.3g})"
 
 
 def test_max_kl_stops_the_pruning_where_the_outputs_diverge(trained: Path, tmp_path: Path) -> None:

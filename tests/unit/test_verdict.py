@@ -72,3 +72,9 @@ def test_a_round_by_round_guard_names_the_rounds_it_did_not_keep_whole() -> None
     first = [{"round": 1, "scale": 0.0, "tried": []}]
     undone = purify_verdict(_report(pruned_neurons=0, guard={"scale": 0.0, "rounds": first}), 0.02, True)
     assert undone["status"] == "failed" and "was undone" in undone["sentence"]
+
+
+def test_a_retried_repair_names_its_learning_rate_in_three_digits() -> None:
+    repair = {"method": "unlearn", "triggers": [{}, {}], "target": 0, "lr": 0.01 / 3, "attempts": [{}, {}]}
+    v = purify_verdict(_report(repair=repair), 0.02, True)
+    assert "at a learning rate of 0.00333 (the guard refused the higher ones)" in v["sentence"]

@@ -36,7 +36,7 @@ def _actions(report: dict[str, Any]) -> str:
         guard = report.get("guard") or {}
         scale = guard.get("scale", 1.0)
         if len(repair.get("attempts") or []) > 1 and scale > 0:
-            what += f" at a learning rate of {repair['lr']:g} (the guard refused the higher ones)"
+            what += f" at a learning rate of {repair['lr']:.3g} (the guard refused the higher ones)"
         if scale == 0:
             what += " (undone by the accuracy guard)"
         elif guard.get("rounds"):

@@ -373,7 +373,7 @@ def _run_steps(
             attempts.append({"lr": lr, **guard})
             if guard["scale"] > 0:
                 break
-        steps.append(recipe.repair.method + (f" (learning rate {lr:g})" if len(attempts) > 1 else ""))
+        steps.append(recipe.repair.method + (f" (learning rate {lr:.3g})" if len(attempts) > 1 else ""))
         if attempts:
             report["repair"]["attempts"] = attempts
             report["guard"] = {"floor": floor, **attempts[-1]}
