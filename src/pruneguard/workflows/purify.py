@@ -351,7 +351,7 @@ def _run_steps(
         accuracy = (lambda m: evaluate_accuracy(m, guard_data)) if guard_data is not None else None
         each_round: _RoundGuard | None = None
         if accuracy is not None and recipe.repair.guard == "round" and recipe.repair.method == "unlearn":
-            each_round = functools.partial(_judge_round, accuracy=accuracy, floor=floor - 1e-12)
+            each_round = functools.partial(weaken_to_fit, accuracy=accuracy, floor=floor - 1e-12)
 
         for attempt in range(recipe.repair.retries + 1):
             if attempt:  # nothing of the last attempt fitted: from the pruned model again, at a third of the lr
@@ -383,12 +383,6 @@ def _run_steps(
 
 
 _RoundGuard = Callable[[nn.Module, dict[str, Tensor]], dict[str, Any]]
-
-
-def _judge_round(
-    model: nn.Module, before: dict[str, Tensor], *, accuracy: Callable[[nn.Module], float], floor: float
-) -> dict[str, Any]:
-    return weaken_to_fit(model, before, accuracy, floor)
 
 
 def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
