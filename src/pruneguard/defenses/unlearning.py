@@ -38,7 +38,7 @@ from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
 from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.errors import ConfigError
 from pruneguard.models.fit import BatchHook, TrainConfig
-from pruneguard.utils.modes import eval_mode, frozen
+from pruneguard.utils.modes import eval_mode, fast_layout, frozen
 
 __all__ = [
     "TriggerStamp",
@@ -335,4 +335,5 @@ def unlearn_(
         if teacher is not None:  # frozen and in eval mode while it teaches
             stack.enter_context(frozen(teacher))
             stack.enter_context(eval_mode(teacher))
+            stack.enter_context(fast_layout(teacher))
         return fine_tune_(model, mixed, cfg, keep_zero=zero_masks(model), hook=hook).seconds

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from pruneguard.data.tensors import ArrayData, iterate_batches
 from pruneguard.errors import IncompatibleModelError
 from pruneguard.metrics.classification import accuracy, attack_success_rate
-from pruneguard.utils.modes import eval_mode
+from pruneguard.utils.modes import eval_mode, fast_layout
 
 __all__ = ["predict", "predict_logits", "evaluate_accuracy", "evaluate_asr", "finite_logits"]
 
@@ -43,7 +43,7 @@ def predict_logits(model: nn.Module, data: ArrayData, batch_size: int | None = N
     device = _device(model)
     batch_size = batch_size or _BATCH.get(device.type, _ACCELERATOR_BATCH)
     out = []
-    with eval_mode(model):
+    with eval_mode(model), fast_layout(model):
         for x, _ in iterate_batches(data, batch_size, device=device):
             out.append(finite_logits(model(x)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)

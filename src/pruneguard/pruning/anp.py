@@ -36,7 +36,7 @@ from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.errors import ConfigError
 from pruneguard.pruning.neurons import NeuronGroup, NeuronReparam, find_neuron_groups, grads_or_zeros
 from pruneguard.utils.io import atomic_write
-from pruneguard.utils.modes import anp_mode
+from pruneguard.utils.modes import anp_mode, fast_layout
 from pruneguard.utils.progress import track
 
 __all__ = ["ANPConfig", "ANPResult", "anp_optimize", "perturbation_step", "mask_step", "fast_iteration"]
@@ -310,7 +310,7 @@ def anp_optimize(
     pad = max(1, x_all.shape[-1] // 8) if x_all.dim() == 4 else 0
     end = config.iterations if stop_after is None else min(config.iterations, stop_after)
     t0 = time.perf_counter()
-    with anp_mode(model):
+    with anp_mode(model), fast_layout(model):
         for it in track(range(start, end), desc="ANP", total=end - start, enabled=progress):
             idx = torch.randint(len(data), (config.batch_size,), generator=gen)
             x, y = to_float(x_all[idx]).to(device), y_all[idx].to(device)

@@ -30,7 +30,7 @@ from pruneguard.attacks.backdoor.triggers import stamp
 from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_asr
-from pruneguard.utils.modes import eval_mode, frozen
+from pruneguard.utils.modes import eval_mode, fast_layout, frozen
 from pruneguard.utils.progress import track
 
 __all__ = [
@@ -133,7 +133,7 @@ def reverse_trigger(
     cost, up, down = config.init_cost, 0, 0
     best: tuple[float, Tensor, Tensor] | None = None
     t0 = time.perf_counter()
-    with frozen(model), eval_mode(model):
+    with frozen(model), eval_mode(model), fast_layout(model):
         batches = _cycle(others, config.batch_size, gen, device)
         for _ in track(range(config.steps), desc=f"reverse trigger -> {target}", enabled=progress):
             x = next(batches)

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.errors import ConfigError
 from pruneguard.pruning.neurons import NeuronReparam, find_neuron_groups, grads_or_zeros
-from pruneguard.utils.modes import anp_mode
+from pruneguard.utils.modes import anp_mode, fast_layout
 from pruneguard.utils.progress import track
 
 __all__ = ["ScanConfig", "ScanResult", "scan_model", "flip_rate", "scan_score", "verdict", "DEFAULT_EPS"]
@@ -263,7 +263,7 @@ def scan_model(
     reparam = NeuronReparam(model, find_neuron_groups(model, x[:2]))
     gen = torch.Generator().manual_seed(config.seed)
     curve = []
-    with anp_mode(model):
+    with anp_mode(model), fast_layout(model):
         ones = torch.ones(reparam.total, device=device)
         base = _predict(reparam, x, ones, None, config.batch_size)
         num_classes = max(data.num_classes, int(base.max()) + 1)

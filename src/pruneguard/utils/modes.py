@@ -1,13 +1,25 @@
-"""Context managers that restore a model's flags."""
+"""Context managers that restore a model's flags (and its memory layout)."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
+import torch
 from torch import nn
 
-__all__ = ["eval_mode", "frozen"]
+__all__ = ["eval_mode", "frozen", "anp_mode", "fast_layout", "LAYOUT_ENV"]
+
+# PyTorch's CPU max pooling is about ten times slower on NCHW tensors than on channels_last ones, and the
+# convolutions of a frozen network's forward and input-gradient passes gain too: ``benchmarks/layout.py`` times the
+# library's loops in both layouts. The loops whose weights stay fixed (trigger reversal, ANP's mask search, the
+# sensitivity scan, prediction, evasion attacks) run in channels_last; training does not (its weight gradients
+# gain nothing there). ``PRUNEGUARD_LAYOUT=default`` keeps PyTorch's layout everywhere.
+LAYOUT_ENV = "PRUNEGUARD_LAYOUT"
+# Norms kept out of channels_last: GroupNorm's CPU backward on channels_last input crashes the process (torch
+# 2.13, under ANP's perturbed scales), and instance/layer norms over images gain nothing measured.
+_SLOW_NORMS = (nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm)
 
 
 @contextlib.contextmanager
@@ -55,3 +67,36 @@ def anp_mode(model: nn.Module) -> Iterator[nn.Module]:
                 m.track_running_stats = t
             for mod, t in flags:
                 mod.training = t
+
+
+@contextlib.contextmanager
+def fast_layout(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with a convolutional ``model`` on the CPU in the channels_last memory layout, and restore
+    the usual layout after. Values are not changed, only strides: the same ``Parameter`` objects are kept (an
+    optimiser holding them stays valid), inputs may stay NCHW (a convolution with channels_last weights returns
+    channels_last activations), and a model that is already channels_last, has no ``Conv2d``, has a norm other
+    than BatchNorm, is not on the CPU or runs with ``PRUNEGUARD_LAYOUT=default`` is left as it is (so nested
+    blocks convert once)."""
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if (
+        os.environ.get(LAYOUT_ENV, "channels_last") == "default"
+        or not convs
+        or any(isinstance(m, _SLOW_NORMS) for m in model.modules())
+        or convs[0].device.type != "cpu"
+        or all(w.is_contiguous(memory_format=torch.channels_last) and w.stride(1) == 1 for w in convs if w.shape[1] > 1)
+    ):
+        yield model
+        return
+    _relayout(model, torch.channels_last)
+    try:
+        yield model
+    finally:
+        _relayout(model, torch.contiguous_format)
+
+
+def _relayout(model: nn.Module, layout: torch.memory_format) -> None:
+    """Every 4-D parameter and buffer of ``model`` in ``layout``, in place (the tensor objects are kept)."""
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=layout)

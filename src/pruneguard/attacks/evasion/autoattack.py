@@ -21,7 +21,7 @@ from pruneguard.attacks.evasion._common import (
     seed_from,
 )
 from pruneguard.errors import ConfigError, IncompatibleModelError
-from pruneguard.utils.modes import eval_mode, frozen
+from pruneguard.utils.modes import eval_mode, fast_layout, frozen
 
 __all__ = ["AutoAttack", "autoattack", "AUTOATTACK_ATTACKS", "AUTOATTACK_VERSIONS"]
 
@@ -90,7 +90,7 @@ def autoattack(
     check_inputs(x, y, None, clip_min, clip_max)
     seed = seed_from(generator)
     x, net = x.detach(), UnitBox(model, clip_min, clip_max)
-    with eval_mode(model), frozen(model), isolated_rng(x.device), kept_trace():
+    with eval_mode(model), frozen(model), fast_layout(model), isolated_rng(x.device), kept_trace():
         with torch.no_grad():
             num_classes = int(net(net.to_unit(x[:1])).shape[-1])
         adversary = _PyAutoAttack(

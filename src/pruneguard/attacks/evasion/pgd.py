@@ -28,7 +28,7 @@ from pruneguard.attacks.evasion._common import (
 )
 from pruneguard.attacks.evasion.projections import l2_norms, project_l2
 from pruneguard.errors import ConfigError
-from pruneguard.utils.modes import eval_mode, frozen
+from pruneguard.utils.modes import eval_mode, fast_layout, frozen
 
 __all__ = ["PGD", "pgd"]
 
@@ -101,7 +101,7 @@ def pgd(
     run = functools.partial(
         _run, model, eps=eps, step_size=step_size, steps=steps, norm=norm, generator=generator, early_stop=early_stop
     )
-    with eval_mode(model), frozen(model), torch.enable_grad():
+    with eval_mode(model), frozen(model), fast_layout(model), torch.enable_grad():
         x_adv = run(x, labels, target is not None, random_start, lo_clip, hi_clip)
         if restarts == 1:
             return x_adv

@@ -21,7 +21,7 @@ from pruneguard.attacks.evasion._common import (
     seed_from,
 )
 from pruneguard.errors import ConfigError
-from pruneguard.utils.modes import eval_mode, frozen
+from pruneguard.utils.modes import eval_mode, fast_layout, frozen
 
 __all__ = ["Square", "square"]
 
@@ -73,7 +73,7 @@ def square(
     seed = seed_from(generator)
     x, net = x.detach(), UnitBox(model, clip_min, clip_max)
     labels = (y if target is None else target).to(x.device)
-    with eval_mode(model), frozen(model), isolated_rng(x.device), torch.no_grad():
+    with eval_mode(model), frozen(model), fast_layout(model), isolated_rng(x.device), torch.no_grad():
         attack = SquareAttack(
             net,
             norm=_PYAA_NORM[norm],
