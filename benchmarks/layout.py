@@ -4,6 +4,7 @@ and in channels_last (what :func:`pruneguard.utils.modes.fast_layout` switches t
     python benchmarks/layout.py --repeats 5 --out-json benchmarks/results/layout.json
     python benchmarks/layout.py --purify runs/anp_table/badnets-s0-*/model.safetensors --eval-attack badnets \
         --out-json benchmarks/results/layout_purify.json       # one purify run of the default recipe per layout
+    # or side by side under the same load: one process per layout (--layouts default / --layouts channels_last)
 
 Per architecture (Fashion-MNIST shapes, random weights and images, one torch thread) and per loop, each repeat runs
 the two layouts in alternating order; medians are compared (``speedup`` = default / channels_last seconds).
@@ -94,10 +95,11 @@ def measure(arch: str, width: float, repeats: int, n: int) -> dict[str, Any]:
     }
 
 
-def purify_both(model: Path, eval_attack: str | None, out: Path) -> dict[str, Any]:
-    """``purify`` with the default recipe on ``model`` in each layout (fresh output folders under ``out``)."""
+def purify_both(model: Path, eval_attack: str | None, out: Path, layouts: tuple[str, ...] = LAYOUTS) -> dict[str, Any]:
+    """``purify`` with the default recipe on ``model`` in each of ``layouts`` (fresh output folders under
+    ``out``)."""
     runs = {}
-    for lay in LAYOUTS:
+    for lay in layouts:
         os.environ[LAYOUT_ENV] = lay
         cfg = PurifyConfig(model=model, out=out / lay, eval_attack=eval_attack, device="cpu")
         report, purified, _ = purify(cfg)
@@ -110,11 +112,16 @@ def purify_both(model: Path, eval_attack: str | None, out: Path) -> dict[str, An
         }
         print(json.dumps({"layout": lay, **runs[lay]}), flush=True)
     os.environ.pop(LAYOUT_ENV, None)
+    both = len(runs) == len(LAYOUTS)
     return {
         "model": str(model),
         "runs": runs,
-        "speedup": runs["default"]["seconds"] / runs["channels_last"]["seconds"],
-        "same_weights": runs["default"]["weights_sha256"] == runs["channels_last"]["weights_sha256"],
+        **({"speedup": runs["default"]["seconds"] / runs["channels_last"]["seconds"]} if both else {}),
+        **(
+            {"same_weights": runs["default"]["weights_sha256"] == runs["channels_last"]["weights_sha256"]}
+            if both
+            else {}
+        ),
     }
 
 
@@ -126,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--purify", type=Path, default=None, help="a model file: time purify in each layout instead")
     p.add_argument("--eval-attack", default=None, help="with --purify: the trigger whose ASR is measured")
+    p.add_argument(
+        "--layouts",
+        default=",".join(LAYOUTS),
+        help="with --purify: the layouts to run (one per process runs them side by side under the same load)",
+    )
     p.add_argument("--work", type=Path, default=Path("runs/layout"), help="with --purify: output folders")
     p.add_argument("--out-json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -134,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.purify is not None:
         if args.work.exists():
             raise SystemExit(f"--work={args.work} exists; accepted: a folder this run creates")
-        result = {**purify_both(args.purify, args.eval_attack, args.work), "threads": args.threads}
+        layouts = tuple(args.layouts.split(","))
+        if not set(layouts) <= set(LAYOUTS):
+            raise SystemExit(f"--layouts={args.layouts}: accepted: {', '.join(LAYOUTS)}")
+        result = {**purify_both(args.purify, args.eval_attack, args.work, layouts), "threads": args.threads}
         if args.out_json:
             atomic_write_json(args.out_json, result)
         return 0

@@ -203,6 +203,14 @@ def test_bad_config_files_are_one_line(trained: Path, tmp_path: Path, capsys) ->
     assert not out.exists()
 
 
+def test_a_bad_layout_setting_exits_2_before_any_work(trained: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    out = tmp_path / "o"
+    monkeypatch.setenv("PRUNEGUARD_LAYOUT", "nhwc")
+    code, err = _run_bad(["purify", "--model", str(trained), "--out", str(out)], capsys)
+    assert code == 2 and "PRUNEGUARD_LAYOUT='nhwc'" in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_bad_model_files_exit_2_and_write_nothing(trained: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "o"
     missing = tmp_path / "nope.safetensors"

@@ -16,6 +16,7 @@ from pruneguard.errors import ConfigError
 from pruneguard.utils.allocator import tune_allocator
 from pruneguard.utils.device import DEVICE_ACCEPTED, parse_threads, resolve_device, set_threads
 from pruneguard.utils.io import atomic_write_json, atomic_write_text, output_folder
+from pruneguard.utils.modes import layout_setting
 
 __all__ = [
     "setup_logging",
@@ -80,7 +81,9 @@ def check_device(name: str) -> torch.device:
 
 
 def configure_runtime(threads: str | int) -> int:
-    """Thread count, and glibc heap settings that spare each iteration its page faults (see utils.allocator)."""
+    """Thread count, glibc heap settings that spare each iteration its page faults (see utils.allocator), and the
+    CPU memory layout setting checked before any work (see utils.modes.fast_layout)."""
+    layout_setting()
     n = parse_threads(threads)
     set_threads(n)
     tune_allocator()

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["eval_mode", "frozen", "anp_mode", "fast_layout", "LAYOUT_ENV"]
+from pruneguard.errors import ConfigError
+
+__all__ = ["eval_mode", "frozen", "anp_mode", "fast_layout", "layout_setting", "LAYOUT_ENV", "LAYOUTS"]
 
 # PyTorch's CPU max pooling is about ten times slower on NCHW tensors than on channels_last ones, and the
 # convolutions of a frozen network's forward and input-gradient passes gain too: ``benchmarks/layout.py`` times the
@@ -17,6 +19,7 @@ __all__ = ["eval_mode", "frozen", "anp_mode", "fast_layout", "LAYOUT_ENV"]
 # sensitivity scan, prediction, evasion attacks) run in channels_last; training does not (its weight gradients
 # gain nothing there). ``PRUNEGUARD_LAYOUT=default`` keeps PyTorch's layout everywhere.
 LAYOUT_ENV = "PRUNEGUARD_LAYOUT"
+LAYOUTS = ("channels_last", "default")
 # Norms kept out of channels_last: GroupNorm's CPU backward on channels_last input crashes the process (torch
 # 2.13, under ANP's perturbed scales), and instance/layer norms over images gain nothing measured.
 _SLOW_NORMS = (nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm)
@@ -69,6 +72,14 @@ def anp_mode(model: nn.Module) -> Iterator[nn.Module]:
                 mod.training = t
 
 
+def layout_setting() -> str:
+    """``PRUNEGUARD_LAYOUT`` (unset: ``channels_last``); another value is a ``ConfigError`` naming it."""
+    value = os.environ.get(LAYOUT_ENV, LAYOUTS[0])
+    if value not in LAYOUTS:
+        raise ConfigError(f"{LAYOUT_ENV}={value!r} is not accepted; accepted: {', '.join(LAYOUTS)}")
+    return value
+
+
 @contextlib.contextmanager
 def fast_layout(model: nn.Module) -> Iterator[nn.Module]:
     """Run the block with a convolutional ``model`` on the CPU in the channels_last memory layout, and restore
@@ -79,7 +90,7 @@ def fast_layout(model: nn.Module) -> Iterator[nn.Module]:
     blocks convert once)."""
     convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
     if (
-        os.environ.get(LAYOUT_ENV, "channels_last") == "default"
+        layout_setting() == "default"
         or not convs
         or any(isinstance(m, _SLOW_NORMS) for m in model.modules())
         or convs[0].device.type != "cpu"
@@ -99,4 +110,4 @@ def _relayout(model: nn.Module, layout: torch.memory_format) -> None:
     with torch.no_grad():
         for t in (*model.parameters(), *model.buffers()):
             if t.dim() == 4:
-                t.data = t.data.contiguous(memory_format=layout)
+                t.data = t.data.to(memory_format=layout)  # restrides one-channel weights too (contiguous() would not)

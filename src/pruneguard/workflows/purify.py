@@ -51,6 +51,7 @@ from pruneguard.scan.finder import SuspectFinding, find_suspect
 from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, ReversedTrigger, reverse_trigger
 from pruneguard.utils.device import resolve_device, retune_threads
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from pruneguard.utils.modes import layout_setting
 from pruneguard.workflows.common import (
     LoadedModel,
     draw_clean_split,
@@ -252,6 +253,7 @@ def purify(
             "git_commit": git_commit(),
             "device": str(next(model.parameters()).device),
             "threads": torch.get_num_threads(),
+            "layout": layout_setting(),  # the CPU memory layout of the loops with fixed weights (utils.modes)
             "started": started,
             "finished": now_iso(),
         }

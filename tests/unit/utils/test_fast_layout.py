@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 from pruneguard.data.tensors import ArrayData
+from pruneguard.errors import ConfigError
 from pruneguard.models import create_model
 from pruneguard.models.fit import TrainConfig, fit_
 from pruneguard.pruning.anp import ANPConfig, anp_optimize
 from pruneguard.scan.reversal import ReversalConfig, reverse_trigger
-from pruneguard.utils.modes import LAYOUT_ENV, fast_layout
+from pruneguard.utils.modes import LAYOUT_ENV, fast_layout, layout_setting
 
 CL = torch.channels_last
 
@@ -29,10 +30,16 @@ def test_inside_the_block_the_convolutions_are_channels_last_and_the_layout_come
     model = _net()
     params = list(model.parameters())
     assert not any(w.is_contiguous(memory_format=CL) for w in _convs(model))
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))  # one input channel: ambiguous strides
+    seen: list[torch.Tensor] = []
+    handle = first.register_forward_hook(lambda _m, _i, out: seen.append(out))
     with fast_layout(model):
         assert all(w.is_contiguous(memory_format=CL) for w in _convs(model))
         out = model(torch.rand(4, 1, 28, 28))
         assert out.shape == (4, 10)
+    handle.remove()
+    # the first activations (the largest, pooled next) are channels_last from an NCHW batch
+    assert seen[0].is_contiguous(memory_format=CL) and not seen[0].is_contiguous()
     assert all(w.is_contiguous() and not w.is_contiguous(memory_format=CL) for w in _convs(model))
     assert [id(p) for p in model.parameters()] == [id(p) for p in params]  # same Parameter objects
 
@@ -96,3 +103,14 @@ def test_anp_and_reversal_in_either_layout_agree_to_rounding(monkeypatch: pytest
         sizes.append(reverse_trigger(model, data, 2, ReversalConfig(steps=5, batch_size=32)).mask_l1)
     torch.testing.assert_close(masks[1], masks[0], rtol=1e-3, atol=1e-4)
     assert sizes[1] == pytest.approx(sizes[0], rel=1e-3)
+
+
+def test_an_unknown_layout_setting_is_refused_with_the_accepted_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(LAYOUT_ENV, "nhwc")
+    with pytest.raises(
+        ConfigError, match=r"PRUNEGUARD_LAYOUT='nhwc' is not accepted; accepted: channels_last, default"
+    ):
+        with fast_layout(_net()):
+            pass
+    monkeypatch.delenv(LAYOUT_ENV)
+    assert layout_setting() == "channels_last"
