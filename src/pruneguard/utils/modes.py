@@ -23,6 +23,9 @@ LAYOUTS = ("channels_last", "default")
 # Norms kept out of channels_last: GroupNorm's CPU backward on channels_last input crashes the process (torch
 # 2.13, under ANP's perturbed scales), and instance/layer norms over images gain nothing measured.
 _SLOW_NORMS = (nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm)
+# Modules whose forward is known to be layout-agnostic. A user's class may ``x.view(n, -1)`` its activations (the
+# PyTorch tutorial's LeNet does), which fails on channels_last tensors: such models keep PyTorch's layout.
+_KNOWN_FORWARDS = ("torch.nn.", "pruneguard.")
 
 
 @contextlib.contextmanager
@@ -86,13 +89,15 @@ def fast_layout(model: nn.Module) -> Iterator[nn.Module]:
     the usual layout after. Values are not changed, only strides: the same ``Parameter`` objects are kept (an
     optimiser holding them stays valid), inputs may stay NCHW (a convolution with channels_last weights returns
     channels_last activations), and a model that is already channels_last, has no ``Conv2d``, has a norm other
-    than BatchNorm, is not on the CPU or runs with ``PRUNEGUARD_LAYOUT=default`` is left as it is (so nested
-    blocks convert once)."""
+    than BatchNorm, has a module defined outside torch.nn and pruneguard (its forward may ``view`` activations),
+    is not on the CPU or runs with ``PRUNEGUARD_LAYOUT=default`` is left as it is (so nested blocks convert
+    once)."""
     convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
     if (
         layout_setting() == "default"
         or not convs
         or any(isinstance(m, _SLOW_NORMS) for m in model.modules())
+        or not all(type(m).__module__.startswith(_KNOWN_FORWARDS) for m in model.modules())
         or convs[0].device.type != "cpu"
         or all(w.is_contiguous(memory_format=torch.channels_last) and w.stride(1) == 1 for w in convs if w.shape[1] > 1)
     ):

@@ -72,6 +72,32 @@ def test_nested_blocks_convert_once_and_the_outer_block_restores() -> None:
     assert not any(w.is_contiguous(memory_format=CL) for w in _convs(model))
 
 
+class _TutorialNet(nn.Module):
+    """A user's network in the PyTorch tutorial's style: it flattens with ``view``, which channels_last breaks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 14 * 14, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(self.conv2(torch.relu(self.bn(self.conv(x)))), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_users_module_class_keeps_pytorchs_layout_so_its_view_still_works() -> None:
+    model = _TutorialNet().eval()
+    x = torch.rand(2, 1, 28, 28)
+    with fast_layout(model):
+        assert not model.conv2.weight.is_contiguous(memory_format=CL)
+        assert model(x).shape == (2, 10)
+    model.to(memory_format=CL)  # what the block would have done: the user's view fails
+    with pytest.raises(RuntimeError, match="view"):
+        model(x)
+
+
 @pytest.mark.parametrize("case", ["groupnorm", "no_conv", "env_default"])
 def test_models_it_must_not_touch_are_left_as_they_are(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if case == "groupnorm":
