@@ -5,7 +5,8 @@
 
 Candidates alternate within each repeat and the medians are compared, so machine load affects both alike.
 `anp_iter_over_train_step` is the PreAct-ResNet-18 ratio (the ANP reference code measured 2.7-3.2 here);
-`anp_fast_iter_over_train_step` is the same for ``ANPConfig(fast=True)`` (``--anp-fast``: 2 passes, not 3).
+`anp_fast_iter_over_train_step` is the same for ``ANPConfig(fast=True)`` (the recipe field ``anp.fast``: 2 passes,
+not 3). The ANP iteration runs as ``anp_optimize`` runs it (``fast_layout``: channels_last on the CPU).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pruneguard.pruning import (
     perturbation_step,
 )
 from pruneguard.utils.allocator import tune_allocator
-from pruneguard.utils.modes import anp_mode
+from pruneguard.utils.modes import anp_mode, fast_layout
 
 
 def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -53,7 +54,7 @@ def anp_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fast: bool =
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
-        with anp_mode(model):
+        with anp_mode(model), fast_layout(model):  # as anp_optimize runs it
             if cfg.fast:
                 fast_iteration(reparam, x, y, mask, opt, cfg, gen)
             else:
