@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -646,7 +647,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print the specs as JSON and stop")
     p.add_argument("--out-json", type=Path, default=None, help="write rows, summary and config here (atomically)")
     p.add_argument("--out-md", type=Path, default=None, help="write the summary tables here as markdown")
+    p.add_argument(
+        "--pack",
+        type=Path,
+        default=None,
+        help="copy the split's trained models (no checkpoints) and cached rows "
+        "into this new folder, to carry to another machine (zoo_gpu.sh copies runs/carry-SPLIT back), and stop",
+    )
     return p
+
+
+def pack_cache(cache: Path, split: str, dest: Path) -> dict[str, int]:
+    """Copy ``split``'s trained models (every file of a model folder but the resumable ``checkpoint.pt``) and its
+    cached rows from ``cache`` into ``dest`` (same layout), built beside it and renamed into place when complete;
+    returns the counts and bytes copied. An existing ``dest`` is refused (nothing is overwritten)."""
+    if dest.exists():
+        raise ConfigError(f"--pack={dest} exists; accepted: a folder this command creates")
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a leftover of an interrupted pack (this command's own folder)
+    counts = {"models": 0, "rows": 0, "bytes": 0}
+    for folder in sorted((cache / "models").glob(f"{split}-*")):
+        if not (folder / MODEL_NAME).is_file():
+            continue  # not trained (or still training)
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and f.name != "checkpoint.pt":
+                (partial / "models" / folder.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, partial / "models" / folder.name / f.name)
+                counts["bytes"] += f.stat().st_size
+        counts["models"] += 1
+    for f in sorted((cache / "rows").glob(f"{split}-*.json")):
+        (partial / "rows").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, partial / "rows" / f.name)
+        counts["rows"] += 1
+        counts["bytes"] += f.stat().st_size
+    partial.mkdir(parents=True, exist_ok=True)
+    partial.rename(dest)
+    return counts
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -684,6 +720,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--set={args.sets!r} is not accepted with --split {args.split}; accepted: recipes by name only (recipe "
             "choices are made on the dev split, the eval split runs each recipe version once, as shipped)"
         )
+    if args.pack is not None and args.pack.exists():
+        p.error(f"--pack={args.pack} exists; accepted: a folder this command creates")
     args.sets = [*mode["sets"], *(args.sets or [])]
     anp_table.check_executor_options(p, args)
     try:
@@ -700,6 +738,9 @@ def main(argv: list[str] | None = None) -> int:
     specs = zoo_specs(args.split, quick=args.quick)
     if args.list:
         print(json.dumps(specs, indent=2))
+        return 0
+    if args.pack is not None:
+        print(json.dumps(pack_cache(args.cache, args.split, args.pack)))
         return 0
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")

@@ -231,3 +231,46 @@ def test_quick_zoo_runs_end_to_end_and_resumes_without_recomputing(tmp_path: Pat
             assert r["verdict"] in ("purified", "unchanged", "failed")
     assert {r["model"]["trigger"] for r in full["rows"] if r["model"]["backdoored"]} == {"random_patch", "thin_line",
                                                                                         "faint_pattern"}  # fmt: skip
+
+
+def test_pack_copies_one_splits_trained_models_without_checkpoints_and_its_rows(zoo: ModuleType, tmp_path) -> None:
+    cache = tmp_path / "cache"
+    files = {
+        "models/eval2-01-aa/model.safetensors": "m",
+        "models/eval2-01-aa/result.json": "{}",
+        "models/eval2-01-aa/trigger_net.safetensors": "g",
+        "models/eval2-01-aa/checkpoint.pt": "resumable, large",
+        "models/eval2-02-bb/checkpoint.pt": "still training",
+        "models/eval-01-cc/model.safetensors": "another split",
+        "rows/eval2-01-aa-default-0.01-k.json": "{}",
+        "rows/eval-01-cc-default-0.01-k.json": "{}",
+    }
+    for rel, text in files.items():
+        (cache / rel).parent.mkdir(parents=True, exist_ok=True)
+        (cache / rel).write_text(text)
+    dest = tmp_path / "carry-eval2"
+    counts = zoo.pack_cache(cache, "eval2", dest)
+    got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert got == [
+        "models/eval2-01-aa/model.safetensors",
+        "models/eval2-01-aa/result.json",
+        "models/eval2-01-aa/trigger_net.safetensors",
+        "rows/eval2-01-aa-default-0.01-k.json",
+    ]
+    assert counts == {"models": 1, "rows": 1, "bytes": len("m") + len("{}") + len("g") + len("{}")}
+    assert not (tmp_path / "carry-eval2.partial").exists()
+    with pytest.raises(zoo.ConfigError, match="exists"):
+        zoo.pack_cache(cache, "eval2", dest)
+    assert (cache / "models/eval2-01-aa/checkpoint.pt").read_text() == "resumable, large"  # the cache is untouched
+
+
+def test_pack_refuses_an_existing_folder_with_one_line(tmp_path) -> None:
+    dest = tmp_path / "carry"
+    dest.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "zoo.py"), "--split", "eval2", "--pack", str(dest)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and f"--pack={dest} exists" in proc.stderr
