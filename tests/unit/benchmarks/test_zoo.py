@@ -264,13 +264,10 @@ def test_pack_copies_one_splits_trained_models_without_checkpoints_and_its_rows(
     assert (cache / "models/eval2-01-aa/checkpoint.pt").read_text() == "resumable, large"  # the cache is untouched
 
 
-def test_pack_refuses_an_existing_folder_with_one_line(tmp_path) -> None:
+def test_pack_refuses_an_existing_folder_with_one_line(zoo: ModuleType, tmp_path, capsys) -> None:
     dest = tmp_path / "carry"
     dest.mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "zoo.py"), "--split", "eval2", "--pack", str(dest)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 2 and f"--pack={dest} exists" in proc.stderr
+    with pytest.raises(SystemExit) as exc:
+        zoo.parse_args(["--split", "eval2", "--pack", str(dest)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"--pack={dest} exists" in err and "Traceback" not in err
