@@ -38,11 +38,10 @@ from pruneguard.models.fit import TrainConfig, fit_
 from pruneguard.pruning.anp import ANPConfig, anp_optimize
 from pruneguard.scan.reversal import ReversalConfig, reverse_trigger
 from pruneguard.utils.io import atomic_write_json
-from pruneguard.utils.modes import LAYOUT_ENV, fast_layout
+from pruneguard.utils.modes import LAYOUT_ENV, LAYOUTS, fast_layout
 from pruneguard.workflows.purify import purify, weights_sha256
 
 ARCHS = {"small_cnn": 1.0, "gap_cnn": 1.0, "plain_cnn": 1.0, "vgg11_bn": 0.25, "preact_resnet18": 0.25, "gn_cnn": 1.0}
-LAYOUTS = ("default", "channels_last")
 
 
 def loops(arch: str, width: float, n: int) -> tuple[torch.nn.Module, ArrayData, dict[str, Callable[[], Any]]]:
@@ -74,7 +73,6 @@ def loops(arch: str, width: float, n: int) -> tuple[torch.nn.Module, ArrayData, 
 def measure(arch: str, width: float, repeats: int, n: int) -> dict[str, Any]:
     model, data, fns = loops(arch, width, n)
     times: dict[tuple[str, str], list[float]] = {(lay, k): [] for lay in LAYOUTS for k in fns}
-    logits = {}
     for r in range(repeats + 1):
         for lay in LAYOUTS if r % 2 == 0 else tuple(reversed(LAYOUTS)):
             os.environ[LAYOUT_ENV] = lay
@@ -83,7 +81,10 @@ def measure(arch: str, width: float, repeats: int, n: int) -> dict[str, Any]:
                 fn()
                 if r:  # the first round warms up
                     times[(lay, k)].append(time.perf_counter() - t0)
-            logits[lay] = predict_logits(model, data)
+    logits = {}
+    for lay in LAYOUTS:
+        os.environ[LAYOUT_ENV] = lay
+        logits[lay] = predict_logits(model, data)
     os.environ.pop(LAYOUT_ENV, None)
     med = {f"{k}_{lay}_s": statistics.median(v) for (lay, k), v in times.items()}
     return {
@@ -112,17 +113,11 @@ def purify_both(model: Path, eval_attack: str | None, out: Path, layouts: tuple[
         }
         print(json.dumps({"layout": lay, **runs[lay]}), flush=True)
     os.environ.pop(LAYOUT_ENV, None)
-    both = len(runs) == len(LAYOUTS)
-    return {
-        "model": str(model),
-        "runs": runs,
-        **({"speedup": runs["default"]["seconds"] / runs["channels_last"]["seconds"]} if both else {}),
-        **(
-            {"same_weights": runs["default"]["weights_sha256"] == runs["channels_last"]["weights_sha256"]}
-            if both
-            else {}
-        ),
-    }
+    result: dict[str, Any] = {"model": str(model), "runs": runs}
+    if len(runs) == len(LAYOUTS):
+        result["speedup"] = runs["default"]["seconds"] / runs["channels_last"]["seconds"]
+        result["same_weights"] = runs["default"]["weights_sha256"] == runs["channels_last"]["weights_sha256"]
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

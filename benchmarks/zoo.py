@@ -669,18 +669,18 @@ def pack_cache(cache: Path, split: str, dest: Path) -> dict[str, int]:
     for folder in sorted((cache / "models").glob(f"{split}-*")):
         if not (folder / MODEL_NAME).is_file():
             continue  # not trained (or still training)
+        target = partial / "models" / folder.name
+        target.mkdir(parents=True, exist_ok=True)
         for f in sorted(folder.iterdir()):
             if f.is_file() and f.name != "checkpoint.pt":
-                (partial / "models" / folder.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, partial / "models" / folder.name / f.name)
+                shutil.copy2(f, target / f.name)
                 counts["bytes"] += f.stat().st_size
         counts["models"] += 1
+    (partial / "rows").mkdir(parents=True, exist_ok=True)
     for f in sorted((cache / "rows").glob(f"{split}-*.json")):
-        (partial / "rows").mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, partial / "rows" / f.name)
         counts["rows"] += 1
         counts["bytes"] += f.stat().st_size
-    partial.mkdir(parents=True, exist_ok=True)
     partial.rename(dest)
     return counts
 

@@ -99,7 +99,7 @@ def fast_layout(model: nn.Module) -> Iterator[nn.Module]:
         or any(isinstance(m, _SLOW_NORMS) for m in model.modules())
         or not all(type(m).__module__.startswith(_KNOWN_FORWARDS) for m in model.modules())
         or convs[0].device.type != "cpu"
-        or all(w.is_contiguous(memory_format=torch.channels_last) and w.stride(1) == 1 for w in convs if w.shape[1] > 1)
+        or all(w.is_contiguous(memory_format=torch.channels_last) for w in convs if w.shape[1] > 1)
     ):
         yield model
         return
