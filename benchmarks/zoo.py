@@ -65,7 +65,7 @@ from pruneguard.workflows.common import (  # noqa: E402
     on_device,
     trigger_set,
 )
-from pruneguard.workflows.purify import purify  # noqa: E402
+from pruneguard.workflows.purify import purify, write_purify_outputs  # noqa: E402
 from pruneguard.workflows.train import MODEL_NAME  # noqa: E402
 
 logger = logging.getLogger("zoo")
@@ -300,8 +300,8 @@ def run_defense(
             recipe=recipe_for(defense, args, table_args),
             device=args.device,
         )
-        report, model, _ = purify(cfg, loaded=copy.copy(loaded), resume=True)
-        atomic_write_json(out / "report.json", report)  # the purify report, for audit
+        report, model, meta = purify(cfg, loaded=copy.copy(loaded), resume=True)
+        write_purify_outputs(cfg, report, model, meta)  # the purified model and its reports, for audit and reuse
         extra = {
             "verdict": report["verdict"]["status"],
             "suspect": report["suspect"]["target"],
