@@ -77,7 +77,7 @@ def test_purify_default_recipe_end_to_end(trained: Path, tmp_path: Path) -> None
     assert res.exit_code == 0, res.output
     first = res.stdout.splitlines()[0]
     saved = json.loads((out / "report.json").read_text())
-    assert first == saved["verdict"]["sentence"] and first.startswith(("Purified:", "No evidence"))
+    assert first == saved["verdict"]["sentence"] and first.startswith(("Purified", "No evidence"))
     assert "validation accuracy" in first and "%" in first
     for key in ("model_sha256", "clean_samples", "used_samples", "validation_samples", "before", "after", "suspect"):
         assert key in saved
@@ -551,3 +551,34 @@ def test_max_kl_stops_the_pruning_where_the_outputs_diverge(trained: Path, tmp_p
     assert kls[0] == 0.0 and all(v <= 0.01 + 1e-12 for k, v in kls.items() if k <= rep["pruned_neurons"])
     assert "(divergence from the original <= 0.01 nats)" in rep["pruning_rule"]  # threshold 0.9 prunes far more
     assert kls[min(k for k in kls if k > rep["pruned_neurons"])] > 0.01  # the next count went past the limit
+
+
+def test_the_purified_model_is_rechecked_and_a_flag_is_a_caution_first(
+    trained: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The finder's evidence tests run again on the purified model, on the validation part; a test that still
+    flags it turns the verdict into a caution (exit 0), shown first on the page."""
+    import pruneguard.workflows.purify as wp
+
+    out = tmp_path / "rechecked"
+    sets = (*FAST, "select.rule=count", "select.count=1", "select.capped=false", "select.max_kl=null",
+            "repair.method=none")  # fmt: skip
+    assert _purify(trained, out, sets=sets) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["suspect"]["evidence"] and rep["pruned_neurons"] == 1
+    recheck = rep["recheck"]
+    assert recheck["target"] == rep["suspect"]["target"] and recheck["data"] == "validation"
+    assert recheck["images"] == rep["validation_samples"] and set(recheck["tests"]) == {"sensitivity", "reference"}
+    assert recheck["evidence"] == any(t["evidence"] for t in recheck["tests"].values())
+    assert rep["verdict"]["sentence"].startswith("Purified, with a caution") == recheck["evidence"]
+    # a test that still flags the purified model, whatever this toy's figures
+    flagged = {**recheck, "judged": True, "evidence": True}
+    flagged["tests"] = {**recheck["tests"], "reference": {**recheck["tests"]["reference"], "judged": True,
+                                                          "evidence": True}}  # fmt: skip
+    monkeypatch.setattr(wp, "recheck_suspect", lambda *a, **k: dict(flagged))
+    code = _purify(trained, tmp_path / "flagged", sets=sets)
+    rep = json.loads((tmp_path / "flagged" / "report.json").read_text())
+    assert code == 0 and rep["verdict"]["status"] == "purified"
+    assert rep["verdict"]["sentence"].startswith("Purified, with a caution:")
+    body = (tmp_path / "flagged" / "report.html").read_text().split("<body>", 1)[1]
+    assert body.index("the backdoor may still be there") < body.index("<h2>") and "still flags" in body

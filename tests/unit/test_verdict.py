@@ -78,3 +78,47 @@ def test_a_retried_repair_names_its_learning_rate_in_three_digits() -> None:
     repair = {"method": "unlearn", "triggers": [{}, {}], "target": 0, "lr": 0.01 / 3, "attempts": [{}, {}]}
     v = purify_verdict(_report(repair=repair), 0.02, True)
     assert "at a learning rate of 0.00333 (the guard refused the higher ones)" in v["sentence"]
+
+
+def _recheck(ratio: float, before: float = 0.05, score: float = 0.2) -> dict[str, Any]:
+    reference = {"original": before, "repaired": ratio, "cut": 0.41, "judged": before <= 0.41}
+    reference["evidence"] = reference["judged"] and ratio <= 0.41
+    sensitivity = {
+        "original": {"score": 0.62, "suspected_target": 0},
+        "repaired": {"score": score, "suspected_target": 0 if score > 0.41 else 3},
+        "cut": 0.41,
+        "judged": True,
+        "evidence": score > 0.41,
+    }
+    tests = {"sensitivity": sensitivity, "reference": reference}
+    return {
+        "target": 0,
+        "images": 120,
+        "tests": tests,
+        "judged": any(t["judged"] for t in tests.values()),
+        "evidence": any(t["evidence"] for t in tests.values()),
+    }
+
+
+def test_a_trigger_the_recheck_still_finds_is_a_caution_on_the_purified_model() -> None:
+    kept = purify_verdict(_report(recheck=_recheck(0.10)), 0.02, True)
+    assert kept["status"] == "purified" and kept["exit_code"] == 0
+    s = kept["sentence"]
+    assert s.startswith("Purified, with a caution: class 0 suspected") and "the backdoor may still be there" in s
+    assert "class 0's reversed trigger is 0.10 times the reference's (0.05 before, cut 0.41) on 120 held-out" in s
+    assert "sensitivity" not in s  # only the tests that still flag the purified model are named
+    scan = purify_verdict(_report(recheck=_recheck(0.72, score=0.55)), 0.02, True)["sentence"]
+    assert "Caution" in scan and "scan scores 0.55, its errors going to class 0 (0.62 before" in scan
+    gone = purify_verdict(_report(recheck=_recheck(0.72)), 0.02, True)["sentence"]
+    assert gone.startswith("Purified: ") and "Caution" not in gone
+    assert (
+        "Rechecked on the purified model: the neuron-sensitivity scan scores 0.20, its errors going to class 3" in gone
+    )
+    assert "0.72 times the reference's (0.05 before, cut 0.41) on 120 held-out images" in gone
+    blind = _recheck(0.30, before=0.52)
+    blind["tests"]["sensitivity"].update(judged=False, evidence=False)
+    blind.update(judged=False, evidence=False)
+    assert "The recheck cannot judge the result" in purify_verdict(_report(recheck=blind), 0.02, True)["sentence"]
+    # the accuracy limit comes first: a run that broke it fails for that reason
+    both = purify_verdict(_report(validation_drop=0.031, recheck=_recheck(0.10)), 0.02, True)
+    assert both["status"] == "failed" and "fell 3.1 points" in both["sentence"]

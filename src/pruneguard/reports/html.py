@@ -126,6 +126,7 @@ def render_purify_html(report: dict[str, Any]) -> str:
                     else f"repair kept at scale {guard['scale']:g}"
                 ),
             ],
+            ["backdoor recheck", _recheck_note(report.get("recheck"))],
             ["ONNX export", _onnx_note(report.get("onnx"))],
             *run_rows(report),
         ],
@@ -154,6 +155,21 @@ def render_purify_html(report: dict[str, Any]) -> str:
         key_figures=["<h2>Result</h2>", summary],
         details=details,
     )
+
+
+def _recheck_note(recheck: dict[str, Any] | None) -> str | None:
+    """The finder's evidence tests re-run on the purified model: each test's figure before → after."""
+    if not recheck:
+        return None
+    parts = []
+    for name, t in recheck["tests"].items():
+        before, after = (
+            (t["original"], t["repaired"]) if name == "reference" else (t["original"]["score"], t["repaired"]["score"])
+        )
+        state = "still flags" if t["evidence"] else ("passes" if t["judged"] else "did not flag the original")
+        label = "trigger size / reference's" if name == "reference" else "sensitivity score"
+        parts.append(f"{label} {before:.2f} → {after:.2f} (cut {t['cut']:.2f}): {state}")
+    return f"class {recheck['target']}, {recheck['images']} images ({recheck['data']}): " + "; ".join(parts)
 
 
 def _anp_sections(report: dict[str, Any]) -> list[str]:

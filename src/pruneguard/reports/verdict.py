@@ -7,7 +7,7 @@ from typing import Any
 
 from pruneguard.reports.page import pct
 
-__all__ = ["purify_verdict"]
+__all__ = ["model_changed", "purify_verdict"]
 
 
 def _accuracy_clause(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -58,10 +58,44 @@ def _rounds_note(rounds: list[dict[str, Any]]) -> str:
     return f" ({', '.join(notes)} by the accuracy guard)" if notes else ""
 
 
+def model_changed(report: dict[str, Any]) -> bool:
+    """Whether a purify run's steps changed the model: neurons pruned, or some of the repair kept by the guard."""
+    scale = (report.get("guard") or {}).get("scale", 1.0)
+    return report.get("pruned_neurons", 0) > 0 or (report.get("repair") is not None and scale > 0)
+
+
+def _recheck_clause(recheck: dict[str, Any], *, still: bool) -> str:
+    """The recheck's judged tests in words (``still``: only those that still flag the purified model), e.g.
+    "class 0's reversed trigger is 0.10 times the reference's (0.05 before, cut 0.41)"."""
+    t, parts = recheck["target"], []
+    for name, test in recheck["tests"].items():
+        if not test["judged"] or (still and not test["evidence"]):
+            continue
+        if name == "reference":
+            parts.append(
+                f"class {t}'s reversed trigger is {test['repaired']:.2f} times the reference's "
+                f"({test['original']:.2f} before, cut {test['cut']:.2f})"
+            )
+        else:
+            after = test["repaired"]
+            goes = (
+                f"its errors going to class {after['suspected_target']}"
+                if after["suspected_target"] is not None
+                else "no errors"
+            )
+            parts.append(
+                f"the neuron-sensitivity scan scores {after['score']:.2f}, {goes} "
+                f"({test['original']['score']:.2f} before, cut {test['cut']:.2f})"
+            )
+    return f"{' and '.join(parts)} on {recheck['images']} held-out images"
+
+
 def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_evidence: bool) -> dict[str, Any]:
     """``status`` (``purified``, ``unchanged`` or ``failed``), the ``sentence``, and the CLI ``exit_code`` (3 for a
     failed verdict). Failed: the validation accuracy fell more than ``max_acc_drop``, or a backdoor was suspected
-    with evidence but every change had to be undone to keep the accuracy."""
+    with evidence but every change had to be undone to keep the accuracy. A purified model's sentence ends with
+    the ``recheck`` (the finder's evidence tests re-run on it), as a caution when a test still flags it: how often
+    such a flag means a backdoor that survived is measured in BENCHMARKS.md, so it informs and does not fail."""
     before, after, suspect = report["before"], report["after"], report["suspect"]
     evidence = "; ".join(suspect["reasons"])
     acc = _accuracy_clause(before, after)
@@ -69,8 +103,7 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
         sentence = f"No evidence of a backdoor ({evidence}): the model is returned unchanged; {acc}."
         return {"status": "unchanged", "sentence": sentence, "exit_code": 0}
     drop = report.get("validation_drop")
-    scale = (report.get("guard") or {}).get("scale", 1.0)
-    changed = report.get("pruned_neurons", 0) > 0 or (report.get("repair") is not None and scale > 0)
+    changed = model_changed(report)
     if suspect["target"] is None:
         found = f"recipe {report.get('recipe')} ran without a scan"
     elif suspect["evidence"]:
@@ -92,7 +125,21 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
     if not changed:
         sentence = f"Unchanged: {found}; the recipe {report.get('recipe', '')!s} {_actions(report)}; {acc}."
         return {"status": "unchanged", "sentence": sentence, "exit_code": 0}
-    sentence = f"Purified: {found}; {_actions(report)}; {acc}.{_blind_guard(report, max_acc_drop)}"
+    recheck, checked = report.get("recheck"), ""
+    if recheck is not None and recheck["evidence"]:
+        checked = (
+            " Caution: the backdoor may still be there; rechecked on the purified model, "
+            f"{_recheck_clause(recheck, still=True)}."
+        )
+    elif recheck is not None and recheck["judged"]:
+        checked = f" Rechecked on the purified model: {_recheck_clause(recheck, still=False)}."
+    elif recheck is not None:
+        checked = (
+            f" The recheck cannot judge the result: on its {recheck['images']} held-out images no evidence test "
+            "flags the original model."
+        )
+    opening = "Purified, with a caution" if recheck is not None and recheck["evidence"] else "Purified"
+    sentence = f"{opening}: {found}; {_actions(report)}; {acc}.{checked}{_blind_guard(report, max_acc_drop)}"
     return {"status": "purified", "sentence": sentence, "exit_code": 0}
 
 

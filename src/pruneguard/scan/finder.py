@@ -13,6 +13,10 @@ chosen on the development zoo (``benchmarks/evidence_dev.py``, ``evidence_rules.
 candidate ratios were 0.45-0.46 there and backdoored models' 0.24-0.37; a clean model is often easier to trigger
 than a reference trained on 1% of the data, so a ratio near 0.6-0.7 is no evidence. Neural Cleanse's anomaly
 index is kept in the record but decides nothing (it flags clean models: 5.8 on a clean development model).
+
+:func:`recheck_suspect` applies the same reference test to a repaired model: a repair that the accuracy guard held
+back, or that unlearned a trigger other than the backdoor's, leaves the suspect's trigger as small as before, and
+the verdict must not call such a model purified.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ from torch import nn
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
-from pruneguard.scan.reversal import reversal_scan, scan_config
+from pruneguard.scan.reversal import TRIGGER_KINDS, reversal_scan, scan_config
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
 from pruneguard.scan.suspect import reference_suspect, vote_candidates
 
-__all__ = ["SuspectFinding", "find_suspect", "SUSPECT_METHODS"]
+__all__ = ["SuspectFinding", "find_suspect", "recheck_suspect", "SUSPECT_METHODS"]
 
 logger = logging.getLogger(__name__)
 SUSPECT_METHODS = ("none", "sensitivity", "reversal", "vote")
@@ -41,12 +45,14 @@ SUSPECT_METHODS = ("none", "sensitivity", "reversal", "vote")
 @dataclass(frozen=True)
 class SuspectFinding:
     """The suspected class (None: no scan ran and no class was given), whether there is evidence of a backdoor,
-    the reasons in words, and every figure the scans produced (JSON-ready)."""
+    the reasons in words, every figure the scans produced (JSON-ready), and the reference model the vote trained
+    (None for the other methods, or a finding read back from its record)."""
 
     target: int | None
     evidence: bool
     reasons: list[str] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
+    reference: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 def _sensitivity(model: nn.Module, data: ArrayData, seed: int) -> dict[str, Any]:
@@ -162,4 +168,75 @@ def find_suspect(
             else f"class {chosen} is no outlier"
         )
     logger.info("suspect: class %s (%s), evidence %s", chosen, decided_by, evidence)
-    return SuspectFinding(int(chosen), evidence, reasons, record)
+    return SuspectFinding(int(chosen), evidence, reasons, record, reference)
+
+
+def recheck_suspect(
+    repaired: nn.Module,
+    original: nn.Module,
+    data: ArrayData,
+    target: int,
+    *,
+    reference: nn.Module | None = None,
+    cut: float = 0.41,
+    kinds: tuple[str, ...] = TRIGGER_KINDS,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The finder's evidence tests re-run on a repaired model: is the suspect's shortcut still there?
+
+    Each test runs on ``data`` (purify passes the validation part, which no step trained on) for the original and
+    the repaired model, as the finder runs it (same settings and seed):
+
+    - ``sensitivity``: the neuron-sensitivity scan calls the model suspicious with its errors going to ``target``;
+    - ``reference`` (with a ``reference`` model): the trigger to ``target`` reversed on the model is at most
+      ``cut`` times the one reversed on the reference (the smaller ratio over ``kinds``).
+
+    A test is ``judged`` when it flags the original on ``data`` (else it cannot tell a removed backdoor from one
+    it does not see on these images); evidence remains when a judged test still flags the repaired model.
+    JSON-ready.
+    """
+    t0 = time.perf_counter()
+    tests: dict[str, dict[str, Any]] = {}
+    scans = {name: _sensitivity(m, data, seed) for name, m in (("original", original), ("repaired", repaired))}
+
+    def flags(scan: dict[str, Any]) -> bool:
+        return scan["verdict"] == "suspicious" and scan["suspected_target"] == target
+
+    judged = flags(scans["original"])
+    tests["sensitivity"] = {
+        **{name: {"score": v["score"], "suspected_target": v["suspected_target"]} for name, v in scans.items()},
+        "cut": scans["original"]["threshold"],
+        "judged": judged,
+        "evidence": judged and flags(scans["repaired"]),
+    }
+    if reference is not None:
+        config = scan_config(batch_size)
+        sizes: dict[str, dict[str, float]] = {}
+        for name, m in (("original", original), ("repaired", repaired), ("reference", reference)):
+            found = reference_trigger_sizes(m, data, [target], config, kinds=kinds, seed=seed)["sizes"]
+            sizes[name] = {kind: found[kind][target] for kind in kinds}
+        ratios = {
+            name: {kind: sizes[name][kind] / max(sizes["reference"][kind], 1e-12) for kind in kinds}
+            for name in ("original", "repaired")
+        }
+        judged = min(ratios["original"].values()) <= cut
+        tests["reference"] = {
+            "sizes": sizes,
+            "ratios": ratios,
+            "original": min(ratios["original"].values()),
+            "repaired": min(ratios["repaired"].values()),
+            "cut": cut,
+            "judged": judged,
+            "evidence": judged and min(ratios["repaired"].values()) <= cut,
+        }
+    out = {
+        "target": target,
+        "images": len(data),
+        "tests": tests,
+        "judged": any(t["judged"] for t in tests.values()),
+        "evidence": any(t["evidence"] for t in tests.values()),
+        "seconds": time.perf_counter() - t0,
+    }
+    logger.info("recheck of class %d: judged %s, evidence %s", target, out["judged"], out["evidence"])
+    return out

@@ -46,8 +46,9 @@ from pruneguard.recipes import Recipe
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.plots import trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
-from pruneguard.reports.verdict import purify_verdict
-from pruneguard.scan.finder import SuspectFinding, find_suspect
+from pruneguard.reports.verdict import model_changed, purify_verdict
+from pruneguard.scan.finder import SuspectFinding, find_suspect, recheck_suspect
+from pruneguard.scan.reference import train_reference
 from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, ReversedTrigger, reverse_trigger
 from pruneguard.utils.device import resolve_device, retune_threads
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
@@ -238,6 +239,23 @@ def purify(
         purified, steps = _run_steps(cfg, model, use, validation, finding, judge, report, progress, resume)
         report["steps"] = steps
         report["after"] = judge(purified)
+        if _rechecks(finding, report):
+            reference = finding.reference
+            if reference is None and "vote" in finding.record:  # a finding read back from its record
+                reference = train_reference(
+                    lambda: loaded.meta.build(seed=cfg.seed), use, seed=cfg.seed, device=next(model.parameters()).device
+                )
+            report["recheck"] = recheck_suspect(
+                purified,
+                model,
+                validation if validation is not None else use,
+                int(finding.target),
+                reference=reference,
+                cut=recipe.suspect.reference_ratio,
+                batch_size=recipe.anp.batch_size,
+                seed=cfg.seed,
+            )
+            report["recheck"]["data"] = "validation" if validation is not None else "the clean data the steps used"
     after = report["after"]
     report["accuracy_drop"] = before["accuracy"] - after["accuracy"]
     if before["validation_accuracy"] is not None:
@@ -259,6 +277,13 @@ def purify(
         }
     )
     return report, purified, loaded.meta
+
+
+def _rechecks(finding: SuspectFinding, report: dict[str, Any]) -> bool:
+    """Whether the finder's evidence tests are re-run on the purified model: a scan found evidence against a class
+    (a class the user named is not rechecked) and the steps changed the model."""
+    scanned = "sensitivity" in finding.record or "vote" in finding.record
+    return finding.evidence and finding.target is not None and scanned and model_changed(report)
 
 
 def _run_steps(
