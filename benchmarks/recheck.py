@@ -55,12 +55,12 @@ def _row(cache: Path, folder: str, defense: str, fraction: float) -> dict[str, A
 
 
 def recheck_one(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any] | None:
-    """The recheck of one model's kept purify output, with the zoo's figures beside it; None when the zoo keeps
-    no purified model for it or purify would not recheck it."""
+    """The recheck of one model's kept purify output, with the zoo's figures beside it (``recheck`` None when
+    purify would not recheck it); None when the zoo keeps no report, or no purified model for a model to recheck."""
     folder = zoo.train_unit(spec, args).name
     out = args.cache / "defended" / f"{folder}-{args.defense}-{args.clean_fraction}"
     report_path, purified_path = out / "report.json", out / "purified.safetensors"
-    if not (report_path.is_file() and purified_path.is_file()):
+    if not report_path.is_file():
         return None
     kept = args.cache / "recheck" / f"{folder}-{args.defense}-{args.clean_fraction}.json"
     if kept.is_file():
@@ -84,6 +84,8 @@ def recheck_one(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     }
     if not (report["suspect"]["evidence"] and report.get("vote") and model_changed(report)):
         result["recheck"] = None
+    elif not purified_path.is_file():
+        return None
     else:
         t0 = time.perf_counter()
         model_path = args.cache / "models" / folder / "model.safetensors"
