@@ -163,6 +163,9 @@ def _recheck_note(recheck: dict[str, Any] | None) -> str | None:
         return None
     parts = []
     for name, t in recheck["tests"].items():
+        if "error" in t:
+            parts.append(f"{name} test not run: {t['error']}")
+            continue
         before, after = (
             (t["original"], t["repaired"]) if name == "reference" else (t["original"]["score"], t["repaired"]["score"])
         )

@@ -198,38 +198,17 @@ def recheck_suspect(
     """
     t0 = time.perf_counter()
     tests: dict[str, dict[str, Any]] = {}
-    scans = {name: _sensitivity(m, data, seed) for name, m in (("original", original), ("repaired", repaired))}
-
-    def flags(scan: dict[str, Any]) -> bool:
-        return scan["verdict"] == "suspicious" and scan["suspected_target"] == target
-
-    judged = flags(scans["original"])
-    tests["sensitivity"] = {
-        **{name: {"score": v["score"], "suspected_target": v["suspected_target"]} for name, v in scans.items()},
-        "cut": scans["original"]["threshold"],
-        "judged": judged,
-        "evidence": judged and flags(scans["repaired"]),
-    }
+    try:
+        tests["sensitivity"] = _recheck_sensitivity(repaired, original, data, target, seed)
+    except ConfigError as exc:  # too few images or classes for the scan: the test cannot judge
+        tests["sensitivity"] = {"judged": False, "evidence": False, "error": str(exc).splitlines()[0]}
     if reference is not None:
-        config = scan_config(batch_size)
-        sizes: dict[str, dict[str, float]] = {}
-        for name, m in (("original", original), ("repaired", repaired), ("reference", reference)):
-            found = reference_trigger_sizes(m, data, [target], config, kinds=kinds, seed=seed)["sizes"]
-            sizes[name] = {kind: found[kind][target] for kind in kinds}
-        ratios = {
-            name: {kind: sizes[name][kind] / max(sizes["reference"][kind], 1e-12) for kind in kinds}
-            for name in ("original", "repaired")
-        }
-        judged = min(ratios["original"].values()) <= cut
-        tests["reference"] = {
-            "sizes": sizes,
-            "ratios": ratios,
-            "original": min(ratios["original"].values()),
-            "repaired": min(ratios["repaired"].values()),
-            "cut": cut,
-            "judged": judged,
-            "evidence": judged and min(ratios["repaired"].values()) <= cut,
-        }
+        try:
+            tests["reference"] = _recheck_reference(
+                repaired, original, reference, data, target, cut=cut, kinds=kinds, batch_size=batch_size, seed=seed
+            )
+        except ConfigError as exc:
+            tests["reference"] = {"judged": False, "evidence": False, "error": str(exc).splitlines()[0]}
     out = {
         "target": target,
         "images": len(data),
@@ -240,3 +219,56 @@ def recheck_suspect(
     }
     logger.info("recheck of class %d: judged %s, evidence %s", target, out["judged"], out["evidence"])
     return out
+
+
+def _recheck_sensitivity(
+    repaired: nn.Module, original: nn.Module, data: ArrayData, target: int, seed: int
+) -> dict[str, Any]:
+    """The sensitivity test of :func:`recheck_suspect`: suspicious, with the errors going to ``target``."""
+    scans = {name: _sensitivity(m, data, seed) for name, m in (("original", original), ("repaired", repaired))}
+
+    def flags(scan: dict[str, Any]) -> bool:
+        return scan["verdict"] == "suspicious" and scan["suspected_target"] == target
+
+    judged = flags(scans["original"])
+    return {
+        **{name: {"score": v["score"], "suspected_target": v["suspected_target"]} for name, v in scans.items()},
+        "cut": scans["original"]["threshold"],
+        "judged": judged,
+        "evidence": judged and flags(scans["repaired"]),
+    }
+
+
+def _recheck_reference(
+    repaired: nn.Module,
+    original: nn.Module,
+    reference: nn.Module,
+    data: ArrayData,
+    target: int,
+    *,
+    cut: float,
+    kinds: tuple[str, ...],
+    batch_size: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The reference test of :func:`recheck_suspect`: the trigger to ``target`` at most ``cut`` times the
+    reference's (the smaller ratio over ``kinds``)."""
+    config = scan_config(batch_size)
+    sizes: dict[str, dict[str, float]] = {}
+    for name, m in (("original", original), ("repaired", repaired), ("reference", reference)):
+        found = reference_trigger_sizes(m, data, [target], config, kinds=kinds, seed=seed)["sizes"]
+        sizes[name] = {kind: found[kind][target] for kind in kinds}
+    ratios = {
+        name: {kind: sizes[name][kind] / max(sizes["reference"][kind], 1e-12) for kind in kinds}
+        for name in ("original", "repaired")
+    }
+    before, after = min(ratios["original"].values()), min(ratios["repaired"].values())
+    return {
+        "sizes": sizes,
+        "ratios": ratios,
+        "original": before,
+        "repaired": after,
+        "cut": cut,
+        "judged": before <= cut,
+        "evidence": before <= cut and after <= cut,
+    }

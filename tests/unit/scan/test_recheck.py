@@ -61,3 +61,12 @@ def test_unlearning_the_reversed_trigger_removes_what_the_recheck_sees(toy, refe
     res = recheck_suspect(repaired, model, clean, 0, reference=reference, batch_size=64)
     ref = res["tests"]["reference"]
     assert ref["repaired"] > ref["original"] and res["judged"] and not res["evidence"]
+
+
+def test_data_too_small_for_a_test_leaves_it_unjudged_with_the_reason(toy) -> None:
+    model, clean, _, _ = toy
+    one = clean.subset(torch.nonzero(clean.y == 3).flatten()[:1])
+    res = recheck_suspect(model, model, one, 0, batch_size=64)
+    sens = res["tests"]["sensitivity"]
+    assert not sens["judged"] and not sens["evidence"] and "at least 2 samples" in sens["error"]
+    assert not res["judged"] and not res["evidence"]
