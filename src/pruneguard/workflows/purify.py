@@ -239,7 +239,7 @@ def purify(
         purified, steps = _run_steps(cfg, model, use, validation, finding, judge, report, progress, resume)
         report["steps"] = steps
         report["after"] = judge(purified)
-        if _rechecks(finding, report):
+        if finding.target is not None and _rechecks(finding, report):
             reference = finding.reference
             if reference is None and "vote" in finding.record:  # a finding read back from its record
                 reference = train_reference(
@@ -249,7 +249,7 @@ def purify(
                 purified,
                 model,
                 validation if validation is not None else use,
-                int(finding.target),
+                finding.target,
                 reference=reference,
                 cut=recipe.suspect.reference_ratio,
                 batch_size=recipe.anp.batch_size,
