@@ -31,12 +31,10 @@ import zoo  # noqa: E402
 from pruneguard.models import load_model  # noqa: E402
 from pruneguard.recipes import Recipe  # noqa: E402
 from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
-from pruneguard.reports.verdict import model_changed  # noqa: E402
-from pruneguard.scan.finder import recheck_suspect  # noqa: E402
-from pruneguard.scan.reference import train_reference  # noqa: E402
+from pruneguard.scan.finder import SuspectFinding  # noqa: E402
 from pruneguard.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
-from pruneguard.workflows.purify import split_clean  # noqa: E402
+from pruneguard.workflows.purify import recheck_step, rechecks, split_clean  # noqa: E402
 
 logger = logging.getLogger("recheck")
 
@@ -82,32 +80,25 @@ def recheck_one(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         "accuracy_drop": none["accuracy"] - row["accuracy"],
         "verdict": report["verdict"]["status"],
     }
-    if not (report["suspect"]["evidence"] and report.get("vote") and model_changed(report)):
+    suspect = report["suspect"]
+    record = {name: report[key] for name, key in (("sensitivity", "scan"), ("vote", "vote")) if report.get(key)}
+    finding = SuspectFinding(suspect["target"], suspect["evidence"], suspect["reasons"], record)
+    if not rechecks(finding, report):
         result["recheck"] = None
     elif not purified_path.is_file():
         return None
     else:
         t0 = time.perf_counter()
-        model_path = args.cache / "models" / folder / "model.safetensors"
-        loaded = load_for_defense(model_path, data_dir=args.data_dir)
-        recipe = Recipe(**report["config"]["recipe"])
-        seed = report["seed"]
+        loaded = load_for_defense(args.cache / "models" / folder / "model.safetensors", data_dir=args.data_dir)
+        recipe, seed = Recipe(**report["config"]["recipe"]), report["seed"]
         clean, info = draw_clean_split(loaded, clean_fraction=args.clean_fraction, clean_samples=None, seed=seed)
         if info["clean_indices_hash"] != report["clean_indices_hash"]:
             raise RuntimeError(f"{spec['id']}: the rebuilt clean split differs from the purify run's")
         use, validation = split_clean(clean, recipe.validation_fraction, seed)
-        reference = train_reference(lambda: loaded.meta.build(seed=seed), use, seed=seed)
         purified, _ = load_model(purified_path)
-        result["recheck"] = recheck_suspect(
-            purified.eval(),
-            loaded.model.eval(),
-            validation if validation is not None else use,
-            int(report["suspect"]["target"]),
-            reference=reference,
-            cut=recipe.suspect.reference_ratio,
-            batch_size=recipe.anp.batch_size,
-            seed=seed,
-        )
+        model = loaded.model.eval()
+        result["recheck"] = recheck_step(recipe, finding, report, purified.eval(), model, use, validation,
+                                         loaded.meta, seed)  # fmt: skip
         result["seconds"] = time.perf_counter() - t0
     atomic_write_json(kept, result)
     return result
@@ -191,17 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     specs = zoo.zoo_specs(args.split)
     if args.models is not None:
-        wanted = [m for m in args.models.split(",") if m]
-        ids = [s["id"] for s in specs]
-        if not wanted or set(wanted) - set(ids):
-            p.error(f"--models={args.models!r} is not accepted; accepted: ids of the split, {ids[0]} to {ids[-1]}")
-        specs = [s for s in specs if s["id"] in wanted]
+        specs = zoo.chosen_specs(specs, args.models, p.error)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     rows, missing = [], []
     for spec in specs:
         res = recheck_one(spec, args)
-        (rows.append(res) if res is not None else missing.append(spec["id"]))
+        if res is None:
+            missing.append(spec["id"])
+        else:
+            rows.append(res)
     result = {
         "schema": "pruneguard.recheck/1",
         "split": args.split,

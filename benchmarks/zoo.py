@@ -685,6 +685,16 @@ def pack_cache(cache: Path, split: str, dest: Path) -> dict[str, int]:
     return counts
 
 
+def chosen_specs(specs: list[dict[str, Any]], models: str, error: Any) -> list[dict[str, Any]]:
+    """The specs named in ``models`` (comma-separated ids); ``error`` (a parser's) is called with one line when a
+    name is not an id of the split or none is given."""
+    ids = [spec["id"] for spec in specs]
+    wanted = [m for m in models.split(",") if m]
+    if not wanted or set(wanted) - set(ids):
+        error(f"--models={models!r} is not accepted; accepted: ids of the split, {ids[0]} to {ids[-1]}")
+    return [spec for spec in specs if spec["id"] in wanted]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parsed and checked options; a bad value exits 2 with one line naming the option, the value and what is
     accepted."""
@@ -711,10 +721,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.part_index, args.part_count = i, n
     args.missing = []  # (model, defence) cells that --cached-only found no kept result for
     if args.models is not None:
-        ids = [spec["id"] for spec in zoo_specs(args.split, quick=args.quick)]
-        wanted = [m for m in args.models.split(",") if m]
-        if not wanted or set(wanted) - set(ids):
-            p.error(f"--models={args.models!r} is not accepted; accepted: ids of the split, {ids[0]} to {ids[-1]}")
+        chosen_specs(zoo_specs(args.split, quick=args.quick), args.models, p.error)
     if args.split in EVAL_SPLITS and args.sets and not args.quick:
         p.error(
             f"--set={args.sets!r} is not accepted with --split {args.split}; accepted: recipes by name only (recipe "

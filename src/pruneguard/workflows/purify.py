@@ -239,23 +239,9 @@ def purify(
         purified, steps = _run_steps(cfg, model, use, validation, finding, judge, report, progress, resume)
         report["steps"] = steps
         report["after"] = judge(purified)
-        if finding.target is not None and _rechecks(finding, report):
-            reference = finding.reference
-            if reference is None and "vote" in finding.record:  # a finding read back from its record
-                reference = train_reference(
-                    lambda: loaded.meta.build(seed=cfg.seed), use, seed=cfg.seed, device=next(model.parameters()).device
-                )
-            report["recheck"] = recheck_suspect(
-                purified,
-                model,
-                validation if validation is not None else use,
-                finding.target,
-                reference=reference,
-                cut=recipe.suspect.reference_ratio,
-                batch_size=recipe.anp.batch_size,
-                seed=cfg.seed,
-            )
-            report["recheck"]["data"] = "validation" if validation is not None else "the clean data the steps used"
+        recheck = recheck_step(recipe, finding, report, purified, model, use, validation, loaded.meta, cfg.seed)
+        if recheck is not None:
+            report["recheck"] = recheck
     after = report["after"]
     report["accuracy_drop"] = before["accuracy"] - after["accuracy"]
     if before["validation_accuracy"] is not None:
@@ -279,11 +265,45 @@ def purify(
     return report, purified, loaded.meta
 
 
-def _rechecks(finding: SuspectFinding, report: dict[str, Any]) -> bool:
+def rechecks(finding: SuspectFinding, report: dict[str, Any]) -> bool:
     """Whether the finder's evidence tests are re-run on the purified model: a scan found evidence against a class
     (a class the user named is not rechecked) and the steps changed the model."""
     scanned = "sensitivity" in finding.record or "vote" in finding.record
     return finding.evidence and finding.target is not None and scanned and model_changed(report)
+
+
+def recheck_step(
+    recipe: Recipe,
+    finding: SuspectFinding,
+    report: dict[str, Any],
+    purified: nn.Module,
+    model: nn.Module,
+    use: ArrayData,
+    validation: ArrayData | None,
+    meta: ModelMeta,
+    seed: int,
+) -> dict[str, Any] | None:
+    """The recheck purify runs after its steps (:func:`~pruneguard.scan.finder.recheck_suspect` on the validation
+    part), None where :func:`rechecks` says it does not apply. A finding read back from its record has no reference
+    model: it is trained again as the finder trained it (same data and seed)."""
+    if finding.target is None or not rechecks(finding, report):
+        return None
+    reference = finding.reference
+    if reference is None and "vote" in finding.record:
+        device = next(model.parameters()).device
+        reference = train_reference(lambda: meta.build(seed=seed), use, seed=seed, device=device)
+    out = recheck_suspect(
+        purified,
+        model,
+        validation if validation is not None else use,
+        finding.target,
+        reference=reference,
+        cut=recipe.suspect.reference_ratio,
+        batch_size=recipe.anp.batch_size,
+        seed=seed,
+    )
+    out["data"] = "validation" if validation is not None else "the clean data the steps used"
+    return out
 
 
 def _run_steps(
