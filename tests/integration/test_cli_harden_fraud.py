@@ -73,3 +73,20 @@ def test_bad_positive_options_exit_2(fraud_csv: Path, tmp_path: Path, capsys, ex
     code = main([*args, "--target-sparsity", "0.2", "--step", "0.2", *FAST, *extra])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra", [["--eps", "1e12"], ["--positive-label", "7"]])
+def test_bad_input_found_after_training_leaves_a_resumed_run_folder_as_it_was(
+    fraud_csv: Path, tmp_path: Path, capsys, extra: list[str]
+) -> None:
+    """The MLP that --csv trains is written only once every option has been checked: a bad --eps (judged against
+    the data's box) or --positive-label exits 2 without adding dense.safetensors to the folder it resumes."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".pruneguard-run").write_text("")
+    before = sorted(p.name for p in out.iterdir())
+    args = ["harden", "--csv", str(fraud_csv), "--label", "Class", "--out", str(out), "--train-epochs", "1"]
+    code = main([*args, "--target-sparsity", "0.2", "--step", "0.2", *FAST, *extra, "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == before

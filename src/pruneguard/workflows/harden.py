@@ -61,7 +61,7 @@ from pruneguard.training.train import train_model
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 from pruneguard.utils.seed import make_generator
 from pruneguard.workflows.attack import eval_sample
-from pruneguard.workflows.harden_data import DENSE_NAME, HardenData, prepare_data, robustness_spec
+from pruneguard.workflows.harden_data import DENSE_NAME, HardenData, prepare_data, robustness_spec, save_dense
 from pruneguard.workflows.harden_positive import attach_positive_class_, evaluate_positive_class
 from pruneguard.workflows.purify import weights_sha256
 
@@ -321,6 +321,7 @@ def harden(cfg: HardenConfig, *, policy: Policy | None = None) -> HardenResult:
     started, t0 = now_iso(), time.perf_counter()
     data = prepare_data(cfg)
     spec = robustness_spec(cfg, data)
+    data = save_dense(cfg, data)
     space, x, y = data.space, data.x_test, data.y_test
     ev, advs = {}, {}
     ev["dense"], advs["dense"] = evaluate_robustness(space.view(data.loaded.model), x, y, spec)

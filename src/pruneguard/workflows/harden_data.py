@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from pruneguard.attacks.evasion._common import check_eps
 from pruneguard.attacks.evasion.constraints import TabularConstraints, load_constraints
 from pruneguard.config_harden import HardenConfig
 from pruneguard.data.csv import load_csv
@@ -29,7 +30,15 @@ from pruneguard.utils.io import sha256_file
 from pruneguard.workflows.attack import AttackSpace, attack_space, eval_sample, load_evaluated, load_hardened
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, on_device
 
-__all__ = ["HardenData", "PositiveClass", "prepare_data", "positive_class", "robustness_spec", "DENSE_NAME"]
+__all__ = [
+    "HardenData",
+    "PositiveClass",
+    "prepare_data",
+    "positive_class",
+    "robustness_spec",
+    "save_dense",
+    "DENSE_NAME",
+]
 
 logger = logging.getLogger(__name__)
 DENSE_NAME = "dense.safetensors"
@@ -50,6 +59,9 @@ class HardenData:
     sources: dict[str, Any]
     feature_names: list[str] | None = None
     positive: PositiveClass | None = None
+    # a model trained here from --csv, not yet written as DENSE_NAME: written once every option has been checked,
+    # so that bad input (exit 2) leaves nothing behind
+    unsaved_dense: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,8 @@ class PositiveClass:
 
 
 def _csv_model(cfg: HardenConfig, csv: Path, train: ArrayData, test: ArrayData, names: list[str]) -> LoadedModel:
-    """The CSV's model: ``--model`` checked against the CSV, or a small MLP trained here (saved as dense)."""
+    """The CSV's model: ``--model`` checked against the CSV, or a small MLP trained here (its ``sha256`` empty
+    until :func:`save_dense` writes it)."""
     csv_id = {"sha256": sha256_file(csv), "label": cfg.label, "test_fraction": cfg.test_fraction, "seed": cfg.seed}
     k, f = train.num_classes, len(names)
     if cfg.model is not None:
@@ -99,8 +112,7 @@ def _csv_model(cfg: HardenConfig, csv: Path, train: ArrayData, test: ArrayData, 
         model = meta.build(seed=cfg.seed)
         tcfg = TrainConfig(cfg.train_epochs, min(cfg.batch_size, 64), crop_padding=0, hflip=False, seed=cfg.seed)
         train_model(model, train.subset(fit_idx), tcfg)
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        sha = save_model(cfg.out / DENSE_NAME, model, meta)
+        sha = ""
     info = DatasetInfo(k, (f,), meta.mean, meta.std, train.classes, kind="tabular")
     return LoadedModel(model.eval(), meta, sha, meta.dataset or f"csv:{csv.name}", info, train, test)
 
@@ -157,6 +169,7 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
         "finetune_samples": len(fit),
     }
     pos = positive_class(cfg, loaded, names)
+    unsaved = cfg.csv is not None and cfg.model is None
     return HardenData(
         loaded,
         fit,
@@ -169,7 +182,18 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
         sources,
         names,
         pos,
+        unsaved,
     )
+
+
+def save_dense(cfg: HardenConfig, data: HardenData) -> HardenData:
+    """Write the model trained from ``--csv`` as ``DENSE_NAME`` in ``cfg.out`` (its hash into ``data``); a model
+    given with ``--model`` is not copied."""
+    if not data.unsaved_dense:
+        return data
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    sha = save_model(cfg.out / DENSE_NAME, data.loaded.model, data.loaded.meta)
+    return replace(data, loaded=replace(data.loaded, sha256=sha), unsaved_dense=False)
 
 
 def positive_class(cfg: HardenConfig, loaded: LoadedModel, names: list[str] | None) -> PositiveClass | None:
@@ -207,6 +231,7 @@ def robustness_spec(cfg: HardenConfig, data: HardenData) -> RobustnessSpec:
     unit, dim = data.space.eps_unit, data.x_test[0].numel()
     large = 0.5 if cfg.norm == "linf" else 0.5 * math.sqrt(dim)
     eps = cfg.eps / unit
+    check_eps(eps, cfg.norm, *data.space.bounds())  # before anything is written: bad input leaves no file
     sweep = [e / unit for e in cfg.eps_sweep] if cfg.eps_sweep else [min(m * eps, large) for m in (0.25, 0.5, 1, 2, 4)]
     lo, hi = data.space.bounds()
     return RobustnessSpec(
