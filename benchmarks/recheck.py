@@ -32,7 +32,7 @@ from pruneguard.models import load_model  # noqa: E402
 from pruneguard.recipes import Recipe  # noqa: E402
 from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
 from pruneguard.scan.finder import SuspectFinding  # noqa: E402
-from pruneguard.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from pruneguard.utils.io import atomic_write_json  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
 from pruneguard.workflows.purify import recheck_step, rechecks, split_clean  # noqa: E402
 
@@ -202,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": git_commit(),
         "versions": versions(),
     }
-    if args.out_json is not None:
-        atomic_write_json(args.out_json, result)
-    if args.out_md is not None:
-        atomic_write_text(args.out_md, markdown(result))
-    print(markdown(result))
+    zoo.write_results(args, result, markdown(result))
     return 0
 
 

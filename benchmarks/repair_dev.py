@@ -194,12 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN)")
     p.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
-    p.add_argument("--clean-fraction", type=float, default=0.01)
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--cache", default="runs/zoo")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out-json", type=Path, default=None)
-    p.add_argument("--out-md", type=Path, default=None)
+    zoo.add_script_options(p)
     args = p.parse_args(argv)
     specs = {s["id"]: s for s in zoo.zoo_specs("dev")}
     ids = [m for m in args.models.split(",") if m]

@@ -22,6 +22,11 @@ anp_table); ``--part i/n`` splits the models over processes that share the cache
 names ``anp_table`` accepts (baselines, variants, every shipped recipe); a recipe runs through
 ``pruneguard.workflows.purify`` as ``purify --recipe NAME --set ...`` runs it. Test accuracy and ASR are measured
 here for the table only: no defence sees the test set, the trigger or the target class.
+
+The cache is not committed; the results files are. ``--with-rows FILE`` puts the rows of a committed results file
+beside this run's (e.g. baselines computed today beside the recipe's rows of an earlier run), on the models whose
+figures before any defence are the same to the digit here (training is deterministic on one machine): a model
+trained differently is refused, not compared.
 """
 
 from __future__ import annotations
@@ -519,7 +524,7 @@ def scan_figures(specs: list[dict[str, Any]], args: argparse.Namespace) -> dict[
         out[name] = {
             "backdoored": len(bad),
             "clean": len(good),
-            "auroc": auroc([f[0] for _, f in bad], [f[0] for f in good]),
+            "auroc": auroc([f[0] for _, f in bad], [f[0] for f in good]) if bad and good else None,
             "tpr": len(flagged) / len(bad) if bad else None,
             "fpr": sum(f[2] for f in good) / len(good) if good else None,
             "target_accuracy_flagged": sum(f[1] == s["target_label"] for s, f in flagged) / len(flagged)
@@ -638,6 +643,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="report the kept models and rows only; what is not kept is listed under 'missing', not computed",
     )
     p.add_argument("--retry-failed", action="store_true", help="recompute the cached rows of defences that failed")
+    p.add_argument(
+        "--with-rows",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a results file of this split and clean fraction (--out-json of an earlier run): its rows of the "
+        "defences this run does not run join the tables, for the models whose figures before any defence are "
+        "the same here (repeatable)",
+    )
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--cache", type=Path, default=Path("runs/zoo"))
     p.add_argument("--models", default=None, help="comma-separated model ids (e.g. eval-03,eval-07): only these")
@@ -685,6 +700,68 @@ def pack_cache(cache: Path, split: str, dest: Path) -> dict[str, int]:
     return counts
 
 
+def read_results(path: Path, split: str) -> dict[str, Any]:
+    """A zoo results JSON (``--out-json``) of ``split``; a ConfigError names the file and what is accepted."""
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--with-rows={path} is not accepted ({exc}); accepted: a zoo results JSON") from exc
+    if not isinstance(kept, dict) or kept.get("schema") != "pruneguard.zoo/1" or kept.get("split") != split:
+        found = kept.get("split") if isinstance(kept, dict) else None
+        raise ConfigError(
+            f"--with-rows={path} is not accepted (split {found!r}); accepted: a zoo results JSON of --split {split}"
+        )
+    return kept
+
+
+def kept_rows(
+    path: Path, kept: dict[str, Any], rows: list[dict[str, Any]], args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of ``kept`` (the results file ``path``) of the defences this run does not run and of its clean
+    fraction, on the models this run has rows for, and where they came from. A model's accuracy and ASR before
+    any defence must equal this run's to the digit (the same trained model: training is deterministic on one
+    machine), else a ConfigError; a kept row of a model this run has no row for is listed in ``args.missing``."""
+    before = {r["model"]["id"]: (r["accuracy_before"], r["asr_before"]) for r in rows}
+    out = []
+    for r in kept["rows"]:
+        if r["defense"] in args.defense_list or r["clean_fraction"] != args.clean_fraction:
+            continue
+        mid = r["model"]["id"]
+        if mid not in before:
+            args.missing.append(f"{mid} {r['defense']} (in {path.name}; no row of the model in this run)")
+            continue
+        if (r["accuracy_before"], r["asr_before"]) != before[mid]:
+            raise ConfigError(
+                f"--with-rows={path} is not accepted: {mid} has accuracy/ASR {r['accuracy_before']}/"
+                f"{r['asr_before']} before any defence there and {before[mid][0]}/{before[mid][1]} here; "
+                "accepted: rows of the same trained models"
+            )
+        out.append(r)
+    defenses = {r["defense"] for r in out}
+    recipes = {d: v for d, v in (kept.get("recipes") or {}).items() if d in defenses}
+    return out, {"file": str(path), "git_commit": kept.get("git_commit"), "rows": len(out), "recipes": recipes}
+
+
+def add_script_options(p: argparse.ArgumentParser) -> None:
+    """The options of a script that runs on the zoo's models (repair_dev, unlearn_parts): clean data, data folder,
+    cache, threads and where the results go."""
+    p.add_argument("--clean-fraction", type=float, default=0.01)
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--cache", default="runs/zoo")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out-json", type=Path, default=None)
+    p.add_argument("--out-md", type=Path, default=None)
+
+
+def write_results(args: argparse.Namespace, result: dict[str, Any], table: str) -> None:
+    """``result`` to ``--out-json`` and ``table`` to ``--out-md`` (each atomically, when given); ``table`` printed."""
+    if args.out_json is not None:
+        atomic_write_json(args.out_json, result)
+    if args.out_md is not None:
+        atomic_write_text(args.out_md, table)
+    print(table)
+
+
 def chosen_specs(specs: list[dict[str, Any]], models: str, error: Any) -> list[dict[str, Any]]:
     """The specs named in ``models`` (comma-separated ids); ``error`` (a parser's) is called with one line when a
     name is not an id of the split or none is given."""
@@ -727,6 +804,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--set={args.sets!r} is not accepted with --split {args.split}; accepted: recipes by name only (recipe "
             "choices are made on the dev split, the eval split runs each recipe version once, as shipped)"
         )
+    try:
+        args.with_rows_data = [read_results(path, args.split) for path in args.with_rows]
+    except ConfigError as exc:
+        p.error(str(exc))
     if args.pack is not None and args.pack.exists():
         p.error(f"--pack={args.pack} exists; accepted: a folder this command creates")
     args.sets = [*mode["sets"], *(args.sets or [])]
@@ -754,6 +835,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.models is not None:
         specs = [s for s in specs if s["id"] in args.models.split(",")]
     rows, computed = zoo_rows(specs[args.part_index :: args.part_count], args)
+    merged = []
+    for path, kept in zip(args.with_rows, args.with_rows_data, strict=True):
+        try:
+            added, source = kept_rows(path, kept, rows, args)
+        except ConfigError as exc:
+            print(f"zoo.py: error: {exc}", file=sys.stderr)
+            return 2
+        rows = added + rows
+        merged.append(source)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     table_args = table_namespace(specs[0], args)
     recipes = {d: recipe_for(d, args, table_args) for d in args.defense_list if anp_table.is_recipe_defense(d)}
@@ -770,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         "missing": args.missing,
         "recipes": recipes,
         "recipes_hash": config_hash(recipes),
+        "with_rows": merged,
         "config": config,
         "git_commit": git_commit(),
         "versions": versions(),

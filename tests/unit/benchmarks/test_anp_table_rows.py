@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,13 +16,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def anp_table() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("anp_table", ROOT / "benchmarks" / "anp_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["anp_table"] = module
-    spec.loader.exec_module(module)
-    return module
+def anp_table(benchmark_module) -> ModuleType:
+    return benchmark_module("anp_table.py", "anp_table")
 
 
 def test_rows_are_reused_only_for_the_same_options(anp_table: ModuleType, tmp_path: Path, monkeypatch) -> None:

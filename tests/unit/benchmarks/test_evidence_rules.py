@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -14,12 +13,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def rules() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("evidence_rules_bench", ROOT / "benchmarks" / "evidence_rules.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def rules(benchmark_module) -> ModuleType:
+    return benchmark_module("evidence_rules.py", "evidence_rules_bench")
 
 
 def _row(

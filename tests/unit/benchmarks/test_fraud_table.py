@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,13 +15,8 @@ LOW, HIGH = "dirty-label, trigger in low-importance columns", "dirty-label, trig
 
 
 @pytest.fixture(scope="module")
-def table() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fraud_table", ROOT / "benchmarks" / "fraud_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fraud_table"] = module
-    spec.loader.exec_module(module)
-    return module
+def table(benchmark_module) -> ModuleType:
+    return benchmark_module("fraud_table.py", "fraud_table")
 
 
 def _rows(scenario: str, asr: dict[str, float]) -> list[dict]:

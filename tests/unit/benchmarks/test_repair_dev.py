@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,13 +14,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def rd() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("repair_dev_bench", ROOT / "benchmarks" / "repair_dev.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def rd(benchmark_module) -> ModuleType:
+    return benchmark_module("repair_dev.py", "repair_dev_bench")
 
 
 def test_variants_are_the_default_recipe_after_their_items(rd: ModuleType) -> None:

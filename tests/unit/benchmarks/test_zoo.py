@@ -4,7 +4,6 @@ quick zoo end to end (an interrupted run resumes; a rerun recomputes nothing).""
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,13 +23,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def zoo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("zoo_bench", ROOT / "benchmarks" / "zoo.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["zoo_bench"] = module
-    spec.loader.exec_module(module)
-    return module
+def zoo(benchmark_module) -> ModuleType:
+    return benchmark_module("zoo.py", "zoo_bench")
 
 
 def test_specs_are_deterministic_and_the_splits_disjoint(zoo: ModuleType) -> None:
@@ -152,6 +146,37 @@ def test_common_rows_keep_the_models_every_defence_ran_on(zoo: ModuleType) -> No
     assert zoo.common_rows(rows) == rows[:2]
 
 
+def test_kept_rows_join_only_on_the_same_trained_models(zoo: ModuleType, tmp_path: Path) -> None:
+    def row(mid: str, defense: str, before: float = 0.9) -> dict:
+        return {"model": {"id": mid}, "defense": defense, "clean_fraction": 0.01, "accuracy_before": before,
+                "asr_before": 0.5, "accuracy_after": 0.8, "asr_after": 0.01, "seconds": 1.0}  # fmt: skip
+
+    args = zoo.parse_args(["--split", "eval2", "--defenses", "none,ft"])
+    here = [row("eval2-00", "ft"), row("eval2-01", "ft")]
+    kept = {"rows": [row("eval2-00", "default"), row("eval2-00", "ft"), row("eval2-05", "default"),
+                     {**row("eval2-01", "default"), "clean_fraction": 0.001}],
+            "recipes": {"default": {"name": "default"}}, "git_commit": "abc"}  # fmt: skip
+    added, source = zoo.kept_rows(tmp_path / "k.json", kept, here, args)
+    assert added == [kept["rows"][0]]  # not ft (run here), not a model without a row here, not another fraction
+    assert source == {"file": str(tmp_path / "k.json"), "git_commit": "abc", "rows": 1,
+                      "recipes": {"default": {"name": "default"}}}  # fmt: skip
+    assert args.missing == ["eval2-05 default (in k.json; no row of the model in this run)"]
+    kept["rows"][0]["accuracy_before"] = 0.91  # another trained model
+    with pytest.raises(zoo.ConfigError, match="eval2-00 has accuracy/ASR 0.91/0.5 before any defence there"):
+        zoo.kept_rows(tmp_path / "k.json", kept, here, args)
+
+
+def test_with_rows_must_be_a_results_file_of_the_split(zoo: ModuleType, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"schema": "pruneguard.zoo/1", "split": "dev", "rows": []}))
+    assert zoo.parse_args(["--split", "dev", "--with-rows", str(path)]).with_rows_data[0]["split"] == "dev"
+    for content in ('{"schema": "pruneguard.zoo/1", "split": "eval"}', "[1]", "not json"):
+        path.write_text(content)
+        with pytest.raises(SystemExit) as exc:
+            zoo.parse_args(["--split", "dev", "--with-rows", str(path)])
+        assert exc.value.code == 2 and f"--with-rows={path} is not accepted" in capsys.readouterr().err
+
+
 def test_detections_read_the_default_reports_cuts(zoo: ModuleType) -> None:
     report = {
         "scan": {"score": 0.3, "suspected_target": 4, "threshold": 0.41},
@@ -216,6 +241,11 @@ def test_quick_zoo_runs_end_to_end_and_resumes_without_recomputing(tmp_path: Pat
     assert kept["computed"] == {"models": 0, "rows": 0} and len(kept["missing"]) == 4
     assert {r["defense"] for r in kept["rows"]} == set(kept["summary"]) == {"none", "default"}
     assert again["rows"] == full["rows"] and again["summary"] == full["summary"]
+    (tmp_path / "full.json").write_text(json.dumps(full))  # a committed results file of an earlier run
+    merged = _run(tmp_path, "--defenses", "none,nad", "--cached-only", "--with-rows", str(tmp_path / "full.json"))
+    assert {r["defense"] for r in merged["rows"]} == set(merged["summary"]) == set(full["summary"])
+    assert sorted(merged["rows"], key=json.dumps) == sorted(full["rows"], key=json.dumps)
+    assert merged["summary"] == full["summary"] and merged["with_rows"][0]["rows"] == len(full["rows"]) - 8
     assert [r for r in full["rows"] if r["defense"] == "paper"] == [
         r for r in partial["rows"] if r["defense"] == "paper"
     ]
