@@ -142,7 +142,8 @@ def remove_own_folder(folder: Path) -> None:
 
 
 def _make_folder(out: Path, param: str) -> list[Path]:
-    """Create ``out`` (and parents) with the marker file; return the folders created here, ``out`` first."""
+    """Create ``out`` (and parents) with the marker file (kept where there is one); return the folders created
+    here, ``out`` first."""
     made = [out] if not out.exists() else []
     parent = out.parent
     while made and not parent.exists():
@@ -150,7 +151,8 @@ def _make_folder(out: Path, param: str) -> list[Path]:
         parent = parent.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / MARKER_NAME).write_text(_MARKER_TEXT)
+        if not _is_marked(out):  # a run's own marker is left as it is: bad input must change nothing there
+            (out / MARKER_NAME).write_text(_MARKER_TEXT)
     except OSError as exc:
         raise ConfigError(f"{param}={out} cannot be created: {exc.strerror or type(exc).__name__}") from None
     return made

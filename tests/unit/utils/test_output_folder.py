@@ -176,3 +176,11 @@ def test_resume_only_continues_a_run_pruneguard_made(in_tmp: Path) -> None:
     ):
         pass
     assert _snapshot(in_tmp / "mine") == {"result.json": "the user's own file"}
+
+
+def test_bad_input_on_resume_leaves_the_runs_marker_as_it_was(in_tmp: Path) -> None:
+    """A resumed run's marker (written by another version, say) is not rewritten: exit 2 changes nothing there."""
+    _fill(in_tmp / "run", {MARKER_NAME: "made by an older pruneguard", "result.json": "{}"})
+    with pytest.raises(ConfigError), output_folder(in_tmp / "run", overwrite=False, resume=True):
+        raise ConfigError("bad --model")
+    assert _snapshot(in_tmp / "run") == {MARKER_NAME: "made by an older pruneguard", "result.json": "{}"}
