@@ -59,9 +59,6 @@ class HardenData:
     sources: dict[str, Any]
     feature_names: list[str] | None = None
     positive: PositiveClass | None = None
-    # a model trained here from --csv, not yet written as DENSE_NAME: written once every option has been checked,
-    # so that bad input (exit 2) leaves nothing behind
-    unsaved_dense: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,6 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
         "finetune_samples": len(fit),
     }
     pos = positive_class(cfg, loaded, names)
-    unsaved = cfg.csv is not None and cfg.model is None
     return HardenData(
         loaded,
         fit,
@@ -182,18 +178,18 @@ def prepare_data(cfg: HardenConfig) -> HardenData:
         sources,
         names,
         pos,
-        unsaved,
     )
 
 
 def save_dense(cfg: HardenConfig, data: HardenData) -> HardenData:
-    """Write the model trained from ``--csv`` as ``DENSE_NAME`` in ``cfg.out`` (its hash into ``data``); a model
-    given with ``--model`` is not copied."""
-    if not data.unsaved_dense:
+    """Write the model trained from ``--csv`` (its hash still empty) as ``DENSE_NAME`` in ``cfg.out``, its hash into
+    ``data``; called once every option has been checked, so that bad input (exit 2) leaves no file. A model given
+    with ``--model`` is not copied."""
+    if data.loaded.sha256:
         return data
     cfg.out.mkdir(parents=True, exist_ok=True)
     sha = save_model(cfg.out / DENSE_NAME, data.loaded.model, data.loaded.meta)
-    return replace(data, loaded=replace(data.loaded, sha256=sha), unsaved_dense=False)
+    return replace(data, loaded=replace(data.loaded, sha256=sha))
 
 
 def positive_class(cfg: HardenConfig, loaded: LoadedModel, names: list[str] | None) -> PositiveClass | None:
