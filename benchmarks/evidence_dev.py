@@ -85,6 +85,19 @@ def evidence_row(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     return row
 
 
+def selected_specs(args: argparse.Namespace, error: Any) -> list[dict[str, Any]]:
+    """The split's specs that ``--models`` names (in its order; all when not given), without the architectures of
+    ``--skip-archs``; ``error`` (a parser's) is called with one line for an id or architecture not accepted."""
+    specs = zoo.zoo_specs(args.split)
+    if args.models is not None:
+        by_id = {spec["id"]: spec for spec in zoo.chosen_specs(specs, args.models, error)}
+        specs = [by_id[m] for m in dict.fromkeys(args.models.split(",")) if m]
+    skip = {a for a in args.skip_archs.split(",") if a}
+    if skip - set(zoo.MODES["full"]["archs"]):
+        error(f"--skip-archs={args.skip_archs!r} is not accepted; accepted: {', '.join(zoo.MODES['full']['archs'])}")
+    return [spec for spec in specs if spec["arch"] not in skip]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--split", default="dev", choices=tuple(zoo.SPLIT_SEEDS))
@@ -96,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="where models are trained and scanned (cpu, cuda[:N], auto)")
     p.add_argument("--sensitivity-only", action="store_true", help="train and run the sensitivity scan only")
+    p.add_argument("--models", default=None, help="comma-separated model ids of the split: only these, in this order")
+    p.add_argument("--skip-archs", default="", help="comma-separated architectures left out (e.g. preact_resnet18)")
     p.add_argument("--out-json", type=Path, default=None)
     args = p.parse_args(argv)
     if args.split in zoo.EVAL_SPLITS and not args.allow_eval:
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.computed = {"models": [], "rows": []}
     i, n = (int(v) for v in args.part.split("/"))
-    specs = zoo.zoo_specs(args.split)[i::n]
+    specs = selected_specs(args, p.error)[i::n]
     rows = []
     for spec in specs:
         rows.append(evidence_row(spec, args))

@@ -95,6 +95,16 @@ def relative_ratio(row: dict[str, Any]) -> tuple[float, int]:
     return -best[0], best[1]
 
 
+def runner_up_ratio(row: dict[str, Any]) -> tuple[float, int]:
+    """The smallest ratio divided by the second smallest of its kind, negated (the smaller over the kinds): a
+    backdoor has one target, so its ratio stands alone, where a clean model's easiest classes come in a group."""
+    best = (float("inf"), -1)
+    for ratios in _ratios(row).values():
+        order = sorted(range(len(ratios)), key=ratios.__getitem__)
+        best = min(best, (ratios[order[0]] / ratios[order[1]], order[0]))
+    return -best[0], best[1]
+
+
 def ratio_anomaly(row: dict[str, Any]) -> tuple[float, int]:
     """Neural Cleanse's anomaly index taken on log(model size / reference size) instead of the model's sizes: how
     many deviations the smallest class's ratio lies below the median class's, the larger of the two kinds."""
@@ -115,6 +125,7 @@ RULES: dict[str, Rule] = {
     "neural_cleanse": neural_cleanse,
     "reference_ratio": reference_ratio,
     "relative_ratio": relative_ratio,
+    "runner_up_ratio": runner_up_ratio,
     "ratio_anomaly": ratio_anomaly,
 }
 

@@ -4,6 +4,7 @@ A policy file sets any of these keys (at least one)::
 
     max_accuracy_drop: 0.02          # purify/harden: test accuracy lost by the defence
     max_scan_score: 0.1              # scan: neuron-sensitivity score
+    no_backdoor_evidence: true       # scan: no detector of the scan flags the model
     max_asr: 0.05                    # benchmark only: attack success rate of a known trigger
     min_robust_accuracy: {pgd: 0.3}  # harden: accuracy under each named evasion attack
     required_attacks: [pgd, fgsm]    # harden: attacks that must have been evaluated
@@ -15,7 +16,8 @@ The API is three functions (the CLI maps a failed rule to exit code 3, after wri
     code = policy_exit_code(results)                                # 0 all passed, 3 one failed
     report["policy"] = policy_record(results, path)                 # JSON section; HTML: policy_table_html
 
-Measurements are a plain dict: ``accuracy_drop``, ``scan_score``, ``asr`` (floats), ``robust_accuracy``
+Measurements are a plain dict: ``accuracy_drop``, ``scan_score``, ``asr`` (floats), ``flagged_by`` (the
+names of the detectors that flag the model; empty: none does), ``robust_accuracy``
 (``{attack: accuracy}``) and optionally ``attacks`` (names evaluated; defaults to the keys of
 ``robust_accuracy``). A rule whose measurement is missing (absent or ``None``) fails, with a note saying so:
 a policy never passes by default.
@@ -97,6 +99,14 @@ class Policy(BaseModel):
     max_asr: float | None = Field(None, ge=0.0, le=1.0)
     min_robust_accuracy: dict[str, float] | None = None
     required_attacks: list[str] | None = None
+    no_backdoor_evidence: bool | None = None
+
+    @field_validator("no_backdoor_evidence", mode="before")
+    @classmethod
+    def _flag(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, bool):
+            raise ValueError("accepted: true or false")
+        return v
 
     @field_validator("max_accuracy_drop", "max_scan_score", "max_asr", mode="before")
     @classmethod
@@ -132,7 +142,7 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Policy:
-        if all(getattr(self, k) is None for k in type(self).model_fields):
+        if all(getattr(self, k) is None or getattr(self, k) is False for k in type(self).model_fields):
             raise ValueError("the policy sets no rule; accepted keys: " + ", ".join(type(self).model_fields))
         return self
 
@@ -208,6 +218,13 @@ def evaluate_policy(policy: Policy, measurements: Mapping[str, Any]) -> list[Rul
         out.append(_bound("max_scan_score", _number(measurements, "scan_score"), policy.max_scan_score, True))
     if policy.max_asr is not None:
         out.append(_bound("max_asr", _number(measurements, "asr"), policy.max_asr, True))
+    if policy.no_backdoor_evidence:
+        flagged = measurements.get("flagged_by")
+        if flagged is None:
+            out.append(RuleResult("no_backdoor_evidence", None, True, False, "not measured by this run"))
+        else:
+            note = f"flagged by {', '.join(flagged)}" if flagged else ""
+            out.append(RuleResult("no_backdoor_evidence", list(flagged), [], not flagged, note))
     robust = measurements.get("robust_accuracy") or {}
     for name, limit in (policy.min_robust_accuracy or {}).items():
         out.append(_bound(f"min_robust_accuracy[{name}]", _number(robust, name), limit, False))

@@ -68,24 +68,49 @@ def test_scan_writes_report_with_provenance(trained: Path, tmp_path: Path, capsy
     assert again["curve"] == report["curve"] and again["clean_indices_hash"] == report["clean_indices_hash"]
 
 
+def test_the_finder_judges_the_named_classes_against_a_reference(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "finder"
+    policy = tmp_path / "evidence.yaml"
+    policy.write_text("no_backdoor_evidence: true\n")
+    code = _scan(trained, out, "--policy", str(policy))
+    report = json.loads((out / "report.json").read_text())
+    finder = report["finder"]
+    assert finder["suspected_target"] in finder["candidates"] and report["suspected_target"] in finder["candidates"]
+    ratios = finder["reference"]["ratios"]
+    assert set(ratios) == {"patch", "blend"} and finder["kind"] in ratios
+    assert finder["ratio"] == min(r[str(finder["suspected_target"])] for r in ratios.values())
+    row = next(r for r in report["evidence"] if r["detector"].startswith("reference model"))
+    assert row["lower_flags"] and row["flagged"] == (finder["ratio"] <= finder["cut"] == 0.41)
+    assert finder["evidence"] == any(r["flagged"] for r in report["evidence"])  # the finder's rule, the same figures
+    flagged = [r["detector"] for r in report["evidence"] if r["flagged"]]
+    assert report["verdict"] == ("suspicious" if flagged else "clean")
+    assert code == (3 if flagged else 0) and report["policy"]["rules"][0]["measured"] == flagged
+    html = (out / "report.html").read_text()
+    assert "Suspect finder" in html and html.count("data:image/png;base64") >= 2
+    # --no-finder: the sensitivity scan's figures alone, the same as with it
+    assert _scan(trained, tmp_path / "quick", "--no-finder") == 0
+    quick = json.loads((tmp_path / "quick" / "report.json").read_text())
+    assert quick["finder"] is None and quick["curve"] == report["curve"] and len(quick["evidence"]) == 1
+
+
 def test_policy_pass_and_fail_exit_codes(trained: Path, tmp_path: Path, capsys) -> None:
     passing, failing, unmeasured = tmp_path / "ok.yaml", tmp_path / "strict.yaml", tmp_path / "drop.yaml"
     passing.write_text("max_scan_score: 10\n")
     failing.write_text("max_scan_score: 0\n")
     unmeasured.write_text("max_scan_score: 10\nmax_accuracy_drop: 0.02\n")
-    assert _scan(trained, tmp_path / "a", "--policy", str(passing)) == 0
+    assert _scan(trained, tmp_path / "a", "--policy", str(passing), "--no-finder") == 0
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["policy"]["passed"] and report["policy"]["file"] == str(passing)
     assert "policy: passed" in capsys.readouterr().out
 
-    assert _scan(trained, tmp_path / "b", "--policy", str(failing)) == 3
+    assert _scan(trained, tmp_path / "b", "--policy", str(failing), "--no-finder") == 3
     report = json.loads((tmp_path / "b" / "report.json").read_text())  # the report is written before exit 3
     (rule,) = report["policy"]["rules"]
     assert rule["rule"] == "max_scan_score" and not rule["passed"] and rule["limit"] == 0.0
     assert "class='fail'" in (tmp_path / "b" / "report.html").read_text()
     assert "FAILED (max_scan_score)" in capsys.readouterr().out
 
-    assert _scan(trained, tmp_path / "c", "--policy", str(unmeasured)) == 3
+    assert _scan(trained, tmp_path / "c", "--policy", str(unmeasured), "--no-finder") == 3
     rules = json.loads((tmp_path / "c" / "report.json").read_text())["policy"]["rules"]
     assert [r["passed"] for r in rules] == [False, True] and "not measured" in rules[0]["note"]
 

@@ -92,10 +92,15 @@ def _first_paragraph(page: str) -> str:
 def test_scan_gives_evidence_per_detector(scanned: Path) -> None:
     report = json.loads((scanned / "report.json").read_text())
     evidence = report["evidence"]
-    assert [r["detector"].split(" (")[0] for r in evidence] == ["neuron sensitivity", "trigger reversal"]
+    names = ["neuron sensitivity", "trigger reversal", "reference model"]
+    assert [r["detector"].split(" (")[0] for r in evidence] == names
     for r in evidence:
-        assert r["flagged"] == (r["score"] > r["cut"]) and r["score_over_cut"] == pytest.approx(r["score"] / r["cut"])
+        flags = r["score"] <= r["cut"] if r["lower_flags"] else r["score"] > r["cut"]
+        assert r["flagged"] == flags and r["score_over_cut"] == pytest.approx(r["score"] / r["cut"])
         assert 0 <= r["class"] < 10
+    assert [r["lower_flags"] for r in evidence] == [False, False, True]
+    finder = report["finder"]
+    assert evidence[2]["score"] == finder["ratio"] and evidence[2]["class"] == finder["suspected_target"]
     assert evidence[1]["cut"] == 2.0 and evidence[1]["score"] == report["reversal"]["anomaly_index"]
     assert report["verdict"] == ("suspicious" if any(r["flagged"] for r in evidence) else "clean")
     trig = report["reversal"]["trigger"]

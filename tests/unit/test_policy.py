@@ -107,6 +107,9 @@ def test_exit_code_of_no_results_is_zero() -> None:
         ("just a string\n", "mapping"),
         ("", "empty"),
         ("max_scan_score: null\n", "no rule"),
+        ("no_backdoor_evidence: yes please\n", "'no_backdoor_evidence'"),
+        ("no_backdoor_evidence: 1\n", "'no_backdoor_evidence'"),
+        ("no_backdoor_evidence: false\n", "no rule"),
     ],
 )
 def test_bad_policy_files_raise_one_line_config_error(tmp_path: Path, text: str, needle: str) -> None:
@@ -191,3 +194,14 @@ def test_measured_attack_names_are_accepted(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("required_attacks: [fgsm, pgd, square, bpda_pgd, transfer_pgd_from_float]\n")
     assert load_policy(path).required_attacks == ["fgsm", "pgd", "square", "bpda_pgd", "transfer_pgd_from_float"]
+
+
+def test_no_backdoor_evidence_fails_when_a_detector_flags_or_nothing_was_measured(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, "no_backdoor_evidence: true\n"))
+    (ok,) = evaluate_policy(policy, {"flagged_by": []})
+    assert ok.passed and ok.rule == "no_backdoor_evidence"
+    (bad,) = evaluate_policy(policy, {"flagged_by": ["neuron sensitivity", "reference model"]})
+    assert not bad.passed and bad.note == "flagged by neuron sensitivity, reference model"
+    (unmeasured,) = evaluate_policy(policy, {"scan_score": 0.1})
+    assert not unmeasured.passed and "not measured" in unmeasured.note
+    assert policy_exit_code([ok]) == 0 and policy_exit_code([ok, bad]) == 3

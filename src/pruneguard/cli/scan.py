@@ -42,12 +42,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [report["verdict_sentence"]]
     lines += [
         f"  {r['detector']}: class {r['class']}, {r['score']:.4f} vs cut {r['cut']:.4f} "
-        f"({'flagged' if r['flagged'] else 'under the cut'})"
+        f"({'flagged' if r['flagged'] else 'above the cut' if r['lower_flags'] else 'under the cut'})"
         for r in report["evidence"]
     ]
     lines += [
-        f"verdict {report['verdict']}: score {report['score']:.4f} (threshold {report['threshold']:.4f}), "
-        f"suspected target {'–' if target is None else target} ({report['target_share']:.0%} of errors)",
+        f"verdict {report['verdict']}; sensitivity scan: score {report['score']:.4f} (threshold "
+        f"{report['threshold']:.4f}), errors on class {'–' if target is None else target} "
+        f"({report['target_share']:.0%} of them)",
         "  eps   error  top-share  flip",
     ]
     lines += [
@@ -77,7 +78,14 @@ def scan(
     ),
     reversal_steps: int = typer.Option(SCAN_STEPS, help="Reversal optimisation steps per class."),
     anomaly_cut: float = typer.Option(NC_ANOMALY_CUT, help="Anomaly indices above this flag the model."),
-    policy: Optional[Path] = typer.Option(None, help="YAML policy (e.g. max_scan_score); exit 3 when a rule fails."),  # noqa: UP045
+    finder: bool = typer.Option(
+        True,
+        help="Also judge the classes the scans name against a model trained on the clean split alone "
+        "(purify's suspect finder; images only; minutes on a CPU).",
+    ),
+    policy: Optional[Path] = typer.Option(  # noqa: UP045
+        None, help="YAML policy (e.g. no_backdoor_evidence: true); exit 3 when a rule fails."
+    ),
     seed: int = typer.Option(0),
     threads: str = typer.Option("1", help=THREADS_HELP),
     device: str = DEVICE,
@@ -111,6 +119,7 @@ def scan(
             reversal=reversal,
             reversal_steps=reversal_steps,
             anomaly_cut=anomaly_cut,
+            finder=finder,
             seed=seed,
             trust_pickle=trust_pickle,
             **model_description(

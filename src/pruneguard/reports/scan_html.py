@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from pruneguard.reports.page import (
@@ -23,7 +24,11 @@ def _key_figures(report: dict[str, Any]) -> str:
     """The figures under the verdict, as percentages."""
     target = report["suspected_target"]
     figures = [
-        [f"{r['detector']}: score as a share of its cut (class {r['class']})", pct(r.get("score_over_cut"))]
+        [
+            f"{r['detector']}: score as a share of its cut (class {r['class']}; "
+            + ("at or under 100% flags)" if r.get("lower_flags") else "over 100% flags)"),
+            pct(r.get("score_over_cut")),
+        ]
         for r in report.get("evidence", [])
     ]
     figures += [
@@ -74,6 +79,25 @@ def _reversal(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def _finder(report: dict[str, Any]) -> list[str]:
+    finder = report.get("finder")
+    if finder is None:
+        return []
+    if "skipped" in finder:
+        return ["<h2>Suspect finder</h2>", f"<p>Not run: {escape(finder['skipped'])}.</p>"]
+    ratios = finder["reference"]["ratios"]
+    rows = [[c, *(ratios[k][str(c)] for k in ratios)] for c in finder["candidates"]]
+    return [
+        "<h2>Suspect finder</h2>",
+        "<p>The classes the scans name are judged against a model trained on the clean split alone: a backdoor's "
+        "target needs a much smaller trigger on the suspect model than on that reference. "
+        + escape(" ".join(finder["reasons"]))
+        + "</p>",
+        img(finder["figure_png"], f"trigger reversed to class {finder['suspected_target']}: mask, pattern, stamped"),
+        table(["candidate class", *(f"{k}: model / reference" for k in ratios)], rows),
+    ]
+
+
 def render_scan_html(report: dict[str, Any]) -> str:
     curve = report["curve"]
     eps = [row["eps"] for row in curve]
@@ -114,6 +138,7 @@ def render_scan_html(report: dict[str, Any]) -> str:
     sections = [
         "<h2>Evidence</h2>",
         _evidence(report),
+        *_finder(report),
         *_reversal(report),
         "<h2>Result</h2>",
         "<p>The neuron-sensitivity score is the concentration of the perturbed model's errors on one class (pooled "

@@ -77,6 +77,8 @@ def find_suspect(
     build_reference: Callable[[], nn.Module] | None = None,
     batch_size: int = 128,
     seed: int = 0,
+    sensitivity: dict[str, Any] | None = None,
+    reversal: dict[str, Any] | None = None,
 ) -> SuspectFinding:
     """Run the scans of ``method`` on ``data`` (the defender's clean data; the model is not modified).
 
@@ -89,6 +91,10 @@ def find_suspect(
         build_reference: a fresh untrained model of the same architecture (``vote`` only).
         batch_size: the reversal's batch size.
         seed: seeds every scan and the reference's training.
+        sensitivity: the sensitivity scan already run on ``data`` (a :class:`~pruneguard.scan.ScanResult`'s
+            ``score``, ``suspected_target``, ``verdict``, ``threshold``): used instead of scanning again.
+        reversal: :func:`~pruneguard.scan.reversal.reversal_scan`'s record on ``data`` with the scan's settings
+            (:func:`~pruneguard.scan.reversal.scan_config`), used instead of reversing again.
     """
     if method not in SUSPECT_METHODS:
         raise ConfigError(f"suspect.method={method!r} is not accepted; accepted: {', '.join(SUSPECT_METHODS)}")
@@ -100,14 +106,16 @@ def find_suspect(
         return SuspectFinding(None, False, ["no scan was asked for"], {})
     record: dict[str, Any] = {}
     if method in ("sensitivity", "vote"):
-        record["sensitivity"] = _sensitivity(model, data, seed)
+        record["sensitivity"] = sensitivity if sensitivity is not None else _sensitivity(model, data, seed)
     if method in ("reversal", "vote"):
         if data.x.dim() != 4:
             raise ConfigError(
                 f"suspect.method={method} reverses an image trigger; data of shape "
                 f"{tuple(data.x.shape)} has no images (use suspect.method=sensitivity)"
             )
-        record["reversal"] = reversal_scan(model, data, scan_config(batch_size), seed=seed)
+        record["reversal"] = (
+            reversal if reversal is not None else reversal_scan(model, data, scan_config(batch_size), seed=seed)
+        )
     sens = record.get("sensitivity")
     reasons: list[str] = []
     evidence = False

@@ -22,12 +22,22 @@ from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy
 from pruneguard.policy import Policy, evaluate_policy, policy_record
+from pruneguard.recipes import get_recipe
 from pruneguard.reports.plots import trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.scan_html import render_scan_html
+from pruneguard.scan.finder import find_suspect
 from pruneguard.scan.reversal import SCAN_STEPS, reversal_scan, reverse_trigger
-from pruneguard.scan.reversal import scan_config as unlearning_scan_config
-from pruneguard.scan.sensitivity import DEFAULT_EPS, MAX_BATCH_SIZE, MAX_RESTARTS, MAX_STEPS, ScanConfig, scan_model
+from pruneguard.scan.reversal import scan_config as finder_scan_config
+from pruneguard.scan.sensitivity import (
+    DEFAULT_EPS,
+    MAX_BATCH_SIZE,
+    MAX_RESTARTS,
+    MAX_STEPS,
+    ScanConfig,
+    ScanResult,
+    scan_model,
+)
 from pruneguard.utils.device import resolve_device
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, on_device
@@ -70,6 +80,7 @@ class ScanRunConfig(RunConfig, ModelDescriptionConfig):
     reversal: bool = False
     reversal_steps: int = Field(SCAN_STEPS, ge=1, le=10_000)
     anomaly_cut: float = Field(NC_ANOMALY_CUT, gt=0.0, allow_inf_nan=False)
+    finder: bool = True
 
     @field_validator("eps", mode="before")
     @classmethod
@@ -105,7 +116,10 @@ class ScanRunConfig(RunConfig, ModelDescriptionConfig):
 
 
 def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per detector: which class it names, its score against its cut, and whether it flags the model."""
+    """One row per detector: which class it names, its score against its cut, and whether it flags the model.
+
+    ``strength`` is how far a row is towards flagging, 1 at its cut: score / cut, or cut / score for the
+    reference finder, whose smaller scores are the suspicious ones (``lower_flags``)."""
     rows = [
         {
             "detector": "neuron sensitivity",
@@ -114,6 +128,7 @@ def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
             "score": report["score"],
             "cut": report["threshold"],
             "flagged": report["score"] > report["threshold"],
+            "lower_flags": False,
         }
     ]
     rev = report.get("reversal")
@@ -126,10 +141,29 @@ def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "score": rev["anomaly_index"],
                 "cut": rev["cut"],
                 "flagged": rev["anomaly_index"] > rev["cut"],
+                "lower_flags": False,
+            }
+        )
+    finder = report.get("finder")
+    if finder is not None and "ratio" in finder:
+        rows.append(
+            {
+                "detector": "reference model (purify's suspect finder)",
+                "measure": "the class's reversed trigger over the same trigger on a model trained on the clean "
+                "split alone (smaller is more suspicious)",
+                "class": finder["suspected_target"],
+                "score": finder["ratio"],
+                "cut": finder["cut"],
+                "flagged": finder["ratio"] <= finder["cut"],
+                "lower_flags": True,
             }
         )
     for r in rows:
         r["score_over_cut"] = r["score"] / r["cut"] if r["cut"] > 0 else None
+        if r["lower_flags"]:
+            r["strength"] = r["cut"] / r["score"] if r["score"] > 0 else math.inf
+        else:
+            r["strength"] = r["score_over_cut"] or 0.0
     return rows
 
 
@@ -138,28 +172,35 @@ def verdict_sentence(report: dict[str, Any]) -> str:
     rows = report["evidence"]
     flagged = [r for r in rows if r["flagged"]]
     if flagged:
-        top = max(flagged, key=lambda r: r["score_over_cut"] or 0.0)
+        top = max(flagged, key=lambda r: r["strength"])
         return (
             f"Suspicious: the {top['detector']} detector points at class {top['class']} with a score of "
             f"{top['score']:.3g}, {top['score_over_cut']:.0%} of its cut {top['cut']:.3g}"
+            + (" (at or under the cut flags)" if top["lower_flags"] else "")
             + (f" ({len(flagged)} of {len(rows)} detectors flag the model)." if len(rows) > 1 else ".")
         )
-    top = max(rows, key=lambda r: r["score_over_cut"] or 0.0)
+    top = max(rows, key=lambda r: r["strength"])
     return (
-        f"No backdoor symptom found: every detector stayed under its cut (closest: {top['detector']}, class "
-        f"{top['class']}, {top['score_over_cut']:.0%} of its cut)."
+        f"No backdoor symptom found: every detector stayed on the clean side of its cut (closest: "
+        f"{top['detector']}, class {top['class']}, {top['score_over_cut']:.0%} of its cut)."
     )
 
 
-def _reversal(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig) -> dict[str, Any]:
-    """Neural Cleanse's detector on the clean split, and a picture of the trigger reversed to the class it names."""
-    if clean.x.dim() != 4:
-        raise ConfigError(f"--reversal needs images; {loaded.dataset} has inputs of shape {tuple(clean.x.shape[1:])}")
-    rcfg = replace(unlearning_scan_config(cfg.batch_size), steps=cfg.reversal_steps)
-    rs = reversal_scan(loaded.model, clean, rcfg, seed=cfg.seed)
-    target, kind = rs["suspected_target"], rs["kind"]
+def _reversal_config(cfg: ScanRunConfig) -> Any:
+    """The reversal settings of both reversal detectors: the finder's (purify's suspect step, whose cut was
+    measured with them), with ``cfg.reversal_steps`` steps per class."""
+    return replace(finder_scan_config(get_recipe("default").anp.batch_size), steps=cfg.reversal_steps)
+
+
+def _picture(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig, target: int, kind: str) -> dict[str, Any]:
+    """The trigger reversed to ``target`` (``kind``) and a picture of it: mask, pattern and stamped clean images."""
     trig = reverse_trigger(
-        loaded.model, clean, target, rcfg, generator=torch.Generator().manual_seed(cfg.seed), kind=kind
+        loaded.model,
+        clean,
+        target,
+        _reversal_config(cfg),
+        generator=torch.Generator().manual_seed(cfg.seed),
+        kind=kind,
     )
     others = to_float(clean.x[clean.y != target][:4])
     figure = trigger_png(
@@ -169,16 +210,62 @@ def _reversal(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig) -> dict
         title=f"trigger reversed to class {target} ({kind}): success {trig.success_rate:.0%} on the clean split",
     )
     return {
-        **rs,
-        "cut": cfg.anomaly_cut,
         "trigger": {**trig.to_dict(), "mask": trig.mask.squeeze(0).tolist(), "pattern": trig.pattern.tolist()},
         "figure_png": figure,
     }
 
 
+def _reversal(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig, rs: dict[str, Any]) -> dict[str, Any]:
+    """Neural Cleanse's detector (the reversal scan ``rs``), and a picture of the trigger to the class it names."""
+    return {**rs, "cut": cfg.anomaly_cut, **_picture(loaded, clean, cfg, rs["suspected_target"], rs["kind"])}
+
+
+def _finder(
+    loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig, result: ScanResult, rs: dict[str, Any]
+) -> dict[str, Any]:
+    """Purify's suspect finder on the clean split: the classes the sensitivity scan and the reversal name, judged
+    against a reference model trained on the clean split alone (:func:`~pruneguard.scan.find_suspect`), with the
+    default recipe's cut; a picture of the suspect's trigger (the kind with the smaller ratio)."""
+    suspect = get_recipe("default").suspect
+    sensitivity = {
+        "score": result.score,
+        "suspected_target": result.suspected_target,
+        "verdict": result.verdict,
+        "threshold": result.threshold,
+    }
+    finding = find_suspect(
+        loaded.model,
+        clean,
+        method="vote",
+        reference_ratio=suspect.reference_ratio,
+        build_reference=lambda: loaded.meta.build(seed=cfg.seed),
+        batch_size=_reversal_config(cfg).batch_size,
+        seed=cfg.seed,
+        sensitivity=sensitivity,
+        reversal=rs,
+    )
+    vote = finding.record["vote"]
+    target = int(vote["suspected_target"])
+    ratios = vote["reference"]["ratios"]
+    kind = min(ratios, key=lambda k: ratios[k][str(target)])
+    return {
+        "suspected_target": target,
+        "evidence": finding.evidence,
+        "reasons": finding.reasons,
+        "ratio": vote["reference"]["ratio_of_suspect"],
+        "cut": vote["reference"]["cut"],
+        "kind": kind,
+        "candidates": vote["candidates"],
+        "decided_by": vote["decided_by"],
+        "reference": vote["reference"],
+        **_picture(loaded, clean, cfg, target, kind),
+    }
+
+
 def scan_measurements(report: dict[str, Any]) -> dict[str, Any]:
-    """What a policy can check after a scan (only ``scan_score``; other rules fail as not measured)."""
-    return {"scan_score": report["score"]}
+    """What a policy can check after a scan: ``scan_score`` and ``flagged_by`` (the detectors that flag the
+    model); other rules fail as not measured."""
+    return {"scan_score": report["score"], "flagged_by": [r["detector"] for r in report["evidence"] if r["flagged"]]}
 
 
 def scan(
@@ -207,7 +294,22 @@ def scan(
     scan_cfg = cfg.scan_config()
     clean_accuracy = evaluate_accuracy(loaded.model, clean)
     result = scan_model(loaded.model, clean, scan_cfg, progress=progress)
-    reversal = _reversal(loaded, clean, cfg) if cfg.reversal else None
+    images = clean.x.dim() == 4
+    if cfg.reversal and not images:
+        raise ConfigError(f"--reversal needs images; {loaded.dataset} has inputs of shape {tuple(clean.x.shape[1:])}")
+    rs = (
+        reversal_scan(loaded.model, clean, _reversal_config(cfg), seed=cfg.seed)
+        if images and (cfg.reversal or cfg.finder)
+        else None
+    )
+    reversal = _reversal(loaded, clean, cfg, rs) if cfg.reversal and rs is not None else None
+    finder: dict[str, Any] | None = None
+    if cfg.finder:
+        finder = (
+            _finder(loaded, clean, cfg, result, rs)
+            if rs is not None
+            else {"skipped": f"the finder reverses image triggers; {loaded.dataset} has no images"}
+        )
     target = result.suspected_target
     classes = loaded.info.classes
     report: dict[str, Any] = {
@@ -231,6 +333,7 @@ def scan(
         "scan": {**asdict(scan_cfg), "eps": list(scan_cfg.eps)},
         "scan_seconds": result.seconds,
         "reversal": reversal,
+        "finder": finder,
         "seconds": time.perf_counter() - t0,
         "config": cfg.to_dict(),
         "seed": cfg.seed,

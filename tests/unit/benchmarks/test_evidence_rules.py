@@ -49,6 +49,13 @@ def test_relative_ratio_forgives_a_model_brittle_on_every_class(rules: ModuleTyp
     assert cls == 2 and score == pytest.approx(-10 / 90)
 
 
+def test_runner_up_ratio_wants_the_smallest_class_alone(rules: ModuleType) -> None:
+    group = _row("c", False, 0, [40.0, 42.0, 90.0, 95.0], [100.0] * 4, 0.1)  # two easy classes together
+    alone = _row("b", True, 3, [90.0, 85.0, 95.0, 10.0], [100.0] * 4, 0.1)
+    assert rules.runner_up_ratio(group) == (pytest.approx(-40 / 42), 0)
+    assert rules.runner_up_ratio(alone) == (pytest.approx(-10 / 85), 3)
+
+
 def test_neural_cleanse_names_the_smallest_class(rules: ModuleType) -> None:
     score, cls = rules.neural_cleanse(_row("b", True, 1, [50.0, 5.0, 52.0, 48.0, 51.0], [1.0] * 5, 0.1))
     assert cls == 1 and score > 2

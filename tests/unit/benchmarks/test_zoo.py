@@ -42,9 +42,13 @@ def test_specs_are_deterministic_and_the_splits_disjoint(zoo: ModuleType) -> Non
     fresh = zoo.zoo_specs("eval2")
     assert len(fresh) == len(full) and not {s["seed"] for s in fresh} & {s["seed"] for s in full}
     assert [s["id"] for s in fresh][:2] == ["eval2-00", "eval2-01"] and fresh != full
+    # every split, development or evaluation, draws from seeds no other split uses
+    seeds = [{s["seed"] for s in zoo.zoo_specs(split)} for split in zoo.SPLIT_SEEDS]
+    assert sum(map(len, seeds)) == len(set().union(*seeds))
+    assert set(zoo.EVAL_SPLITS) == {"eval", "eval2", "eval3"}
 
 
-@pytest.mark.parametrize("split", ["eval", "eval2"])
+@pytest.mark.parametrize("split", ["eval", "eval2", "eval3"])
 def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: ModuleType, split: str) -> None:
     specs = zoo.zoo_specs(split)
     clean = [s for s in specs if not s["backdoored"]]
@@ -62,7 +66,7 @@ def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: Mo
         assert len(set(params)) == len(params)
 
 
-@pytest.mark.parametrize("split", ["dev", "eval", "eval2"])
+@pytest.mark.parametrize("split", ["dev", "eval", "eval2", "dev2", "eval3"])
 def test_every_spec_builds_its_attack_its_model_and_its_training_config(zoo: ModuleType, split: str) -> None:
     for quick, shape in ((False, (1, 28, 28)), (True, (1, 8, 8))):
         for s in zoo.zoo_specs(split, quick=quick):
