@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pruneguard.scan.sensitivity import ScanConfig
 from pruneguard.scan.suspect import reference_suspect, vote_candidates, vote_suspects
 
 Rule = Callable[[dict[str, Any]], tuple[float, int]]
@@ -155,17 +156,49 @@ def choose_cut(pos: list[float], neg: list[float]) -> float:
     return widest
 
 
-def judge(rows: list[dict[str, Any]], cuts: dict[str, float] | None) -> dict[str, Any]:
+def score_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every rule's (score, class) on each raw row of ``evidence_dev.py``, with the row's spec and sensitivity scan
+    (rows of a ``--sensitivity-only`` run score that rule alone)."""
+    out = []
+    for r in rows:
+        names = RULES if "model_sizes" in r else ("sensitivity",)
+        out.append({"spec": r["spec"], "sensitivity": r["sensitivity"], "scores": {n: RULES[n](r) for n in names}})
+    return out
+
+
+def read_scored(data: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
+    """The scored rows of an earlier output of this script written with ``--rows`` (its raw rows are not kept):
+    per model, each rule's (score, class); the sensitivity scan's cut, which those rows do not carry, is
+    ``threshold``."""
+    models: dict[str, dict[str, Any]] = {}
+    for name, result in data["rules"].items():
+        if name not in RULES:
+            continue  # a combination: recomputed from its parts
+        for row in result["rows"]:
+            spec = {"id": row["id"], "backdoored": row["backdoored"], "target_label": row["target"]}
+            entry = models.setdefault(row["id"], {"spec": spec, "scores": {}})
+            entry["scores"][name] = (row["score"], row["class"])
+    for entry in models.values():
+        score, cls = entry["scores"]["sensitivity"]
+        entry["sensitivity"] = {"score": score, "target": cls, "threshold": threshold}
+    return list(models.values())
+
+
+def judge(scored: list[dict[str, Any]], cuts: dict[str, float] | None) -> dict[str, Any]:
+    """Per rule, on the models that have its score: AUROC, the cut (chosen, or ``cuts``'s), TPR, FPR and the
+    target-class accuracy (on the flagged backdoored models and on all); then each rule or'ed with the
+    sensitivity scan at its own cut, as the finder decides."""
     out: dict[str, Any] = {}
-    for name, rule in RULES.items():
-        if name != "sensitivity" and any("model_sizes" not in r for r in rows):
-            continue  # rows of a --sensitivity-only run
-        scored = [(rule(r), r["spec"]) for r in rows]
-        pos = [s for (s, _), spec in scored if spec["backdoored"]]
-        neg = [s for (s, _), spec in scored if not spec["backdoored"]]
+    for name in RULES:
+        have = [(r["scores"][name], r["spec"]) for r in scored if name in r["scores"]]
+        if not have:
+            continue
+        pos = [s for (s, _), spec in have if spec["backdoored"]]
+        neg = [s for (s, _), spec in have if not spec["backdoored"]]
         cut = cuts[name] if cuts else choose_cut(pos, neg)
-        flagged_bd = [(c, spec) for (s, c), spec in scored if spec["backdoored"] and s > cut]
+        flagged_bd = [(c, spec) for (s, c), spec in have if spec["backdoored"] and s > cut]
         out[name] = {
+            "models": len(have),
             "auroc": auroc(pos, neg),
             "cut": cut,
             "tpr": len(flagged_bd) / len(pos) if pos else None,
@@ -173,7 +206,7 @@ def judge(rows: list[dict[str, Any]], cuts: dict[str, float] | None) -> dict[str
             "target_accuracy": (
                 sum(c == spec["target_label"] for c, spec in flagged_bd) / len(flagged_bd) if flagged_bd else None
             ),
-            "target_accuracy_all": sum(c == spec["target_label"] for (_, c), spec in scored if spec["backdoored"])
+            "target_accuracy_all": sum(c == spec["target_label"] for (_, c), spec in have if spec["backdoored"])
             / max(1, len(pos)),
             "rows": [
                 {
@@ -183,33 +216,34 @@ def judge(rows: list[dict[str, Any]], cuts: dict[str, float] | None) -> dict[str
                     "score": round(s, 4),
                     "class": c,
                 }
-                for (s, c), spec in scored
+                for (s, c), spec in have
             ],  # fmt: skip
         }
     for name in [n for n in out if n not in ("sensitivity", "neural_cleanse")]:
-        out[f"sensitivity_or_{name}"] = _either(rows, name, out[name]["cut"])
+        out[f"sensitivity_or_{name}"] = _either([r for r in scored if name in r["scores"]], name, out[name]["cut"])
     return out
 
 
-def _either(rows: list[dict[str, Any]], name: str, cut: float) -> dict[str, Any]:
+def _either(scored: list[dict[str, Any]], name: str, cut: float) -> dict[str, Any]:
     """The finder's decision: evidence when the sensitivity scan passes its own calibrated cut or rule ``name``
     passes ``cut``; the class is the sensitivity scan's when it alone fires, else the rule's."""
     flagged: list[tuple[int, dict[str, Any]]] = []
-    for r in rows:
-        score, cls = RULES[name](r)
+    for r in scored:
+        score, cls = r["scores"][name]
         sens = r["sensitivity"]["score"] > r["sensitivity"]["threshold"]
         if score > cut or sens:
             flagged.append((cls if score > cut else r["sensitivity"]["target"], r["spec"]))
-    pos = sum(r["spec"]["backdoored"] for r in rows)
-    neg = len(rows) - pos
+    pos = sum(r["spec"]["backdoored"] for r in scored)
+    neg = len(scored) - pos
     bd = [(c, spec) for c, spec in flagged if spec["backdoored"]]
     found = {spec["id"] for _, spec in bd}
     return {
+        "models": len(scored),
         "tpr": len(bd) / pos if pos else None,
         "fpr": (len(flagged) - len(bd)) / neg if neg else None,
         "target_accuracy": sum(c == spec["target_label"] for c, spec in bd) / len(bd) if bd else None,
         "flagged_clean": [spec["id"] for _, spec in flagged if not spec["backdoored"]],
-        "missed": [r["spec"]["id"] for r in rows if r["spec"]["backdoored"] and r["spec"]["id"] not in found],
+        "missed": [r["spec"]["id"] for r in scored if r["spec"]["backdoored"] and r["spec"]["id"] not in found],
     }
 
 
@@ -219,19 +253,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cuts", type=Path, default=None, help="fixed cuts (JSON {rule: cut}) from a development run")
     p.add_argument("--write-cuts", type=Path, default=None)
     p.add_argument("--rows", action="store_true", help="print every model's score")
+    p.add_argument(
+        "--scored",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier output of this script written with --rows: its models' scores join (repeatable)",
+    )
+    p.add_argument("--sensitivity-cut", type=float, default=ScanConfig().threshold,
+                   help="the sensitivity scan's cut for --scored rows (they do not carry it)")  # fmt: skip
     args = p.parse_args(argv)
     rows = []
     for f in args.files:  # an evidence_dev.py output ({"rows": [...]}) or one cached row
         data = json.loads(f.read_text())
         rows += data["rows"] if "rows" in data else [data]
+    scored = score_rows(rows)
+    for f in args.scored:
+        scored += read_scored(json.loads(f.read_text()), args.sensitivity_cut)
+    ids = [r["spec"]["id"] for r in scored]
+    if len(set(ids)) != len(ids):
+        p.error(f"a model appears twice among the rows: {sorted({i for i in ids if ids.count(i) > 1})}")
     cuts = json.loads(args.cuts.read_text()) if args.cuts else None
-    result = judge(rows, cuts)
+    result = judge(scored, cuts)
     if args.write_cuts:
         args.write_cuts.write_text(json.dumps({k: v["cut"] for k, v in result.items() if "cut" in v}, indent=1) + "\n")
     if not args.rows:
         for v in result.values():
             v.pop("rows", None)
-    json.dump({"models": len(rows), "rules": result}, sys.stdout, indent=1)
+    json.dump({"models": len(scored), "rules": result}, sys.stdout, indent=1)
     print()
     return 0
 

@@ -69,7 +69,7 @@ def test_judge_reports_rates_at_fixed_cuts(rules: ModuleType, tmp_path: Path) ->
     ]
     cuts = {name: 0.0 for name in rules.RULES}
     cuts.update({"sensitivity": 0.41, "neural_cleanse": 2.0, "reference_ratio": -0.75, "relative_ratio": -0.5})
-    out = rules.judge(rows, cuts)
+    out = rules.judge(rules.score_rows(rows), cuts)
     rel = out["relative_ratio"]
     assert rel["tpr"] == 1.0 and rel["fpr"] == 0.0 and rel["target_accuracy"] == 1.0
     assert out["reference_ratio"]["fpr"] == 1.0  # the brittle clean model falls under 0.75 of the reference
@@ -81,3 +81,30 @@ def test_judge_reports_rates_at_fixed_cuts(rules: ModuleType, tmp_path: Path) ->
     written = tmp_path / "cuts.json"
     assert rules.main([str(files), "--write-cuts", str(written)]) == 0
     assert set(json.loads(written.read_text())) == set(rules.RULES)
+
+
+def test_scored_rows_of_an_earlier_output_join_and_give_the_same_figures(
+    rules: ModuleType, tmp_path: Path, capsys
+) -> None:
+    rows = [
+        _row("b1", True, 2, [90.0, 90.0, 10.0, 90.0], [100.0] * 4, 0.6),
+        _row("b2", True, 1, [90.0, 20.0, 90.0, 90.0], [100.0] * 4, 0.2),
+        _row("c1", False, 0, [60.0] * 4, [100.0] * 4, 0.1),
+        _row("c2", False, 3, [70.0, 65.0, 80.0, 60.0], [100.0] * 4, 0.5),
+    ]
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps({"rows": rows[::2]}))
+    second.write_text(json.dumps({"rows": rows[1::2]}))
+    assert rules.main([str(first), "--rows"]) == 0
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(capsys.readouterr().out)
+    assert rules.main([str(second), "--scored", str(earlier)]) == 0
+    joined = json.loads(capsys.readouterr().out)
+    assert rules.main([str(first), str(second)]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert joined["models"] == whole["models"] == 4
+    for name in ("relative_ratio", "sensitivity", "sensitivity_or_reference_ratio"):
+        for key in ("auroc", "cut", "tpr", "fpr", "flagged_clean", "missed"):
+            assert joined["rules"][name].get(key) == pytest.approx(whole["rules"][name].get(key)), (name, key)
+    with pytest.raises(SystemExit):  # the same model twice
+        rules.main([str(first), "--scored", str(earlier)])
