@@ -490,9 +490,9 @@ NC_CUT = 2.0  # Neural Cleanse's anomaly-index cut, as published
 
 def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bool]]:
     """What each detector said in a default-recipe purify report: (score, suspected class, flagged). The shipped
-    finder flags when the sensitivity scan is above its cut or the suspect's reference ratio is at or below its
-    cut; its score is the larger of (scan score / scan cut) and (ratio cut / ratio), so a flagged model scores 1 or
-    more and an unflagged one 1 or less."""
+    finder flags when the sensitivity scan is above its cut or the reference measure of its evidence rule (the
+    suspect's ratio, or that over the median class's) is at or below its cut; its score is the larger of (scan
+    score / scan cut) and (cut / measure), so a flagged model scores 1 or more and an unflagged one 1 or less."""
     scan, nc = report["scan"], report.get("reversal_scan") or {}
     out: dict[str, tuple[float, int | None, bool]] = {
         "sensitivity": (scan["score"], scan["suspected_target"], scan["score"] > scan["threshold"])
@@ -501,8 +501,9 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
         out["neural_cleanse"] = (nc["anomaly_index"], nc["suspected_target"], nc["anomaly_index"] > NC_CUT)
     reference = (report.get("vote") or {}).get("reference") or {}
     score = scan["score"] / scan["threshold"]
-    if reference.get("ratio_of_suspect") is not None:
-        score = max(score, reference["cut"] / max(reference["ratio_of_suspect"], 1e-12))
+    measure = reference.get("measure", reference.get("ratio_of_suspect"))  # reports before the relative rule
+    if measure is not None:
+        score = max(score, reference["cut"] / max(measure, 1e-12))
     out["default"] = (score, report["suspect"]["target"], bool(report["suspect"]["evidence"]))
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_purify_default_recipe_end_to_end(trained: Path, tmp_path: Path) -> None
     assert 0 <= saved["after"]["asr"] <= 1 and 0 <= saved["after"]["validation_accuracy"] <= 1
     html = (out / "report.html").read_text()
     body = html.split("<body>", 1)[1]
-    assert body.index(saved["verdict"]["sentence"].split(";")[0][:40]) < body.index("<h2>")  # the verdict first
+    assert body.index(html_escape(saved["verdict"]["sentence"].split(";")[0][:40])) < body.index("<h2>")  # first
     meta = read_meta(out / "purified.safetensors")
     assert meta.extra["purified_from"]["model_sha256"] == source_hash
     assert meta.extra["purified_from"]["config_sha256"] == sha256_file(out / "config.yaml")
@@ -412,13 +413,13 @@ def test_the_round_guard_judges_each_unlearning_round_against_the_model_it_start
 
 
 def test_the_reference_model_judges_the_classes_the_voices_name(trained: Path, tmp_path: Path, monkeypatch) -> None:
-    """The voices forced apart (the digits toy's agree): the reference model judges the classes they name, and
-    its choice drives targeted ANP and the unlearning."""
+    """The ``ratio`` rule, the voices forced apart (the digits toy's agree): the reference model judges the
+    classes they name, and its choice drives targeted ANP and the unlearning."""
     import pruneguard.scan.finder as finder
 
     monkeypatch.setattr(finder, "vote_candidates", lambda s, kinds: [0, 5])
     out = tmp_path / "ref"
-    assert _purify(trained, out, sets=(*FAST, "suspect.require_evidence=false")) == 0
+    assert _purify(trained, out, sets=(*FAST, "suspect.require_evidence=false", "suspect.evidence=ratio")) == 0
     rep = json.loads((out / "report.json").read_text())
     vote = rep["vote"]
     assert vote["decided_by"] == "reference" and vote["candidates"] == [0, 5]

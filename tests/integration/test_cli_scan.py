@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pruneguard.cli.app import main
+from pruneguard.recipes import get_recipe
 from pruneguard.utils.io import sha256_file
 
 FAST = ["--clean-samples", "60", "--eps", "0.2,0.4", "--steps", "2", "--restarts", "1"]
@@ -68,21 +69,30 @@ def test_scan_writes_report_with_provenance(trained: Path, tmp_path: Path, capsy
     assert again["curve"] == report["curve"] and again["clean_indices_hash"] == report["clean_indices_hash"]
 
 
-def test_the_finder_judges_the_named_classes_against_a_reference(trained: Path, tmp_path: Path) -> None:
+def test_the_finder_judges_the_classes_against_a_reference(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "finder"
     policy = tmp_path / "evidence.yaml"
     policy.write_text("no_backdoor_evidence: true\n")
     code = _scan(trained, out, "--policy", str(policy))
     report = json.loads((out / "report.json").read_text())
     finder = report["finder"]
-    assert finder["suspected_target"] in finder["candidates"] and report["suspected_target"] in finder["candidates"]
+    assert report["suspected_target"] in finder["candidates"]  # the sensitivity scan's class is a voice
     ratios = finder["reference"]["ratios"]
     assert set(ratios) == {"patch", "blend"} and finder["kind"] in ratios
-    assert finder["ratio"] == min(r[str(finder["suspected_target"])] for r in ratios.values())
+    assert all(len(r) == 10 for r in ratios.values())  # the relative rule: the reference reversed to every class
+    target = finder["suspected_target"]
+    median = {k: sorted(r.values())[4:6] for k, r in ratios.items()}  # ten classes: the two middle ratios
+    relative = {k: r[str(target)] / (sum(median[k]) / 2) for k, r in ratios.items()}
+    assert finder["ratio"] == pytest.approx(relative[finder["kind"]])
+    assert all(r[str(target)] == min(r.values()) for k, r in ratios.items() if k == finder["kind"])
     row = next(r for r in report["evidence"] if r["detector"].startswith("reference model"))
-    assert row["lower_flags"] and row["flagged"] == (finder["ratio"] <= finder["cut"] == 0.41)
-    assert finder["evidence"] == any(r["flagged"] for r in report["evidence"])  # the finder's rule, the same figures
-    flagged = [r["detector"] for r in report["evidence"] if r["flagged"]]
+    assert row["lower_flags"] and row["flagged"] == (finder["ratio"] <= finder["cut"])
+    default = get_recipe("default").suspect
+    assert (finder["rule"], finder["cut"]) == (default.evidence, default.relative_cut)
+    deciding = [r for r in report["evidence"] if r["decides"]]
+    assert finder["evidence"] == any(r["flagged"] for r in deciding)  # the finder's rule, the same figures
+    assert report["evidence"][0]["decides"] == finder["sensitivity_evidence"]
+    flagged = [r["detector"] for r in deciding if r["flagged"]]
     assert report["verdict"] == ("suspicious" if flagged else "clean")
     assert code == (3 if flagged else 0) and report["policy"]["rules"][0]["measured"] == flagged
     html = (out / "report.html").read_text()
@@ -91,6 +101,7 @@ def test_the_finder_judges_the_named_classes_against_a_reference(trained: Path, 
     assert _scan(trained, tmp_path / "quick", "--no-finder") == 0
     quick = json.loads((tmp_path / "quick" / "report.json").read_text())
     assert quick["finder"] is None and quick["curve"] == report["curve"] and len(quick["evidence"]) == 1
+    assert quick["evidence"][0]["decides"] and quick["verdict"] == ("suspicious" if quick["score"] > 0.41 else "clean")
 
 
 def test_policy_pass_and_fail_exit_codes(trained: Path, tmp_path: Path, capsys) -> None:

@@ -102,7 +102,7 @@ def test_scan_gives_evidence_per_detector(scanned: Path) -> None:
     finder = report["finder"]
     assert evidence[2]["score"] == finder["ratio"] and evidence[2]["class"] == finder["suspected_target"]
     assert evidence[1]["cut"] == 2.0 and evidence[1]["score"] == report["reversal"]["anomaly_index"]
-    assert report["verdict"] == ("suspicious" if any(r["flagged"] for r in evidence) else "clean")
+    assert report["verdict"] == ("suspicious" if any(r["flagged"] and r["decides"] for r in evidence) else "clean")
     trig = report["reversal"]["trigger"]
     assert np.asarray(trig["mask"]).shape == (8, 8) and np.asarray(trig["pattern"]).shape == (1, 8, 8)
     sentence = _first_paragraph((scanned / "report.html").read_text())

@@ -42,7 +42,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [report["verdict_sentence"]]
     lines += [
         f"  {r['detector']}: class {r['class']}, {r['score']:.4f} vs cut {r['cut']:.4f} "
-        f"({'flagged' if r['flagged'] else 'above the cut' if r['lower_flags'] else 'under the cut'})"
+        f"({'flagged' if r['flagged'] else 'above the cut' if r['lower_flags'] else 'under the cut'}"
+        f"{'' if r.get('decides', True) else '; recorded, does not decide'})"
         for r in report["evidence"]
     ]
     lines += [

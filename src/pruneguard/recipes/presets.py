@@ -44,13 +44,15 @@ def paper() -> Recipe:
 
 @RECIPES.register(
     "default",
-    summary="vote → targeted ANP (capped by accuracy and divergence) → up to 4 guarded rounds of unlearning + "
-    "distillation; unchanged if no evidence",
+    summary="suspect against a reference model → targeted ANP (capped by accuracy and divergence) → up to 4 "
+    "guarded rounds of unlearning + distillation; unchanged if no evidence",
 )
 def default() -> Recipe:
     return Recipe(
         name="default",
-        description="Suspect by vote with a reference-model check (no evidence: model unchanged), targeted ANP, "
+        description="Suspect the class whose reversed trigger, against a reference model trained on the clean "
+        "data, stands out from the other classes' (at most 0.449 times the median class's ratio; no evidence: model "
+        "unchanged), targeted ANP, "
         "pruning capped by the validation guard and at 0.02 nats of divergence from the original's validation "
         "outputs (ties in ANP's order), up to four rounds of patch+blend trigger unlearning with distillation of "
         "the recalibrated pruned model, each round judged by the guard (an undone round ends the repair), retried "
@@ -58,7 +60,9 @@ def default() -> Recipe:
         "points.",
         validation_fraction=0.2,
         max_acc_drop=0.02,
-        suspect=SuspectStep(method="vote", require_evidence=True),
+        suspect=SuspectStep(
+            method="vote", require_evidence=True, evidence="relative", relative_cut=0.449, sensitivity_evidence=False
+        ),
         anp=ANPStep(iterations=1000, augment=False, targeted=True),
         select=SelectStep(rule="threshold", threshold=0.2, capped=True, max_kl=0.02, tiebreak=True),
         repair=RepairStep(

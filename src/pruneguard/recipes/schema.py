@@ -42,16 +42,23 @@ class SuspectStep(_Step):
     most easily) or ``vote`` (the classes those three voices name, judged by a reference model trained on the
     clean data: see :mod:`pruneguard.scan.finder`). ``target`` names the class outright and skips the scans.
 
-    Evidence (with ``require_evidence``; a model without it is returned unchanged): the sensitivity scan's verdict
-    is "suspicious", or the suspected class's reversed trigger on the model is at most ``reference_ratio`` times
-    the size of the same trigger reversed on a reference model trained on the clean data alone (a backdoor is a
-    shortcut that a model of the same architecture and data does not have).
+    Evidence (with ``require_evidence``; a model without it is returned unchanged): the reference model trained on
+    the clean data alone says so (a backdoor is a shortcut that a model of the same architecture and data does
+    not have), or, with ``sensitivity_evidence``, the sensitivity scan's verdict is "suspicious". ``evidence``
+    picks how the reference decides: ``ratio``, the suspected class's reversed trigger on the model at most
+    ``reference_ratio`` times the size of the same trigger on the reference; ``relative``, that ratio (reference
+    reversed to every class, the smallest class suspected) at most ``relative_cut`` times the median class's.
     """
+
+    _LATER_FIELDS = ("evidence", "relative_cut", "sensitivity_evidence")
 
     method: Literal["none", "sensitivity", "reversal", "vote"] = "vote"
     target: int | None = Field(None, ge=0)
     require_evidence: bool = True
     reference_ratio: float = Field(0.41, gt=0.0, le=1.0, allow_inf_nan=False)
+    evidence: Literal["ratio", "relative"] = "ratio"
+    relative_cut: float = Field(0.5, gt=0.0, le=1.0, allow_inf_nan=False)
+    sensitivity_evidence: bool = True
 
     @model_validator(mode="after")
     def _checks(self) -> SuspectStep:

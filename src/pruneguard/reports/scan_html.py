@@ -57,7 +57,7 @@ def _evidence(report: dict[str, Any]) -> str:
             r["score"],
             r["cut"],
             pct(r.get("score_over_cut")),
-            "yes" if r["flagged"] else "no",
+            ("yes" if r["flagged"] else "no") + ("" if r.get("decides", True) else " (recorded, does not decide)"),
         ]
         for r in report.get("evidence", [])
     ]

@@ -6,13 +6,16 @@ with the smallest stamp). A reference model trained on the clean data alone judg
 reversed trigger on the model is smallest relative to the same trigger on the reference is the suspect
 (:func:`~pruneguard.scan.suspect.reference_suspect`), majority or not.
 
-Evidence is judged separately from the choice, because every model has a class that is easiest to reach: there is
-evidence of a backdoor when the sensitivity scan calls the model suspicious, or when the suspect's trigger on the
-model is at most ``reference_ratio`` times the reference's (the smaller of the two kinds). The cut, 0.41, was
-chosen on the development zoo (``benchmarks/evidence_dev.py``, ``evidence_rules.py``): clean models' smallest
-candidate ratios were 0.45-0.46 there and backdoored models' 0.24-0.37; a clean model is often easier to trigger
-than a reference trained on 1% of the data, so a ratio near 0.6-0.7 is no evidence. Neural Cleanse's anomaly
-index is kept in the record but decides nothing (it flags clean models: 5.8 on a clean development model).
+Evidence is judged separately from the choice, because every model has a class that is easiest to reach. Two
+rules: ``ratio``, the suspect's trigger on the model at most ``reference_ratio`` times the reference's (the
+smaller of the two kinds); ``relative`` (:func:`relative_evidence`), the reference reversed to every class and the
+smallest ratio at most ``relative_cut`` times the median class's ratio, its class the suspect. A fully trained
+model is often easier to trigger than a reference trained on a few hundred images on every class at once (clean
+development models reached ratios of 0.36-0.40); the median class's ratio measures that, so only a class that
+stands out from the model's own classes counts. Optionally a suspicious sensitivity scan is evidence by itself
+(``sensitivity_evidence``). The default recipe's rule and cut were chosen on the development splits
+(``benchmarks/evidence_dev.py``, ``evidence_rules.py``). Neural Cleanse's anomaly index is kept in the record but
+decides nothing (it flags clean models: 5.8 on a clean development model).
 
 :func:`recheck_suspect` applies the same reference test to a repaired model: a repair that the accuracy guard held
 back, or that unlearned a trigger other than the backdoor's, leaves the suspect's trigger as small as before, and
@@ -22,6 +25,7 @@ the verdict must not call such a model purified.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,10 +40,47 @@ from pruneguard.scan.reversal import TRIGGER_KINDS, reversal_scan, scan_config
 from pruneguard.scan.sensitivity import ScanConfig, scan_model
 from pruneguard.scan.suspect import reference_suspect, vote_candidates
 
-__all__ = ["SuspectFinding", "find_suspect", "recheck_suspect", "SUSPECT_METHODS"]
+__all__ = [
+    "SuspectFinding",
+    "find_suspect",
+    "recheck_suspect",
+    "relative_evidence",
+    "EVIDENCE_RULES",
+    "SUSPECT_METHODS",
+]
 
 logger = logging.getLogger(__name__)
 SUSPECT_METHODS = ("none", "sensitivity", "reversal", "vote")
+EVIDENCE_RULES = ("ratio", "relative")
+
+
+def relative_evidence(
+    model_sizes: dict[str, list[float]], reference_sizes: dict[str, list[float]]
+) -> tuple[float, int, str, dict[str, list[float]]]:
+    """The ``relative`` evidence measure: per trigger kind, every class's ratio (model size / reference size),
+    and the smallest ratio divided by the median class's; the kind where that is smallest decides.
+
+    Returns (relative ratio, its class, its kind, every ratio per kind). A model that is easier to trigger than
+    the reference on every class (a reference trained on a few hundred images, an architecture that is brittle
+    everywhere) has its ratios low together and its relative ratio near 1; a backdoor's target stands alone.
+    """
+    best: tuple[float, int, str] | None = None
+    ratios: dict[str, list[float]] = {}
+    for kind, sizes in model_sizes.items():
+        ref = reference_sizes[kind]
+        ratios[kind] = [float(m) / float(r) if r > 0 else math.inf for m, r in zip(sizes, ref, strict=True)]
+        finite = sorted(v for v in ratios[kind] if math.isfinite(v))
+        if not finite:
+            continue
+        mid = len(finite) // 2
+        median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2
+        low = min(range(len(sizes)), key=ratios[kind].__getitem__)
+        rel = ratios[kind][low] / median if median > 0 else math.inf
+        if best is None or rel < best[0]:
+            best = (rel, low, kind)
+    if best is None:
+        raise ValueError("no finite ratio: the reference's reversed triggers are all of size 0")
+    return best[0], best[1], best[2], ratios
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,9 @@ def find_suspect(
     method: str = "vote",
     target: int | None = None,
     reference_ratio: float = 0.41,
+    rule: str = "ratio",
+    relative_cut: float = 0.5,
+    sensitivity_evidence: bool = True,
     build_reference: Callable[[], nn.Module] | None = None,
     batch_size: int = 128,
     seed: int = 0,
@@ -87,7 +131,12 @@ def find_suspect(
         data: clean labelled images (the sensitivity scan also takes tabular data).
         method: ``none``, ``sensitivity``, ``reversal`` or ``vote`` (see the module docstring).
         target: a class named by the user: no scan runs, and it counts as evidence.
-        reference_ratio: the evidence cut on (trigger size on the model) / (size on the reference).
+        reference_ratio: the ``ratio`` rule's cut on (trigger size on the model) / (size on the reference).
+        rule: the ``vote``'s evidence rule: ``ratio`` (the suspect among the named classes, its ratio at most
+            ``reference_ratio``) or ``relative`` (the reference reversed to every class; the smallest ratio over the
+            median class's at most ``relative_cut``, :func:`relative_evidence`; its class is the suspect).
+        relative_cut: the ``relative`` rule's cut.
+        sensitivity_evidence: a "suspicious" sensitivity scan is evidence by itself (else only a voice).
         build_reference: a fresh untrained model of the same architecture (``vote`` only).
         batch_size: the reversal's batch size.
         seed: seeds every scan and the reference's training.
@@ -98,6 +147,8 @@ def find_suspect(
     """
     if method not in SUSPECT_METHODS:
         raise ConfigError(f"suspect.method={method!r} is not accepted; accepted: {', '.join(SUSPECT_METHODS)}")
+    if rule not in EVIDENCE_RULES:
+        raise ConfigError(f"suspect.evidence={rule!r} is not accepted; accepted: {', '.join(EVIDENCE_RULES)}")
     if target is not None:
         if not 0 <= target < data.num_classes:
             raise ConfigError(f"suspect.target={target} is outside [0, {data.num_classes - 1}]")
@@ -119,15 +170,15 @@ def find_suspect(
     sens = record.get("sensitivity")
     reasons: list[str] = []
     evidence = False
-    if sens is not None and sens["verdict"] == "suspicious":
+    if sens is not None and sens["verdict"] == "suspicious" and sensitivity_evidence:
         evidence = True
         reasons.append(
             f"the neuron-sensitivity scan scored {sens['score']:.2f} (cut {sens['threshold']:.2f}), its errors "
             f"going to class {sens['suspected_target']}"
         )
     if method == "sensitivity":
-        chosen = sens["suspected_target"] if sens else None
-        return SuspectFinding(chosen, evidence, reasons or ["the neuron-sensitivity scan found nothing"], record)
+        named = sens["suspected_target"] if sens else None
+        return SuspectFinding(named, evidence, reasons or ["the neuron-sensitivity scan found nothing"], record)
     rev = record["reversal"]
     if method == "reversal":
         return SuspectFinding(
@@ -142,36 +193,52 @@ def find_suspect(
     t0 = time.perf_counter()
     device = next(model.parameters()).device
     reference = train_reference(build_reference, data, seed=seed, device=device)
+    judged = candidates if rule == "ratio" else list(range(data.num_classes))
     ref = reference_trigger_sizes(
-        reference, data, candidates, scan_config(batch_size), kinds=tuple(rev["kinds"]), seed=seed
+        reference, data, judged, scan_config(batch_size), kinds=tuple(rev["kinds"]), seed=seed
     )
     suspect_sizes = {k: v["mask_l1"] for k, v in rev["kinds"].items()}
-    chosen, ratios = reference_suspect(candidates, suspect_sizes, ref["sizes"])
-    decided_by = "reference" if len(candidates) > 1 else "unanimous"
-    ratio = min(r[chosen] for r in ratios.values())
+    if rule == "ratio":
+        chosen, ratios = reference_suspect(candidates, suspect_sizes, ref["sizes"])
+        decided_by = "reference" if len(candidates) > 1 else "unanimous"
+        ratio = min(r[chosen] for r in ratios.values())
+        kind = min(ratios, key=lambda k: ratios[k][chosen])
+        measure, cut = ratio, reference_ratio
+        said = f"{ratio:.2f} times the size of the same trigger on a reference model trained on the clean data alone"
+    else:
+        ref_lists = {k: [d[c] for c in judged] for k, d in ref["sizes"].items()}
+        measure, chosen, kind, all_ratios = relative_evidence(suspect_sizes, ref_lists)
+        ratios = {k: dict(enumerate(v)) for k, v in all_ratios.items()}
+        decided_by = "relative"
+        ratio = min(r[chosen] for r in ratios.values())
+        cut = relative_cut
+        said = (
+            f"{all_ratios[kind][chosen]:.2f} times the size of the same trigger ({kind}) on a reference model "
+            f"trained on the clean data alone, {measure:.3g} times the median class's ratio"
+        )
     record["vote"] = {
         "suspected_target": chosen,
         "decided_by": decided_by,
         "candidates": candidates,
+        "rule": rule,
+        "kind": kind,
         "reference": {
             "sizes": {k: {str(c): v for c, v in d.items()} for k, d in ref["sizes"].items()},
             "ratios": {k: {str(c): v for c, v in d.items()} for k, d in ratios.items()},
             "ratio_of_suspect": ratio,
-            "cut": reference_ratio,
+            "measure": measure,
+            "cut": cut,
             "seconds": time.perf_counter() - t0,
         },
     }
-    if ratio <= reference_ratio:
+    if measure <= cut:
         evidence = True
-        reasons.append(
-            f"class {chosen}'s reversed trigger is {ratio:.2f} times the size of the same trigger on a reference "
-            f"model trained on the clean data alone (cut {reference_ratio:.2f})"
-        )
+        reasons.append(f"class {chosen}'s reversed trigger is {said} (cut {cut:.3g})")
     if not evidence:
+        voice = "" if sensitivity_evidence else " (a voice for the class, not evidence, in this recipe)"
         reasons.append(
-            f"the most likely class, {chosen}, needs a trigger {ratio:.2f} times the reference's (cut "
-            f"{reference_ratio:.2f}) and the neuron-sensitivity scan scored "
-            f"{sens['score']:.2f} (cut {sens['threshold']:.2f})"
+            f"the most likely class, {chosen}, needs a trigger {said} (cut {cut:.3g}), and the neuron-sensitivity "
+            f"scan scored {sens['score']:.2f} (cut {sens['threshold']:.2f}){voice}"
             if sens
             else f"class {chosen} is no outlier"
         )

@@ -119,7 +119,10 @@ def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per detector: which class it names, its score against its cut, and whether it flags the model.
 
     ``strength`` is how far a row is towards flagging, 1 at its cut: score / cut, or cut / score for the
-    reference finder, whose smaller scores are the suspicious ones (``lower_flags``)."""
+    reference finder, whose smaller scores are the suspicious ones (``lower_flags``). ``decides``: the row's flag
+    counts for the verdict; with the finder, the sensitivity scan's counts only where the default recipe counts
+    it as evidence (else it is recorded, and a voice for the finder's class)."""
+    finder = report.get("finder")
     rows = [
         {
             "detector": "neuron sensitivity",
@@ -129,6 +132,7 @@ def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
             "cut": report["threshold"],
             "flagged": report["score"] > report["threshold"],
             "lower_flags": False,
+            "decides": finder is None or "ratio" not in finder or bool(finder["sensitivity_evidence"]),
         }
     ]
     rev = report.get("reversal")
@@ -142,20 +146,23 @@ def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "cut": rev["cut"],
                 "flagged": rev["anomaly_index"] > rev["cut"],
                 "lower_flags": False,
+                "decides": True,
             }
         )
-    finder = report.get("finder")
     if finder is not None and "ratio" in finder:
         rows.append(
             {
                 "detector": "reference model (purify's suspect finder)",
                 "measure": "the class's reversed trigger over the same trigger on a model trained on the clean "
-                "split alone (smaller is more suspicious)",
+                "split alone"
+                + (", over the median class's" if finder.get("rule") == "relative" else "")
+                + " (smaller is more suspicious)",
                 "class": finder["suspected_target"],
                 "score": finder["ratio"],
                 "cut": finder["cut"],
                 "flagged": finder["ratio"] <= finder["cut"],
                 "lower_flags": True,
+                "decides": True,
             }
         )
     for r in rows:
@@ -169,7 +176,7 @@ def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 def verdict_sentence(report: dict[str, Any]) -> str:
     """The verdict in one sentence, with the deciding detector's class and how far it is from its cut."""
-    rows = report["evidence"]
+    rows = [r for r in report["evidence"] if r["decides"]]
     flagged = [r for r in rows if r["flagged"]]
     if flagged:
         top = max(flagged, key=lambda r: r["strength"])
@@ -238,6 +245,9 @@ def _finder(
         clean,
         method="vote",
         reference_ratio=suspect.reference_ratio,
+        rule=suspect.evidence,
+        relative_cut=suspect.relative_cut,
+        sensitivity_evidence=suspect.sensitivity_evidence,
         build_reference=lambda: loaded.meta.build(seed=cfg.seed),
         batch_size=_reversal_config(cfg).batch_size,
         seed=cfg.seed,
@@ -246,13 +256,14 @@ def _finder(
     )
     vote = finding.record["vote"]
     target = int(vote["suspected_target"])
-    ratios = vote["reference"]["ratios"]
-    kind = min(ratios, key=lambda k: ratios[k][str(target)])
+    kind = vote["kind"]
     return {
         "suspected_target": target,
         "evidence": finding.evidence,
         "reasons": finding.reasons,
-        "ratio": vote["reference"]["ratio_of_suspect"],
+        "ratio": vote["reference"]["measure"],
+        "rule": vote["rule"],
+        "sensitivity_evidence": suspect.sensitivity_evidence,
         "cut": vote["reference"]["cut"],
         "kind": kind,
         "candidates": vote["candidates"],
@@ -265,7 +276,8 @@ def _finder(
 def scan_measurements(report: dict[str, Any]) -> dict[str, Any]:
     """What a policy can check after a scan: ``scan_score`` and ``flagged_by`` (the detectors that flag the
     model); other rules fail as not measured."""
-    return {"scan_score": report["score"], "flagged_by": [r["detector"] for r in report["evidence"] if r["flagged"]]}
+    flagged = [r["detector"] for r in report["evidence"] if r["flagged"] and r["decides"]]
+    return {"scan_score": report["score"], "flagged_by": flagged}
 
 
 def scan(
@@ -344,7 +356,7 @@ def scan(
         "finished": now_iso(),
     }
     report["evidence"] = _evidence(report)
-    report["verdict"] = "suspicious" if any(r["flagged"] for r in report["evidence"]) else "clean"
+    report["verdict"] = "suspicious" if any(r["flagged"] and r["decides"] for r in report["evidence"]) else "clean"
     report["verdict_sentence"] = verdict_sentence(report)
     if policy is not None:
         report["policy"] = policy_record(evaluate_policy(policy, scan_measurements(report)), cfg.policy)
