@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
 from pruneguard.scan.reversal import TRIGGER_KINDS, reversal_scan, scan_config
-from pruneguard.scan.sensitivity import ScanConfig, scan_model
+from pruneguard.scan.sensitivity import ScanConfig, ScanResult, scan_model
 from pruneguard.scan.suspect import reference_suspect, vote_candidates
 
 __all__ = [
@@ -69,11 +70,10 @@ def relative_evidence(
     for kind, sizes in model_sizes.items():
         ref = reference_sizes[kind]
         ratios[kind] = [float(m) / float(r) if r > 0 else math.inf for m, r in zip(sizes, ref, strict=True)]
-        finite = sorted(v for v in ratios[kind] if math.isfinite(v))
+        finite = [v for v in ratios[kind] if math.isfinite(v)]
         if not finite:
             continue
-        mid = len(finite) // 2
-        median = finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2
+        median = statistics.median(finite)
         low = min(range(len(sizes)), key=ratios[kind].__getitem__)
         rel = ratios[kind][low] / median if median > 0 else math.inf
         if best is None or rel < best[0]:
@@ -97,7 +97,11 @@ class SuspectFinding:
 
 
 def _sensitivity(model: nn.Module, data: ArrayData, seed: int) -> dict[str, Any]:
-    scan = scan_model(model, data, ScanConfig(seed=seed))
+    return sensitivity_record(scan_model(model, data, ScanConfig(seed=seed)))
+
+
+def sensitivity_record(scan: ScanResult) -> dict[str, Any]:
+    """The figures of a sensitivity scan the finder uses and records (JSON-ready)."""
     return {
         "score": scan.score,
         "suspected_target": scan.suspected_target,

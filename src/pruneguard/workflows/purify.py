@@ -90,8 +90,18 @@ def split_clean(clean: ArrayData, fraction: float, seed: int) -> tuple[ArrayData
     return clean.subset(use, name=f"{clean.name}:use"), clean.subset(val, name=f"{clean.name}:validation")
 
 
-def suspect_step(recipe: Recipe, model: nn.Module, use: ArrayData, meta: ModelMeta, seed: int) -> SuspectFinding:
-    """The recipe's suspect step on the clean data it may use (the reference model built from ``meta``)."""
+def suspect_step(
+    recipe: Recipe,
+    model: nn.Module,
+    use: ArrayData,
+    meta: ModelMeta,
+    seed: int,
+    *,
+    sensitivity: dict[str, Any] | None = None,
+    reversal: dict[str, Any] | None = None,
+) -> SuspectFinding:
+    """The recipe's suspect step on the clean data it may use (the reference model built from ``meta``);
+    ``sensitivity`` and ``reversal``: scans already run on ``use`` (see :func:`~pruneguard.scan.find_suspect`)."""
     return find_suspect(
         model,
         use,
@@ -104,6 +114,8 @@ def suspect_step(recipe: Recipe, model: nn.Module, use: ArrayData, meta: ModelMe
         build_reference=lambda: meta.build(seed=seed),
         batch_size=recipe.anp.batch_size,
         seed=seed,
+        sensitivity=sensitivity,
+        reversal=reversal,
     )
 
 

@@ -26,7 +26,7 @@ from pruneguard.recipes import get_recipe
 from pruneguard.reports.plots import trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.scan_html import render_scan_html
-from pruneguard.scan.finder import find_suspect
+from pruneguard.scan.finder import sensitivity_record
 from pruneguard.scan.reversal import SCAN_STEPS, reversal_scan, reverse_trigger
 from pruneguard.scan.reversal import scan_config as finder_scan_config
 from pruneguard.scan.sensitivity import (
@@ -41,6 +41,7 @@ from pruneguard.scan.sensitivity import (
 from pruneguard.utils.device import resolve_device
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, on_device
+from pruneguard.workflows.purify import suspect_step
 
 __all__ = [
     "ScanRunConfig",
@@ -233,26 +234,9 @@ def _finder(
     """Purify's suspect finder on the clean split: the classes the sensitivity scan and the reversal name, judged
     against a reference model trained on the clean split alone (:func:`~pruneguard.scan.find_suspect`), with the
     default recipe's cut; a picture of the suspect's trigger (the kind with the smaller ratio)."""
-    suspect = get_recipe("default").suspect
-    sensitivity = {
-        "score": result.score,
-        "suspected_target": result.suspected_target,
-        "verdict": result.verdict,
-        "threshold": result.threshold,
-    }
-    finding = find_suspect(
-        loaded.model,
-        clean,
-        method="vote",
-        reference_ratio=suspect.reference_ratio,
-        rule=suspect.evidence,
-        relative_cut=suspect.relative_cut,
-        sensitivity_evidence=suspect.sensitivity_evidence,
-        build_reference=lambda: loaded.meta.build(seed=cfg.seed),
-        batch_size=_reversal_config(cfg).batch_size,
-        seed=cfg.seed,
-        sensitivity=sensitivity,
-        reversal=rs,
+    recipe = get_recipe("default")
+    finding = suspect_step(
+        recipe, loaded.model, clean, loaded.meta, cfg.seed, sensitivity=sensitivity_record(result), reversal=rs
     )
     vote = finding.record["vote"]
     target = int(vote["suspected_target"])
@@ -263,7 +247,7 @@ def _finder(
         "reasons": finding.reasons,
         "ratio": vote["reference"]["measure"],
         "rule": vote["rule"],
-        "sensitivity_evidence": suspect.sensitivity_evidence,
+        "sensitivity_evidence": recipe.suspect.sensitivity_evidence,
         "cut": vote["reference"]["cut"],
         "kind": kind,
         "candidates": vote["candidates"],
