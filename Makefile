@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 THREADS ?= auto
+# test processes (pytest-xdist): one per core by default; TEST_WORKERS=0 runs the suite in this process
+TEST_WORKERS ?= auto
 
 .PHONY: setup demo test lint bench data clean
 
@@ -35,7 +37,7 @@ demo: setup data
 	$(VENV)/bin/pruneguard demo --out runs/demo --overwrite --threads $(THREADS)
 
 test: setup data
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

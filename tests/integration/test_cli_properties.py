@@ -33,7 +33,8 @@ WORK = ["-1", "0", "1", "2", "3", "1.5", "abc", "", "nan"]
 
 BASE = {
     "attack": ["--model", "{model}", "--attack", "fgsm", "--n-samples", "20", "--batch-size", "20"],
-    "scan": ["--model", "{model}", "--clean-samples", "40", "--eps", "0.2", "--steps", "1", "--restarts", "1"],
+    "scan": ["--model", "{model}", "--clean-samples", "40", "--eps", "0.2", "--steps", "1", "--restarts", "1",
+             "--no-finder"],
     "purify": ["--model", "{model}", "--recipe", "paper", "--set", "anp.iterations=2", "--clean-size", "40"],
     "harden": ["--csv", "{csv}", "--label", "y", "--train-epochs", "1", "--n-eval", "20", "--square-queries", "0",
                "--pgd-steps", "1", "--finetune-epochs", "0", "--target-sparsity", "0.2", "--step", "0.2",

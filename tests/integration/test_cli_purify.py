@@ -365,7 +365,7 @@ def test_the_guard_scales_a_costly_repair_back(trained: Path, tmp_path: Path) ->
     """A repair that wrecks the model (a learning rate of 50) is scaled back until the validation accuracy fits; if
     nothing of it fits and nothing was pruned, the suspected backdoor was not removed: a failed verdict, exit 3."""
     out = tmp_path / "guard"
-    sets = (*FAST, "suspect.require_evidence=false", "repair.method=finetune", "repair.lr=50", "repair.epochs=2")
+    sets = (*FAST, "suspect.target=0", "repair.method=finetune", "repair.lr=50", "repair.epochs=2")
     code = _purify(trained, out, sets=sets)
     rep = json.loads((out / "report.json").read_text())
     guard = rep["guard"]
@@ -386,7 +386,7 @@ def test_the_round_guard_judges_each_unlearning_round_against_the_model_it_start
     out = tmp_path / "rounds"
     sets = (
         *FAST,
-        "suspect.require_evidence=false",
+        "suspect.target=0",
         "repair.guard=round",
         "repair.rounds=3",
         "repair.lr=50",
@@ -512,7 +512,7 @@ def test_a_repair_that_nothing_of_fits_is_retried_at_a_third_of_the_learning_rat
     out = tmp_path / "retry"
     sets = (
         *FAST,
-        "suspect.require_evidence=false",
+        "suspect.target=0",
         "repair.method=finetune",
         "repair.lr=50",
         "repair.epochs=2",
@@ -540,7 +540,7 @@ def test_max_kl_stops_the_pruning_where_the_outputs_diverge(trained: Path, tmp_p
     out = tmp_path / "kl"
     sets = (
         *FAST,
-        "suspect.require_evidence=false",
+        "suspect.target=0",
         "select.threshold=0.9",
         "select.max_kl=0.01",
         "max_acc_drop=0.5",
