@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 THREADS ?= auto
-# test processes (pytest-xdist): one per core by default; TEST_WORKERS=0 runs the suite in this process
+# test processes (pytest-xdist): one per core by default; TEST_WORKERS=0 runs the suite in this process.
+# loadgroup: tests marked xdist_group("ray") share one worker, so two local Ray clusters never compete
 TEST_WORKERS ?= auto
 
 .PHONY: setup demo test lint bench data clean
@@ -37,7 +38,7 @@ demo: setup data
 	$(VENV)/bin/pruneguard demo --out runs/demo --overwrite --threads $(THREADS)
 
 test: setup data
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

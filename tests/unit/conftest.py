@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -44,3 +46,17 @@ def reversed_toy(toy) -> ReversedTrigger:
     """The patch trigger reversed to the toy's backdoor target (``TOY_REVERSAL``, seed 0)."""
     model, clean, _, _ = toy
     return reverse_trigger(model, clean, 0, TOY_REVERSAL, generator=torch.Generator().manual_seed(0))
+
+
+def _toy_architecture() -> nn.Module:
+    """A fresh, untrained model of the toy's architecture, seeded as ``ModelMeta.build(seed=0)`` is (purify's
+    reference): its initial weights do not depend on which tests ran before in this process."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
+
+
+@pytest.fixture(scope="session")
+def toy_build() -> Callable[[], nn.Module]:
+    """``build_reference`` for the toy (see ``_toy_architecture``)."""
+    return _toy_architecture

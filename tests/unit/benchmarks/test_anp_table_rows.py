@@ -142,6 +142,7 @@ def _figures(table: dict) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one local Ray at a time: each takes every core
 def test_ray_executor_gives_the_local_rows_and_a_rerun_computes_nothing(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     one = ("--attacks", "blend")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from pruneguard.errors import ConfigError
-from pruneguard.models import create_model
 from pruneguard.scan.finder import find_suspect, relative_evidence
 from pruneguard.scan.reversal import reversal_scan, scan_config
 
@@ -28,17 +26,19 @@ def test_relative_evidence_forgives_a_model_easier_to_trigger_everywhere() -> No
     assert math.isinf(ratios["patch"][0]) and cls == 1 and rel == pytest.approx(0.5 / 0.55)
 
 
-def _build() -> torch.nn.Module:
-    return create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
-
-
-def test_the_relative_rule_reverses_the_reference_to_every_class(toy) -> None:
+def test_the_relative_rule_reverses_the_reference_to_every_class(toy, toy_build) -> None:
     model, clean, _, _ = toy
     reversal = reversal_scan(model, clean, scan_config(64), seed=0)
     sensitivity = {"score": 0.1, "suspected_target": 3, "verdict": "clean", "threshold": 0.41}
     found = {
         rule: find_suspect(
-            model, clean, rule=rule, build_reference=_build, batch_size=64, sensitivity=sensitivity, reversal=reversal
+            model,
+            clean,
+            rule=rule,
+            build_reference=toy_build,
+            batch_size=64,
+            sensitivity=sensitivity,
+            reversal=reversal,
         )
         for rule in ("ratio", "relative")
     }
@@ -55,7 +55,7 @@ def test_the_relative_rule_reverses_the_reference_to_every_class(toy) -> None:
     assert found["ratio"].evidence == (found["ratio"].record["vote"]["reference"]["measure"] <= 0.41)
 
 
-def test_an_unknown_rule_names_the_field(toy) -> None:
+def test_an_unknown_rule_names_the_field(toy, toy_build) -> None:
     model, clean, _, _ = toy
     with pytest.raises(ConfigError, match="suspect.evidence='median'"):
-        find_suspect(model, clean, rule="median", build_reference=_build)
+        find_suspect(model, clean, rule="median", build_reference=toy_build)

@@ -10,19 +10,14 @@ import torch
 
 from pruneguard.defenses.unlearning import UnlearnConfig, unlearn_
 from pruneguard.evaluation import evaluate_asr
-from pruneguard.models import create_model
 from pruneguard.scan.finder import recheck_suspect
 from pruneguard.scan.reference import train_reference
 
 
-def _build() -> torch.nn.Module:
-    return create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
-
-
 @pytest.fixture(scope="module")
-def reference(toy) -> torch.nn.Module:
+def reference(toy, toy_build) -> torch.nn.Module:
     _, clean, _, _ = toy
-    return train_reference(_build, clean, seed=0)
+    return train_reference(toy_build, clean, seed=0)
 
 
 def test_an_unrepaired_backdoor_is_still_found_and_the_inputs_are_untouched(toy, reference) -> None:

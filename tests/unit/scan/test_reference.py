@@ -7,7 +7,6 @@ import math
 import torch
 
 from pruneguard.evaluation import evaluate_accuracy
-from pruneguard.models import create_model
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
 from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, reverse_trigger
 from pruneguard.scan.suspect import reference_suspect
@@ -15,14 +14,10 @@ from pruneguard.scan.suspect import reference_suspect
 CFG = ReversalConfig(steps=150, batch_size=64)
 
 
-def _build() -> torch.nn.Module:
-    return create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
-
-
-def test_a_reference_trained_on_the_clean_split_tells_the_implanted_target_from_a_clean_class(toy) -> None:
+def test_a_reference_trained_on_the_clean_split_tells_the_implanted_target_from_a_clean_class(toy, toy_build) -> None:
     model, clean, test, _ = toy
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ref = train_reference(_build, clean, seed=0)
+    ref = train_reference(toy_build, clean, seed=0)
     assert not ref.training and evaluate_accuracy(ref, test) > 0.7  # it learned the task from 238 images
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the suspect is untouched
     candidates = [0, 3]

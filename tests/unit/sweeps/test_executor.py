@@ -94,6 +94,7 @@ def ray_options() -> Iterator[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one local Ray at a time: each takes every core
 def test_ray_gives_the_local_results_and_survives_a_worker_killed_midway(
     tmp_path: Path, ray_options: dict[str, Any]
 ) -> None:
