@@ -19,12 +19,17 @@ from pruneguard.training.train import train_model
 TOY_REVERSAL = ReversalConfig(steps=300, batch_size=64, lr=0.1)
 
 
+def _toy_model() -> nn.Module:
+    """An untrained model of the toys' architecture (from the global random state)."""
+    return create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
+
+
 def _backdoored(attack: BadNets | Blend) -> tuple[nn.Module, ArrayData, ArrayData, ArrayData]:
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
     fit, clean = train.subset(torch.arange(1200)), train.subset(torch.arange(1200, len(train)))
     poisoned = attack.poison(fit, rate=0.1, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    model = create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
+    model = _toy_model()
     train_model(model, poisoned.data, TrainConfig(epochs=6, batch_size=64, lr=0.05, crop_padding=0, hflip=False))
     return model, clean, test, triggered_eval_set(test, lambda x, y: attack(None, x, y), 0)
 
@@ -53,7 +58,7 @@ def _toy_architecture() -> nn.Module:
     reference): its initial weights do not depend on which tests ran before in this process."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return create_model("gap_cnn", num_classes=10, input_shape=(1, 8, 8), mean=(0.3,), std=(0.4,), width=0.25)
+        return _toy_model()
 
 
 @pytest.fixture(scope="session")

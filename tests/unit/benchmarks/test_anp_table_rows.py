@@ -148,9 +148,8 @@ def test_ray_executor_gives_the_local_rows_and_a_rerun_computes_nothing(tmp_path
     one = ("--attacks", "blend")
     local = _table(tmp_path / "local", *one)
     assert local["computed"] == {"units": 3, "reused": 0}  # one model, two rows
-    on_ray = _table(
-        tmp_path / "ray", *one, "--executor", "ray"
-    )  # a local Ray started by the script, stopped at its end
+    # a local Ray started by the script, stopped at its end
+    on_ray = _table(tmp_path / "ray", *one, "--executor", "ray")
     assert _figures(on_ray) == _figures(local) and on_ray["computed"] == local["computed"]
     again = _table(tmp_path / "ray", *one)  # the cache Ray filled serves the local executor: nothing recomputed
     assert again["computed"] == {"units": 0, "reused": 3} and again["rows"] == on_ray["rows"]
