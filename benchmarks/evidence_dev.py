@@ -18,6 +18,7 @@ be used to choose a rule; ``--split eval`` is refused unless ``--allow-eval`` is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -35,8 +36,9 @@ from pruneguard.recipes import get_recipe  # noqa: E402
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference  # noqa: E402
 from pruneguard.scan.reversal import reversal_scan, scan_config  # noqa: E402
 from pruneguard.scan.sensitivity import ScanConfig, scan_model  # noqa: E402
+from pruneguard.utils.device import resolve_device  # noqa: E402
 from pruneguard.utils.io import atomic_write_json  # noqa: E402
-from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
+from pruneguard.workflows.common import draw_clean_split, load_for_defense, on_device  # noqa: E402
 from pruneguard.workflows.purify import split_clean  # noqa: E402
 
 logger = logging.getLogger("evidence_dev")
@@ -55,6 +57,8 @@ def evidence_row(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
             return cached
     recipe = get_recipe("default")
     loaded = load_for_defense(model_path, data_dir=args.data_dir)
+    device = resolve_device(args.device)
+    loaded = dataclasses.replace(loaded, model=on_device(loaded.model, device))
     clean, _ = draw_clean_split(loaded, clean_fraction=args.clean_fraction, clean_samples=None, seed=spec["seed"])
     use, _ = split_clean(clean, recipe.validation_fraction, spec["seed"])
     t0 = time.perf_counter()
@@ -69,7 +73,7 @@ def evidence_row(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         atomic_write_json(light, row)
         return row
     rev = reversal_scan(loaded.model, use, scan_config(recipe.anp.batch_size), seed=spec["seed"])
-    reference = train_reference(lambda: loaded.meta.build(seed=spec["seed"]), use, seed=spec["seed"])
+    reference = train_reference(lambda: loaded.meta.build(seed=spec["seed"]), use, seed=spec["seed"], device=device)
     ref = reference_trigger_sizes(
         reference, use, range(use.num_classes), scan_config(recipe.anp.batch_size), seed=spec["seed"]
     )
@@ -80,6 +84,7 @@ def evidence_row(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         "model_sizes": {k: v["mask_l1"] for k, v in rev["kinds"].items()},
         "reference_sizes": {k: [v[c] for c in range(use.num_classes)] for k, v in ref["sizes"].items()},
         "seconds": time.perf_counter() - t0,
+        "device": str(device),
     }
     atomic_write_json(path, row)
     return row

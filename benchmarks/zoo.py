@@ -79,18 +79,29 @@ logger = logging.getLogger("zoo")
 # ranges of the splits are disjoint. "eval2" is a fresh evaluation split, drawn like "eval": "eval" was run once
 # (commit bc1298a) and its failures then guided the development work, so the next version is judged on eval2;
 # "eval3" is the next fresh one. "dev2" is a second development split: "dev" holds two clean models outside
-# PreAct-ResNet-18, too few to place a cut that clean models must stay above.
-SPLIT_SEEDS = {"dev": 10_000, "eval": 20_000, "eval2": 30_000, "dev2": 40_000, "eval3": 50_000}
-EVAL_SPLITS = ("eval", "eval2", "eval3")  # reporting splits: recipes by name only, no choice is made on them
+# PreAct-ResNet-18, too few to place a cut that clean models must stay above. "eval3" was reported on once (the
+# evidence rules of 70be354) and is development data since; "dev3" holds clean models only, two per architecture,
+# to measure how a clean model's evidence varies with its architecture; "eval4" is the next fresh split.
+SPLIT_SEEDS = {
+    "dev": 10_000,
+    "eval": 20_000,
+    "eval2": 30_000,
+    "dev2": 40_000,
+    "eval3": 50_000,
+    "dev3": 60_000,
+    "eval4": 70_000,
+}  # fmt: skip
+EVAL_SPLITS = ("eval", "eval2", "eval4")  # reporting splits: recipes by name only, no choice is made on them
 SEED_SPAN = 10_000
 CLEAN_EVERY = 4  # models 0, 4, 8, ... of a split are clean
+CLEAN_EVERY_OF = {"dev3": 1}  # splits with another share of clean models (dev3: every model)
 POISON_RATES = (0.01, 0.10)  # share of the training set, drawn uniformly
 ZOO_FAMILIES = ("random_patch", "thin_line", "faint_pattern")
 MODES: dict[str, dict[str, Any]] = {
     "full": {
         "dataset": "fashion_mnist",
         "epochs": 4,
-        "models": {"dev": 16, "eval": 28, "eval2": 28, "dev2": 24, "eval3": 28},
+        "models": {"dev": 16, "eval": 28, "eval2": 28, "dev2": 24, "eval3": 28, "dev3": 12, "eval4": 28},
         "archs": {
             "small_cnn": 1.0,
             "gap_cnn": 1.0,
@@ -106,7 +117,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "dataset": "digits",
         "epochs": 25,
-        "models": {"dev": 4, "eval": 4, "eval2": 4, "dev2": 4, "eval3": 4},
+        "models": {"dev": 4, "eval": 4, "eval2": 4, "dev2": 4, "eval3": 4, "dev3": 4, "eval4": 4},
         "archs": {"small_cnn": 0.5, "gap_cnn": 0.5, "plain_cnn": 0.5, "gn_cnn": 0.5},
         "families": ZOO_FAMILIES,  # one model each: the smoke run covers every new trigger family
         "clean_fraction": 0.08,  # about 100 digits images (1% of digits would be 14)
@@ -190,7 +201,7 @@ def zoo_specs(split: str, *, quick: bool = False) -> list[dict[str, Any]]:
     hw = (int(info.input_shape[-2]), int(info.input_shape[-1]))
     deal = random.Random(SPLIT_SEEDS[split])
     archs = _dealt(list(mode["archs"]), n, deal)
-    clean = [i % CLEAN_EVERY == 0 for i in range(n)]
+    clean = [i % CLEAN_EVERY_OF.get(split, CLEAN_EVERY) == 0 for i in range(n)]
     families = iter(_dealt(list(mode["families"]), n - sum(clean), deal))
     probes = iter(_dealt([f for f in mode["families"] if f in _STATELESS], sum(clean), deal))
     specs = []

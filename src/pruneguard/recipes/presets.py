@@ -51,7 +51,7 @@ def default() -> Recipe:
     return Recipe(
         name="default",
         description="Suspect the class whose reversed trigger, against a reference model trained on the clean "
-        "data, stands out from the other classes' (at most 0.449 times the median class's ratio; no evidence: model "
+        "data, stands out from the other classes' (at most 0.436 times the median class's ratio; no evidence: model "
         "unchanged), targeted ANP, "
         "pruning capped by the validation guard and at 0.02 nats of divergence from the original's validation "
         "outputs (ties in ANP's order), up to four rounds of patch+blend trigger unlearning with distillation of "
@@ -61,7 +61,7 @@ def default() -> Recipe:
         validation_fraction=0.2,
         max_acc_drop=0.02,
         suspect=SuspectStep(
-            method="vote", require_evidence=True, evidence="relative", relative_cut=0.449, sensitivity_evidence=False
+            method="vote", require_evidence=True, evidence="relative", relative_cut=0.436, sensitivity_evidence=False
         ),
         anp=ANPStep(iterations=1000, augment=False, targeted=True),
         select=SelectStep(rule="threshold", threshold=0.2, capped=True, max_kl=0.02, tiebreak=True),

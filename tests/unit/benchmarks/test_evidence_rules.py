@@ -40,6 +40,15 @@ def test_cut_separates_when_it_can_and_sits_in_the_widest_gap(rules: ModuleType)
     assert cut == pytest.approx(3.5)
 
 
+def test_cut_under_a_false_positive_budget_keeps_to_it(rules: ModuleType) -> None:
+    pos, neg = [3.0, 5.0, 6.0], [1.0, 2.0, 4.0, 0.0]
+    assert rules.choose_cut(pos, neg) == pytest.approx(2.5)  # balanced accuracy: all three, one clean model flagged
+    assert rules.choose_cut(pos, neg, max_fpr=0.25) == pytest.approx(2.5)  # within a budget of one in four
+    cut = rules.choose_cut(pos, neg, max_fpr=0.0)  # no clean model may be flagged: above 4.0, 2 of 3 found
+    assert 4.0 < cut < 5.0 and cut == pytest.approx(4.5)
+    assert rules.choose_cut([1.0], [2.0], max_fpr=0.0) == 2.0  # nothing separates: flag none
+
+
 def test_relative_ratio_forgives_a_model_brittle_on_every_class(rules: ModuleType) -> None:
     brittle = _row("c", False, 0, [60.0] * 4, [100.0] * 4, 0.1)  # 0.6x the reference everywhere: no outlier
     backdoor = _row("b", True, 2, [90.0, 90.0, 10.0, 90.0], [100.0] * 4, 0.1)
