@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sensitivity-cut", type=float, default=ScanConfig().threshold,
                    help="the sensitivity scan's cut for --scored rows (they do not carry it)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.max_fpr is not None and not 0 <= args.max_fpr <= 1:
+        p.error(f"--max-fpr={args.max_fpr} is not accepted; accepted: a share between 0 and 1")
     rows = []
     for f in args.files:  # an evidence_dev.py output ({"rows": [...]}) or one cached row
         data = json.loads(f.read_text())
@@ -290,8 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(ids)) != len(ids):
         p.error(f"a model appears twice among the rows: {sorted({i for i in ids if ids.count(i) > 1})}")
     cuts = json.loads(args.cuts.read_text()) if args.cuts else None
-    if args.max_fpr is not None and not 0 <= args.max_fpr <= 1:
-        p.error(f"--max-fpr={args.max_fpr} is not accepted; accepted: a share between 0 and 1")
     result = judge(scored, cuts, args.max_fpr)
     if args.write_cuts:
         args.write_cuts.write_text(json.dumps({k: v["cut"] for k, v in result.items() if "cut" in v}, indent=1) + "\n")
