@@ -4,11 +4,18 @@ and its true/false positive rates and target-class accuracy at that cut.
     python benchmarks/evidence_rules.py runs/evidence_dev_*.json                       # choose (development split)
     python benchmarks/evidence_rules.py --max-fpr 0.1 runs/evidence_dev_*.json         # choose, false alarms <= 10%
     python benchmarks/evidence_rules.py --cuts cuts.json runs/evidence_eval_*.json      # report at fixed cuts
+    python benchmarks/evidence_rules.py --attacks zoo_none.json ... runs/evidence_*.json  # also: attacks that took
+    python benchmarks/evidence_rules.py --score-reports DIR ...   # every rule's (score, class) on purify reports
 
 Every rule maps a row to (score, class): a higher score is more suspicious. The cut of a rule is chosen as
 ``scan_zoo.py`` chooses the scan's: among the cuts with the best balanced accuracy, the midpoint of the widest gap
 between neighbouring scores. With ``--cuts`` the cuts are read from a file written by a development run
 (``--write-cuts``) and nothing is chosen.
+
+A poisoned model whose attack did not take (its trigger flips fewer than ``--took`` of the test images, e.g. a SIG
+model at 5%) carries no backdoor a detector could find. With ``--attacks`` (outputs of ``zoo.py --defenses none``,
+which measure each model's ASR with no defence) every rule is also judged on the backdoors that took alone
+(``auroc_took``, ``tpr_took``: the clean models and the cut unchanged); the cuts are still chosen on all models.
 """
 
 from __future__ import annotations
@@ -77,6 +84,14 @@ def vote_ratio(row: dict[str, Any]) -> tuple[float, int]:
     return -min(r[chosen] for r in ratios.values()), chosen
 
 
+def ratio_sensitivity(row: dict[str, Any]) -> tuple[float, int]:
+    """The vote's ratio (:func:`vote_ratio`, negated) plus the sensitivity scan's score: two independent signs of a
+    shortcut to one class, a trigger far smaller than the reference's and errors under neuron perturbations
+    that gather on few classes, each weak on some attacks."""
+    score, cls = vote_ratio(row)
+    return score + row["sensitivity"]["score"], cls
+
+
 def reference_ratio(row: dict[str, Any]) -> tuple[float, int]:
     """The smallest (model size / reference size) over classes and kinds, negated (smaller is more suspicious)."""
     best = (float("inf"), -1)
@@ -123,6 +138,7 @@ def ratio_anomaly(row: dict[str, Any]) -> tuple[float, int]:
 RULES: dict[str, Rule] = {
     "sensitivity": sensitivity,
     "vote_ratio": vote_ratio,
+    "ratio_sensitivity": ratio_sensitivity,
     "candidate_ratio": candidate_ratio,
     "neural_cleanse": neural_cleanse,
     "reference_ratio": reference_ratio,
@@ -166,6 +182,44 @@ def choose_cut(pos: list[float], neg: list[float], max_fpr: float | None = None)
     return widest
 
 
+def report_row(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The evidence row of a ``purify`` report whose finder reversed the reference to every class (the relative
+    rule's record): the same scans, on the same images, as ``evidence_dev.py`` records; ``None`` for a report
+    without them (no scan, or the reference reversed to the candidates only)."""
+    vote, rev, sens = report.get("vote"), report.get("reversal_scan"), report.get("scan")
+    if not (vote and rev and sens):
+        return None
+    sizes = {k: v["mask_l1"] for k, v in rev["kinds"].items()}
+    refs = vote["reference"]["sizes"]
+    classes = len(next(iter(sizes.values())))
+    if any(len(refs.get(k, {})) < classes for k in sizes):
+        return None
+    return {
+        "sensitivity": {"score": sens["score"], "target": sens["suspected_target"], "threshold": sens["threshold"]},
+        "model_sizes": sizes,
+        "reference_sizes": {k: [refs[k][str(c)] for c in range(classes)] for k in sizes},
+    }
+
+
+def score_reports(folders: list[Path]) -> dict[str, Any]:
+    """Every rule's (score, class) on each purify report of ``folders`` (``*.json`` in a folder, or
+    ``*/report.json`` beside a purified model), with the decision the report's own run made."""
+    out: dict[str, Any] = {}
+    for folder in folders:
+        for path in sorted([*folder.glob("*.json"), *folder.glob("*/report.json")]):
+            report = json.loads(path.read_text())
+            row = report_row(report)
+            if row is None:
+                continue
+            name = path.parent.name if path.name == "report.json" else path.stem
+            out[f"{folder.name}/{name}"] = {
+                "evidence": report["suspect"]["evidence"],
+                "suspect": report["suspect"]["target"],
+                "scores": {n: [round(v, 4) for v in RULES[n](row)] for n in RULES},
+            }
+    return out
+
+
 def score_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every rule's (score, class) on each raw row of ``evidence_dev.py``, with the row's spec and sensitivity scan
     (rows of a ``--sensitivity-only`` run score that rule alone)."""
@@ -194,14 +248,39 @@ def read_scored(data: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
     return list(models.values())
 
 
+def attack_asr(files: list[Path]) -> dict[str, float]:
+    """Each model's attack success rate with no defence, by model id, from ``zoo.py`` outputs (their ``none``
+    rows' ``asr_before``)."""
+    out: dict[str, float] = {}
+    for f in files:
+        for row in json.loads(f.read_text())["rows"]:
+            if row["asr_before"] is not None:
+                out[row["model"]["id"]] = row["asr_before"]
+    return out
+
+
+def mark_took(scored: list[dict[str, Any]], asr: dict[str, float], took: float) -> list[str]:
+    """Set ``took`` on every backdoored row (its attack's ASR with no defence is at least ``took``); the ids of
+    backdoored rows ``asr`` does not know, which stay unmarked."""
+    unknown = []
+    for r in scored:
+        if r["spec"]["backdoored"]:
+            if r["spec"]["id"] in asr:
+                r["took"] = asr[r["spec"]["id"]] >= took
+            else:
+                unknown.append(r["spec"]["id"])
+    return unknown
+
+
 def judge(scored: list[dict[str, Any]], cuts: dict[str, float] | None, max_fpr: float | None = None) -> dict[str, Any]:
     """Per rule, on the models that have its score: AUROC, the cut (chosen, or ``cuts``'s), TPR, FPR and the
-    target-class accuracy (on the flagged backdoored models and on all); then each rule or'ed with the
-    sensitivity scan at its own cut, as the finder decides."""
+    target-class accuracy (on the flagged backdoored models and on all); where rows carry ``took``
+    (:func:`mark_took`), AUROC and TPR on the backdoors that took; then each rule or'ed with the sensitivity scan
+    at its own cut, as the finder decides."""
     out: dict[str, Any] = {}
     for name in RULES:
         have = [(r["scores"][name], r["spec"]) for r in scored if name in r["scores"]]
-        if not have:
+        if not have or (cuts is not None and name not in cuts):  # a cuts file from before the rule existed
             continue
         pos = [s for (s, _), spec in have if spec["backdoored"]]
         neg = [s for (s, _), spec in have if not spec["backdoored"]]
@@ -229,6 +308,11 @@ def judge(scored: list[dict[str, Any]], cuts: dict[str, float] | None, max_fpr: 
                 for (s, c), spec in have
             ],  # fmt: skip
         }
+        took = [r["scores"][name][0] for r in scored if name in r["scores"] and r.get("took")]
+        if any("took" in r for r in scored):
+            out[name]["backdoored_took"] = len(took)
+            out[name]["auroc_took"] = auroc(took, neg)
+            out[name]["tpr_took"] = sum(s > cut for s in took) / len(took) if took else None
     for name in [n for n in out if n not in ("sensitivity", "neural_cleanse")]:
         out[f"sensitivity_or_{name}"] = _either([r for r in scored if name in r["scores"]], name, out[name]["cut"])
     return out
@@ -259,7 +343,9 @@ def _either(scored: list[dict[str, Any]], name: str, cut: float) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="+", type=Path, help="evidence_dev.py outputs or cached rows")
+    p.add_argument("files", nargs="*", type=Path, help="evidence_dev.py outputs or cached rows")
+    p.add_argument("--score-reports", type=Path, nargs="+", default=None,
+                   help="folders of purify reports: print every rule's (score, class) on each, and stop")  # fmt: skip
     p.add_argument("--cuts", type=Path, default=None, help="fixed cuts (JSON {rule: cut}) from a development run")
     p.add_argument("--write-cuts", type=Path, default=None)
     p.add_argument(
@@ -269,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         help="choose each cut for the best TPR at most this false-positive rate (default: balanced accuracy)",
     )
     p.add_argument("--rows", action="store_true", help="print every model's score")
+    p.add_argument("--attacks", type=Path, action="append", default=[],
+                   help="a zoo.py output with the models' ASR with no defence (repeatable): judge also on the "
+                   "backdoors that took")  # fmt: skip
+    p.add_argument("--took", type=float, default=0.5, help="an attack took when its ASR is at least this")
     p.add_argument(
         "--scored",
         type=Path,
@@ -281,6 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.max_fpr is not None and not 0 <= args.max_fpr <= 1:
         p.error(f"--max-fpr={args.max_fpr} is not accepted; accepted: a share between 0 and 1")
+    if not 0 < args.took <= 1:
+        p.error(f"--took={args.took} is not accepted; accepted: a share above 0, at most 1")
+    if args.score_reports is not None:
+        json.dump(score_reports(args.score_reports), sys.stdout, indent=1)
+        print()
+        return 0
+    if not args.files:
+        p.error("no row files given; accepted: evidence_dev.py outputs or cached rows (or --score-reports)")
     rows = []
     for f in args.files:  # an evidence_dev.py output ({"rows": [...]}) or one cached row
         data = json.loads(f.read_text())
@@ -291,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     ids = [r["spec"]["id"] for r in scored]
     if len(set(ids)) != len(ids):
         p.error(f"a model appears twice among the rows: {sorted({i for i in ids if ids.count(i) > 1})}")
+    unknown = mark_took(scored, attack_asr(args.attacks), args.took) if args.attacks else []
+    if unknown:
+        p.error(f"--attacks: no ASR for the backdoored models {unknown}; accepted: zoo.py outputs covering them")
     cuts = json.loads(args.cuts.read_text()) if args.cuts else None
     result = judge(scored, cuts, args.max_fpr)
     if args.write_cuts:

@@ -117,3 +117,72 @@ def test_scored_rows_of_an_earlier_output_join_and_give_the_same_figures(
             assert joined["rules"][name].get(key) == pytest.approx(whole["rules"][name].get(key)), (name, key)
     with pytest.raises(SystemExit):  # the same model twice
         rules.main([str(first), "--scored", str(earlier)])
+
+
+def _zoo_output(asr: dict[str, float | None]) -> dict[str, Any]:
+    return {"rows": [{"model": {"id": i}, "defense": "none", "asr_before": a} for i, a in asr.items()]}
+
+
+def test_backdoors_that_did_not_take_are_judged_apart(rules: ModuleType, tmp_path: Path, capsys) -> None:
+    rows = [
+        _row("b1", True, 2, [90.0, 90.0, 10.0, 90.0], [100.0] * 4, 0.6),  # a strong backdoor
+        _row("b2", True, 1, [90.0, 90.0, 90.0, 90.0], [100.0] * 4, 0.1),  # poisoned, but its attack did not take
+        _row("c1", False, 0, [60.0, 90.0, 90.0, 90.0], [100.0] * 4, 0.1),
+    ]
+    files, attacks = tmp_path / "rows.json", tmp_path / "zoo.json"
+    files.write_text(json.dumps({"rows": rows}))
+    attacks.write_text(json.dumps(_zoo_output({"b1": 0.99, "b2": 0.04, "c1": None})))
+    assert rules.main([str(files), "--attacks", str(attacks)]) == 0
+    rel = json.loads(capsys.readouterr().out)["rules"]["relative_ratio"]
+    assert rel["auroc"] == 0.5  # the clean model's outlier ranks above the poisoned model without a backdoor
+    assert rel["backdoored_took"] == 1 and rel["auroc_took"] == 1.0
+    assert rules.main([str(files), "--attacks", str(attacks), "--took", "0.01"]) == 0  # both took at 1%
+    assert json.loads(capsys.readouterr().out)["rules"]["relative_ratio"]["backdoored_took"] == 2
+    assert rules.main([str(files)]) == 0  # without --attacks: no such figures
+    assert "auroc_took" not in json.loads(capsys.readouterr().out)["rules"]["relative_ratio"]
+
+
+def test_attacks_must_cover_every_backdoored_model_and_took_is_a_share(
+    rules: ModuleType, tmp_path: Path, capsys
+) -> None:
+    files, attacks = tmp_path / "rows.json", tmp_path / "zoo.json"
+    files.write_text(json.dumps({"rows": [_row("b1", True, 1, [90.0, 10.0, 90.0, 90.0], [100.0] * 4, 0.6)]}))
+    attacks.write_text(json.dumps(_zoo_output({"other": 0.9})))
+    for argv in (["--attacks", str(attacks)], ["--took", "1.5"], ["--took", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            rules.main([str(files), *argv])
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no ASR for the backdoored models ['b1']" in err and "--took=1.5 is not accepted" in err
+
+
+def _report(row: dict[str, Any], evidence: bool, partial: bool = False) -> dict[str, Any]:
+    refs = {k: {str(c): v for c, v in enumerate(sizes)} for k, sizes in row["reference_sizes"].items()}
+    if partial:  # the ratio rule's record: the reference reversed to the candidates only
+        refs = {k: {c: v for c, v in d.items() if c == "2"} for k, d in refs.items()}
+    return {
+        "scan": {"score": row["sensitivity"]["score"], "suspected_target": 2, "threshold": 0.41},
+        "reversal_scan": {"kinds": {k: {"mask_l1": v} for k, v in row["model_sizes"].items()}},
+        "vote": {"reference": {"sizes": refs}},
+        "suspect": {"evidence": evidence, "target": 2},
+    }
+
+
+def test_purify_reports_are_scored_as_evidence_rows(rules: ModuleType, tmp_path: Path, capsys) -> None:
+    row = _row("b1", True, 2, [90.0, 90.0, 10.0, 90.0], [100.0] * 4, 0.6)
+    folder = tmp_path / "reports"
+    (folder / "m1").mkdir(parents=True)
+    (folder / "flat.json").write_text(json.dumps(_report(row, True)))
+    (folder / "m1" / "report.json").write_text(json.dumps(_report(row, False)))
+    (folder / "ratio_rule.json").write_text(json.dumps(_report(row, True, partial=True)))  # skipped
+    (folder / "unscanned.json").write_text(json.dumps({"suspect": {"evidence": False, "target": None}}))
+    assert rules.main(["--score-reports", str(folder)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"reports/flat", "reports/m1"}
+    assert out["reports/flat"]["evidence"] is True and out["reports/m1"]["evidence"] is False
+    want = {n: [round(v, 4) for v in f(row)] for n, f in rules.RULES.items()}
+    assert out["reports/flat"]["scores"] == want
+    assert want["ratio_sensitivity"] == [pytest.approx(-0.1 + 0.6), 2]
+    with pytest.raises(SystemExit) as exc:  # neither rows nor reports
+        rules.main([])
+    assert exc.value.code == 2
