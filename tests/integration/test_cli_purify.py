@@ -295,6 +295,10 @@ def test_a_purification_that_breaks_the_guard_exits_3_with_the_failed_verdict_fi
     rep = json.loads((out / "report.json").read_text())
     assert rep["verdict"]["status"] == "failed" and rep["validation_drop"] > 0.02
     assert res.stdout.splitlines()[0].startswith("FAILED:") and "limit 2.0" in res.stdout.splitlines()[0]
+    change = rep["validation_change"]  # the same drop, counted image by image on the validation part
+    assert change["images"] == rep["validation_samples"] and change["drop"] == pytest.approx(rep["validation_drop"])
+    assert change["lost"] - change["gained"] > 0 and change["changed"] >= change["lost"] + change["gained"]
+    assert f"{change['changed']} of its {change['images']} predictions changed" in res.stdout.splitlines()[0]
     body = (out / "report.html").read_text().split("<body>", 1)[1]
     assert body.index("FAILED:") < body.index("<h2>")
     # the same with the cap on: the pruning stops where the validation accuracy would fall too far

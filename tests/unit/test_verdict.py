@@ -122,3 +122,13 @@ def test_a_trigger_the_recheck_still_finds_is_a_caution_on_the_purified_model() 
     # the accuracy limit comes first: a run that broke it fails for that reason
     both = purify_verdict(_report(validation_drop=0.031, recheck=_recheck(0.10)), 0.02, True)
     assert both["status"] == "failed" and "fell 3.1 points" in both["sentence"]
+
+
+def test_the_validation_figures_say_how_many_predictions_moved_and_how_precise_the_drop_is() -> None:
+    change = {"images": 120, "changed": 16, "lost": 8, "gained": 8, "drop": 0.0, "drop_se": 0.0333}
+    s = purify_verdict(_report(validation_change=change), 0.02, True)["sentence"]
+    assert "validation accuracy 90.0% → 89.5% (16 of its 120 predictions changed; standard error of the drop " \
+        "3.3 points)" in s  # fmt: skip
+    still = {**change, "changed": 0, "lost": 0, "gained": 0, "drop_se": 0.0}
+    assert "predictions changed" not in purify_verdict(_report(validation_change=still), 0.02, True)["sentence"]
+    assert "predictions changed" not in purify_verdict(_report(), 0.02, True)["sentence"]  # older reports

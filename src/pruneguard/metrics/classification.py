@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["accuracy", "attack_success_rate", "mean_kl"]
+__all__ = ["accuracy", "attack_success_rate", "mean_kl", "paired_change"]
 
 
 def _preds(logits_or_preds: Tensor) -> Tensor:
@@ -46,3 +46,31 @@ def mean_kl(reference: Tensor, logits: Tensor) -> float:
         return float("nan")
     ref = F.log_softmax(reference.float(), 1)
     return float((ref.exp() * (ref - F.log_softmax(logits.float(), 1))).sum(1).mean().clamp_min(0.0))
+
+
+def paired_change(before: Tensor, after: Tensor, y: Tensor) -> dict[str, float | int]:
+    """How a change of model moved its predictions on the same labelled images (logits or predictions ``before``
+    and ``after``, labels ``y``): ``images``; ``changed``, the images whose prediction differs; ``lost`` (right
+    before, wrong after) and ``gained``; the accuracy ``drop`` and its standard error ``drop_se``, from the
+    per-image differences (-1, 0, 1) as a paired sample: sqrt((lost + gained)/n - drop^2) / sqrt(n). Only the
+    images whose prediction changed carry information about the drop, so a drop measured on few images with many
+    changes is uncertain even when it reads 0."""
+    pb, pa = _preds(before), _preds(after)
+    if not pb.shape == pa.shape == y.shape:
+        raise ValueError(f"predictions of shape {tuple(pb.shape)} and {tuple(pa.shape)} for labels {tuple(y.shape)}")
+    n = y.numel()
+    if n == 0:
+        raise ValueError("paired_change needs at least one image")
+    right_before, right_after = pb == y, pa == y
+    lost = int((right_before & ~right_after).sum())
+    gained = int((~right_before & right_after).sum())
+    drop = (lost - gained) / n
+    var = max((lost + gained) / n - drop * drop, 0.0)
+    return {
+        "images": n,
+        "changed": int((pb != pa).sum()),
+        "lost": lost,
+        "gained": gained,
+        "drop": drop,
+        "drop_se": (var / n) ** 0.5,
+    }

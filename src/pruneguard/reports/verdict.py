@@ -1,5 +1,6 @@
 """The one plain sentence that opens every purify report and terminal summary: what was found, what was done,
-validation accuracy before/after and, where a benchmark trigger is known, the attack success rate."""
+validation accuracy before/after (with how many validation predictions moved and the standard error of the drop
+they measure) and, where a benchmark trigger is known, the attack success rate."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from pruneguard.reports.page import pct
 __all__ = ["model_changed", "purify_verdict"]
 
 
-def _accuracy_clause(before: dict[str, Any], after: dict[str, Any]) -> str:
+def _accuracy_clause(before: dict[str, Any], after: dict[str, Any], change: dict[str, Any] | None = None) -> str:
     if before.get("validation_accuracy") is not None:
         acc = f"validation accuracy {pct(before['validation_accuracy'])} → {pct(after['validation_accuracy'])}"
+        if change and change["changed"]:
+            acc += (
+                f" ({change['changed']} of its {change['images']} predictions changed; standard error of the drop "
+                f"{100 * change['drop_se']:.1f} points)"
+            )
     else:
         acc = f"test accuracy {pct(before['accuracy'])} → {pct(after['accuracy'])} (no validation data held out)"
     if before.get("asr") is not None:
@@ -98,7 +104,7 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
     such a flag means a backdoor that survived is measured in BENCHMARKS.md, so it informs and does not fail."""
     before, after, suspect = report["before"], report["after"], report["suspect"]
     evidence = "; ".join(suspect["reasons"])
-    acc = _accuracy_clause(before, after)
+    acc = _accuracy_clause(before, after, report.get("validation_change"))
     if require_evidence and not suspect["evidence"]:
         sentence = f"No evidence of a backdoor ({evidence}): the model is returned unchanged; {acc}."
         return {"status": "unchanged", "sentence": sentence, "exit_code": 0}

@@ -27,9 +27,9 @@ from pruneguard.defenses.fine_tune import fine_tune_, zero_masks
 from pruneguard.defenses.guard import weaken_to_fit
 from pruneguard.defenses.unlearning import UnlearnConfig, recalibrate_batchnorm_, unlearn_
 from pruneguard.errors import ConfigError
-from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr, predict_logits
+from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr, predict, predict_logits
 from pruneguard.export import checked_onnx
-from pruneguard.metrics.classification import mean_kl
+from pruneguard.metrics.classification import mean_kl, paired_change
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
@@ -254,6 +254,10 @@ def purify(
         purified, steps = _run_steps(cfg, model, use, validation, finding, judge, report, progress, resume)
         report["steps"] = steps
         report["after"] = judge(purified)
+        if validation is not None:  # how many validation predictions moved: the precision of the drop it reads
+            report["validation_change"] = paired_change(
+                predict(model, validation), predict(purified, validation), validation.y
+            )
         recheck = recheck_step(recipe, finding, report, purified, model, use, validation, loaded.meta, cfg.seed)
         if recheck is not None:
             report["recheck"] = recheck

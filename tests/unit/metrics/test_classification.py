@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pruneguard.metrics import accuracy, mean_kl
+from pruneguard.metrics import accuracy, mean_kl, paired_change
 
 
 def test_accuracy_from_logits_and_predictions() -> None:
@@ -27,3 +27,21 @@ def test_mean_kl_is_zero_for_equal_outputs_and_matches_torch() -> None:
     assert math.isnan(mean_kl(torch.empty(0, 10), torch.empty(0, 10)))
     with pytest.raises(ValueError, match="shape"):
         mean_kl(ref, other[:, :5])
+
+
+def test_paired_change_counts_flips_and_the_spread_of_the_drop() -> None:
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    before = torch.tensor([0, 1, 2, 3, 0, 1, 2, 0])  # 7 of 8 right
+    after = torch.tensor([0, 1, 2, 3, 1, 1, 2, 3])  # image 4 lost, image 7 gained
+    out = paired_change(before, after, y)
+    se = pytest.approx(0.5 / 8**0.5)
+    assert out == {"images": 8, "changed": 2, "lost": 1, "gained": 1, "drop": 0.0, "drop_se": se}
+    # the drop reads 0, yet two of eight images changed: the standard error is sqrt(2/8 - 0) / sqrt(8)
+    d = torch.tensor([0.0, 0, 0, 0, 1, 0, 0, -1])  # the per-image differences, as a paired sample
+    assert out["drop_se"] == pytest.approx(float(d.std(unbiased=False)) / 8**0.5)
+    same = paired_change(before, before, y)
+    assert same["changed"] == 0 and same["drop"] == 0 and same["drop_se"] == 0
+    logits = F.one_hot(after, 4).float()  # logits work as predictions
+    assert paired_change(before, logits, y) == out
+    with pytest.raises(ValueError, match="shape"):
+        paired_change(before, after[:4], y)
