@@ -6,6 +6,7 @@ and its true/false positive rates and target-class accuracy at that cut.
     python benchmarks/evidence_rules.py --cuts cuts.json runs/evidence_eval_*.json      # report at fixed cuts
     python benchmarks/evidence_rules.py --attacks zoo_none.json ... runs/evidence_*.json  # also: attacks that took
     python benchmarks/evidence_rules.py --score-reports DIR ...   # every rule's (score, class) on purify reports
+    python benchmarks/evidence_rules.py rows.json --score-reports DIR  # ... beside the rows' scores of the same models
 
 Every rule maps a row to (score, class): a higher score is more suspicious. The cut of a rule is chosen as
 ``scan_zoo.py`` chooses the scan's: among the cuts with the best balanced accuracy, the midpoint of the widest gap
@@ -201,9 +202,12 @@ def report_row(report: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def score_reports(folders: list[Path]) -> dict[str, Any]:
+def score_reports(folders: list[Path], rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every rule's (score, class) on each purify report of ``folders`` (``*.json`` in a folder, or
-    ``*/report.json`` beside a purified model), with the decision the report's own run made."""
+    ``*/report.json`` beside a purified model), with the decision the report's own run made; with ``rows``
+    (``evidence_dev.py`` rows), also the scores of the row of the same model (``row_scores``): the same scans run
+    elsewhere (another device, another run) beside the report's."""
+    by_model = {r["model"]: r for r in rows or []}
     out: dict[str, Any] = {}
     for folder in folders:
         for path in sorted([*folder.glob("*.json"), *folder.glob("*/report.json")]):
@@ -212,11 +216,14 @@ def score_reports(folders: list[Path]) -> dict[str, Any]:
             if row is None:
                 continue
             name = path.parent.name if path.name == "report.json" else path.stem
-            out[f"{folder.name}/{name}"] = {
+            entry = out[f"{folder.name}/{name}"] = {
                 "evidence": report["suspect"]["evidence"],
                 "suspect": report["suspect"]["target"],
                 "scores": {n: [round(v, 4) for v in RULES[n](row)] for n in RULES},
             }
+            same = [r for m, r in by_model.items() if name == m or name.startswith(m + "-")]
+            if same and "model_sizes" in same[0]:
+                entry["row_scores"] = {n: [round(v, 4) for v in RULES[n](same[0])] for n in RULES}
     return out
 
 
@@ -345,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="*", type=Path, help="evidence_dev.py outputs or cached rows")
     p.add_argument("--score-reports", type=Path, nargs="+", default=None,
-                   help="folders of purify reports: print every rule's (score, class) on each, and stop")  # fmt: skip
+                   help="folders of purify reports: print every rule's (score, class) on each (beside the given "
+                   "rows' scores of the same models), and stop")  # fmt: skip
     p.add_argument("--cuts", type=Path, default=None, help="fixed cuts (JSON {rule: cut}) from a development run")
     p.add_argument("--write-cuts", type=Path, default=None)
     p.add_argument(
@@ -374,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.took <= 1:
         p.error(f"--took={args.took} is not accepted; accepted: a share above 0, at most 1")
     if args.score_reports is not None:
-        json.dump(score_reports(args.score_reports), sys.stdout, indent=1)
+        against = []
+        for f in args.files:  # rows of the same models, scored beside the reports
+            data = json.loads(f.read_text())
+            against += data["rows"] if "rows" in data else [data]
+        json.dump(score_reports(args.score_reports, against), sys.stdout, indent=1)
         print()
         return 0
     if not args.files:

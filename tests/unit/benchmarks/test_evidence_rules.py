@@ -183,6 +183,13 @@ def test_purify_reports_are_scored_as_evidence_rows(rules: ModuleType, tmp_path:
     want = {n: [round(v, 4) for v in f(row)] for n, f in rules.RULES.items()}
     assert out["reports/flat"]["scores"] == want
     assert want["ratio_sensitivity"] == [pytest.approx(-0.1 + 0.6), 2]
+    rows = tmp_path / "rows.json"  # the same model's row from another run: scored beside the report
+    other = _row("b1", True, 2, [90.0, 90.0, 20.0, 90.0], [100.0] * 4, 0.5)
+    rows.write_text(json.dumps({"rows": [{**other, "model": "flat"}, {**row, "model": "m9"}]}))
+    assert rules.main([str(rows), "--score-reports", str(folder)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["reports/flat"]["row_scores"] == {n: [round(v, 4) for v in f(other)] for n, f in rules.RULES.items()}
+    assert "row_scores" not in out["reports/m1"]  # no row of that model
     with pytest.raises(SystemExit) as exc:  # neither rows nor reports
         rules.main([])
     assert exc.value.code == 2

@@ -1,0 +1,59 @@
+"""benchmarks/guard_noise.py: the accepted repairs' gap and the spread of the guard's statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def bench(benchmark_module) -> ModuleType:
+    return benchmark_module("guard_noise.py", "guard_noise_bench")
+
+
+def test_spread_of_the_accuracy_drop_and_of_the_true_class_probability(bench: ModuleType) -> None:
+    n_img = 1000
+    y = torch.zeros(n_img, dtype=torch.long)
+    p_orig = torch.tensor([[0.9, 0.1]]).repeat(n_img, 1)
+    p_new = p_orig.clone()
+    p_new[:100] = torch.tensor([0.45, 0.55])  # 10% of the images flip to the wrong class, just
+    out = bench.spread(p_orig, p_new, y, 100, 400, torch.Generator().manual_seed(0))
+    assert out["test_drop"] == pytest.approx(10.0) and out["flipped"] == pytest.approx(0.1)
+    acc, soft = out["accuracy"], out["true_class_probability"]
+    assert acc["mean"] == pytest.approx(10.0, abs=0.5)  # an unbiased estimate of the drop ...
+    assert 2.0 < acc["sd"] < 4.0  # ... with the spread of a count: sqrt(0.1 * 0.9 * 900 / 999 / 100) ~ 2.85 points
+    assert acc["rmse"] == pytest.approx(acc["sd"], rel=0.05) and acc["over_2_points"] > 0.99
+    assert soft["mean"] == pytest.approx(4.5, abs=0.3)  # each flipped image lost 0.45 of probability, not 1
+    assert soft["sd"] == pytest.approx(0.45 * acc["sd"], rel=0.1)
+    assert soft["rmse"] > 5.0  # biased: it under-reads a drop made of barely flipped images
+    same = bench.spread(p_orig, p_orig, y, 100, 10, torch.Generator().manual_seed(0))
+    assert out["changed"]["test"] == pytest.approx(10.0) and 2.0 < out["changed"]["sd"] < 4.0
+    assert same["test_drop"] == 0 and same["accuracy"]["rmse"] == 0 and same["flipped"] == 0
+    assert same["changed"] == {"test": 0.0, "sd": 0.0}
+
+
+def test_accepted_steps_and_their_gap(bench: ModuleType, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    cases = {  # (steps, validation drop, test drop)
+        "a": (["anp", "unlearn"], 0.0, 0.02),
+        "b": (["anp"], 0.02, 0.01),
+        "c": ([], 0.0, 0.0),  # returned unchanged: not a step the guard judged
+        "d": (["anp"], 0.01, 0.03),
+    }
+    for name, (steps, val, test) in cases.items():
+        (reports / f"{name}.json").write_text(
+            json.dumps({"steps": steps, "validation_drop": val, "accuracy_drop": test, "validation_samples": 120})
+        )
+    steps = bench.accepted_steps([reports])
+    assert [s["report"] for s in steps] == ["reports/a.json", "reports/b.json", "reports/d.json"]
+    summary = bench.summarise(steps, [])["accepted"]
+    assert summary["reports"] == 3 and summary["mean_gap"] == pytest.approx(1.0)
+    assert summary["mean_test_drop"] == pytest.approx(2.0) and summary["test_drop_over_2_points"] == 1
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--reports", str(tmp_path / "missing")])
+    assert exc.value.code == 2
