@@ -132,3 +132,17 @@ def test_the_validation_figures_say_how_many_predictions_moved_and_how_precise_t
     still = {**change, "changed": 0, "lost": 0, "gained": 0, "drop_se": 0.0}
     assert "predictions changed" not in purify_verdict(_report(validation_change=still), 0.02, True)["sentence"]
     assert "predictions changed" not in purify_verdict(_report(), 0.02, True)["sentence"]  # older reports
+
+
+def test_a_measure_close_to_its_cut_is_called_out_either_way() -> None:
+    def vote(measure: float) -> dict[str, Any]:
+        return {"reference": {"measure": measure, "cut": 0.436}}
+
+    near = purify_verdict(_report(vote=vote(0.42)), 0.02, True)["sentence"]
+    assert "Caution: the evidence measure (0.420) is within 0.03 of its cut (0.436)" in near
+    clean = _report(vote=vote(0.45), suspect={"target": 8, "evidence": False, "reasons": ["no outlier"]}, steps=[])
+    spared = purify_verdict(clean, 0.02, True)
+    assert spared["status"] == "unchanged" and "within 0.03 of its cut" in spared["sentence"]
+    for far in (0.2, 0.5):
+        assert "within 0.03" not in purify_verdict(_report(vote=vote(far)), 0.02, True)["sentence"]
+    assert "within 0.03" not in purify_verdict(_report(), 0.02, True)["sentence"]  # no finder record

@@ -8,7 +8,12 @@ from typing import Any
 
 from pruneguard.reports.page import pct
 
-__all__ = ["model_changed", "purify_verdict"]
+__all__ = ["model_changed", "purify_verdict", "NEAR_CUT"]
+
+# The same evidence scans on the same images and seed differ by up to 0.10 (standard deviation 0.032) between a
+# GPU and this project's CPU (BENCHMARKS.md, "The default recipe on eval4"): a measure this close to its cut could
+# have been decided the other way.
+NEAR_CUT = 0.03
 
 
 def _accuracy_clause(before: dict[str, Any], after: dict[str, Any], change: dict[str, Any] | None = None) -> str:
@@ -106,7 +111,7 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
     evidence = "; ".join(suspect["reasons"])
     acc = _accuracy_clause(before, after, report.get("validation_change"))
     if require_evidence and not suspect["evidence"]:
-        sentence = f"No evidence of a backdoor ({evidence}): the model is returned unchanged; {acc}."
+        sentence = f"No evidence of a backdoor ({evidence}): the model is returned unchanged; {acc}.{_near_cut(report)}"
         return {"status": "unchanged", "sentence": sentence, "exit_code": 0}
     drop = report.get("validation_drop")
     changed = model_changed(report)
@@ -145,7 +150,10 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
             "flags the original model."
         )
     opening = "Purified, with a caution" if recheck is not None and recheck["evidence"] else "Purified"
-    sentence = f"{opening}: {found}; {_actions(report)}; {acc}.{checked}{_blind_guard(report, max_acc_drop)}"
+    sentence = (
+        f"{opening}: {found}; {_actions(report)}; {acc}.{checked}{_near_cut(report)}"
+        f"{_blind_guard(report, max_acc_drop)}"
+    )
     return {"status": "purified", "sentence": sentence, "exit_code": 0}
 
 
@@ -159,4 +167,17 @@ def _blind_guard(report: dict[str, Any], max_acc_drop: float | None) -> str:
         f" Caution: the validation part has {n} images (one image is {100 / n:.1f} points, more than the "
         f"{100 * max_acc_drop:.1f}-point limit), so the accuracy guard cannot hold its limit: measure the "
         "purified model on data of your own before using it."
+    )
+
+
+def _near_cut(report: dict[str, Any]) -> str:
+    """A caution when the finder's evidence measure lies within :data:`NEAR_CUT` of its cut: the decision to
+    purify (or not) rests on a margin smaller than the scans' own run-to-run spread."""
+    ref = (report.get("vote") or {}).get("reference") or {}
+    measure, cut = ref.get("measure"), ref.get("cut")
+    if measure is None or cut is None or abs(measure - cut) >= NEAR_CUT:
+        return ""
+    return (
+        f" Caution: the evidence measure ({measure:.3f}) is within {NEAR_CUT} of its cut ({cut:.3g}), less than "
+        "the same scans differ between devices: on another device or run the decision may differ."
     )
