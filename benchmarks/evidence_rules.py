@@ -227,6 +227,15 @@ def score_reports(folders: list[Path], rows: list[dict[str, Any]] | None = None)
     return out
 
 
+def read_rows(files: list[Path]) -> list[dict[str, Any]]:
+    """The raw rows of ``files``: each an ``evidence_dev.py`` output (``{"rows": [...]}``) or one cached row."""
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        data = json.loads(f.read_text())
+        rows += data["rows"] if "rows" in data else [data]
+    return rows
+
+
 def score_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every rule's (score, class) on each raw row of ``evidence_dev.py``, with the row's spec and sensitivity scan
     (rows of a ``--sensitivity-only`` run score that rule alone)."""
@@ -381,21 +390,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--max-fpr={args.max_fpr} is not accepted; accepted: a share between 0 and 1")
     if not 0 < args.took <= 1:
         p.error(f"--took={args.took} is not accepted; accepted: a share above 0, at most 1")
-    if args.score_reports is not None:
-        against = []
-        for f in args.files:  # rows of the same models, scored beside the reports
-            data = json.loads(f.read_text())
-            against += data["rows"] if "rows" in data else [data]
-        json.dump(score_reports(args.score_reports, against), sys.stdout, indent=1)
+    if args.score_reports is not None:  # the rows given: the same models' scans, scored beside the reports
+        json.dump(score_reports(args.score_reports, read_rows(args.files)), sys.stdout, indent=1)
         print()
         return 0
     if not args.files:
         p.error("no row files given; accepted: evidence_dev.py outputs or cached rows (or --score-reports)")
-    rows = []
-    for f in args.files:  # an evidence_dev.py output ({"rows": [...]}) or one cached row
-        data = json.loads(f.read_text())
-        rows += data["rows"] if "rows" in data else [data]
-    scored = score_rows(rows)
+    scored = score_rows(read_rows(args.files))
     for f in args.scored:
         scored += read_scored(json.loads(f.read_text()), args.sensitivity_cut)
     ids = [r["spec"]["id"] for r in scored]

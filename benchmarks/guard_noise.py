@@ -71,12 +71,13 @@ def spread(
     """The accuracy drop from ``p_orig`` to ``p_new`` (class probabilities of two models on the same labelled
     images ``y``) and, over ``draws`` random draws of ``n`` of the images, each statistic's mean, spread and
     root-mean-square error against it (all in points), and how often it exceeds 2 points."""
-    hard = (p_orig.argmax(1) == y).double() - (p_new.argmax(1) == y).double()  # per image: 1 lost, -1 gained
+    pred_orig, pred_new = p_orig.argmax(1), p_new.argmax(1)
+    hard = (pred_orig == y).double() - (pred_new == y).double()  # per image: 1 lost, -1 gained
     rows = torch.arange(len(y))
     soft = (p_orig[rows, y] - p_new[rows, y]).double()
     idx = torch.stack([torch.randperm(len(y), generator=generator)[:n] for _ in range(draws)])
     truth = float(hard.mean())
-    changed = (p_orig.argmax(1) != p_new.argmax(1)).double()  # the prediction changed, right or wrong
+    changed = (pred_orig != pred_new).double()  # the prediction changed, right or wrong
     flips = changed[idx].mean(1)
     out: dict[str, Any] = {
         "test_drop": 100 * truth,
