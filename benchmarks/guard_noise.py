@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from pruneguard.evaluation.predict import predict_logits
+from pruneguard.metrics import class_kept
 from pruneguard.models.io import load_model
 from pruneguard.utils.io import atomic_write_json
 from pruneguard.workflows.common import load_for_defense
@@ -66,11 +67,22 @@ def accepted_steps(folders: list[Path]) -> list[dict[str, Any]]:
 
 
 def spread(
-    p_orig: torch.Tensor, p_new: torch.Tensor, y: torch.Tensor, n: int, draws: int, generator: torch.Generator
+    p_orig: torch.Tensor,
+    p_new: torch.Tensor,
+    y: torch.Tensor,
+    n: int,
+    draws: int,
+    generator: torch.Generator,
+    *,
+    suspect: int | None = None,
+    kept_cut: float = 0.6,
 ) -> dict[str, Any]:
     """The accuracy drop from ``p_orig`` to ``p_new`` (class probabilities of two models on the same labelled
     images ``y``) and, over ``draws`` random draws of ``n`` of the images, each statistic's mean, spread and
-    root-mean-square error against it (all in points), and how often it exceeds 2 points."""
+    root-mean-square error against it (all in points), and how often it exceeds 2 points. With ``suspect`` (the
+    class the repair unlearned): the share of the images ``p_orig`` assigns to it that ``p_new`` keeps there
+    (the class guard's statistic, :func:`pruneguard.metrics.class_kept`), on all images and over the draws, and
+    how often a draw reads it under ``kept_cut``."""
     pred_orig, pred_new = p_orig.argmax(1), p_new.argmax(1)
     hard = (pred_orig == y).double() - (pred_new == y).double()  # per image: 1 lost, -1 gained
     rows = torch.arange(len(y))
@@ -84,6 +96,17 @@ def spread(
         "flipped": float((hard != 0).double().mean()),
         "changed": {"test": 100 * float(changed.mean()), "sd": 100 * float(flips.std())},
     }
+    if suspect is not None:
+        was, stays = pred_orig == suspect, (pred_orig == suspect) & (pred_new == suspect)
+        per_draw = stays[idx].double().sum(1) / was[idx].double().sum(1).clamp_min(1)
+        judged = was[idx].any(1)
+        out["suspect_kept"] = {
+            "test": class_kept(pred_orig, pred_new, suspect),
+            "mean": float(per_draw[judged].mean()) if bool(judged.any()) else None,
+            "sd": float(per_draw[judged].std()) if int(judged.sum()) > 1 else None,
+            "under_cut": float((per_draw[judged] < kept_cut).double().mean()) if bool(judged.any()) else None,
+            "cut": kept_cut,
+        }
     for name, per_image in (("accuracy", hard), ("true_class_probability", soft)):
         est = per_image[idx].mean(1)
         out[name] = {
@@ -95,7 +118,9 @@ def spread(
     return out
 
 
-def statistic_spread(folder: Path, draws: int, generator: torch.Generator) -> dict[str, Any] | None:
+def statistic_spread(
+    folder: Path, draws: int, generator: torch.Generator, kept_cut: float = 0.6
+) -> dict[str, Any] | None:
     """:func:`spread` of the purified model in ``folder`` against its original on the test set, draws as large as
     its validation part; ``None`` when the folder keeps no purified model."""
     report_path, purified_path = folder / "report.json", folder / PURIFIED
@@ -107,7 +132,9 @@ def statistic_spread(folder: Path, draws: int, generator: torch.Generator) -> di
     purified, _ = load_model(purified_path)
     p_orig = torch.softmax(predict_logits(loaded.model, loaded.test), 1)
     p_new = torch.softmax(predict_logits(purified, loaded.test), 1)
-    out = {"model": folder.name, "validation_images": n, **spread(p_orig, p_new, loaded.test.y, n, draws, generator)}
+    suspect = (report.get("suspect") or {}).get("target")
+    figures = spread(p_orig, p_new, loaded.test.y, n, draws, generator, suspect=suspect, kept_cut=kept_cut)
+    out = {"model": folder.name, "validation_images": n, "suspect": suspect, **figures}
     logger.info("%s: test drop %.2f, accuracy rmse %.2f", folder.name, out["test_drop"], out["accuracy"]["rmse"])
     return out
 
@@ -153,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fraction", default="0.01", help="only defended folders of this clean fraction")
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kept-cut", type=float, default=0.6, help="the class guard's cut the draws are read against")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out-json", type=Path, default=None)
     args = p.parse_args(argv)
+    if not 0.0 <= args.kept_cut <= 1.0:
+        p.error(f"--kept-cut={args.kept_cut} is not accepted; accepted: a number in [0, 1]")
     if args.draws < 2:
         p.error(f"--draws={args.draws} is not accepted; accepted: an integer of at least 2")
     for folder in [*args.reports, *args.defended]:
@@ -168,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = []
     for root in args.defended:
         for folder in sorted(root.glob(f"*-{args.fraction}")):
-            pair = statistic_spread(folder, args.draws, generator)
+            pair = statistic_spread(folder, args.draws, generator, args.kept_cut)
             if pair is not None:
                 pairs.append(pair)
     result = {"summary": summarise(steps, pairs), "accepted": steps, "pairs": pairs}

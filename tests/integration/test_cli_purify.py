@@ -369,7 +369,14 @@ def test_the_guard_scales_a_costly_repair_back(trained: Path, tmp_path: Path) ->
     """A repair that wrecks the model (a learning rate of 50) is scaled back until the validation accuracy fits; if
     nothing of it fits and nothing was pruned, the suspected backdoor was not removed: a failed verdict, exit 3."""
     out = tmp_path / "guard"
-    sets = (*FAST, "suspect.target=0", "repair.method=finetune", "repair.lr=50", "repair.epochs=2")
+    sets = (
+        *FAST,
+        "suspect.target=0",
+        "repair.method=finetune",
+        "repair.lr=50",
+        "repair.epochs=2",
+        "min_suspect_kept=null",  # the accuracy alone: the class guard has its own test
+    )
     code = _purify(trained, out, sets=sets)
     rep = json.loads((out / "report.json").read_text())
     guard = rep["guard"]
@@ -412,8 +419,12 @@ def test_the_round_guard_judges_each_unlearning_round_against_the_model_it_start
         assert rep["guard"]["scale"] == 0
     else:
         assert code == 0 and rep["guard"]["scale"] == min(r["scale"] for r in rounds if r["scale"] > 0)
-        assert "by the accuracy guard" in rep["verdict"]["sentence"] and "round 1 " in rep["verdict"]["sentence"]
+        assert "by the accuracy " in rep["verdict"]["sentence"] and "round 1 " in rep["verdict"]["sentence"]
     assert "rounds kept at scales" in (out / "report.html").read_text()
+    # the default recipe's class guard judged every point too: what share of the validation images the original
+    # put in class 0 each point kept there
+    assert rep["guard"]["min_suspect_kept"] == 0.6 and rep["guard"]["suspect_images"] > 0
+    assert all(0.0 <= t["suspect_kept"] <= 1.0 for r in rounds for t in r["tried"])
 
 
 def test_the_reference_model_judges_the_classes_the_voices_name(trained: Path, tmp_path: Path, monkeypatch) -> None:

@@ -146,3 +146,27 @@ def test_a_measure_close_to_its_cut_is_called_out_either_way() -> None:
     for far in (0.2, 0.5):
         assert "within 0.03" not in purify_verdict(_report(vote=vote(far)), 0.02, True)["sentence"]
     assert "within 0.03" not in purify_verdict(_report(), 0.02, True)["sentence"]  # no finder record
+
+
+def test_the_verdict_names_the_limit_that_held_a_repair_back() -> None:
+    """A round the class guard held back (the suspected class's validation images taken away) is named as such;
+    one the accuracy held back keeps its name; both at once name both."""
+    limits = {"floor": 0.88, "min_suspect_kept": 0.6, "suspect_images": 12}
+
+    def round_(n: int, scale: float, accuracy: float, kept: float) -> dict[str, Any]:
+        return {"round": n, "scale": scale, "tried": [{"scale": 1.0, "accuracy": accuracy, "suspect_kept": kept}]}
+
+    repair = {"method": "unlearn", "triggers": [{"round": 1}, {"round": 2}], "target": 6}
+    by_class = _report(guard={**limits, "scale": 0.5, "rounds": [round_(1, 0.5, 0.9, 0.25)]}, repair=repair)
+    s = purify_verdict(by_class, 0.02, True)["sentence"]
+    assert "(round 1 scaled back to 0.5 by the class guard (at least 60.0% of the 12 validation images" in s
+    assert "assigns to class 6 must stay there))" in s
+    by_accuracy = _report(guard={**limits, "scale": 0.5, "rounds": [round_(1, 0.5, 0.8, 0.9)]}, repair=repair)
+    assert "(round 1 scaled back to 0.5 by the accuracy guard)" in purify_verdict(by_accuracy, 0.02, True)["sentence"]
+    both = [round_(1, 0.75, 0.8, 0.9), round_(2, 0.0, 0.9, 0.1)]
+    s = purify_verdict(_report(guard={**limits, "scale": 0.75, "rounds": both}, repair=repair), 0.02, True)["sentence"]
+    assert "(round 1 scaled back to 0.75, round 2 undone by the accuracy and class guards (" in s
+    undone = _report(pruned_neurons=0, guard={**limits, "scale": 0.0, "rounds": [round_(1, 0.0, 0.9, 0.2)]})
+    v = purify_verdict({**undone, "repair": repair}, 0.02, True)
+    assert v["status"] == "failed" and v["exit_code"] == 3
+    assert "every change broke the limits of the class guard" in v["sentence"] and "was undone" in v["sentence"]

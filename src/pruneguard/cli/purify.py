@@ -169,9 +169,9 @@ def purify(
     policy: Path | None = typer.Option(None, help="YAML policy (e.g. max_accuracy_drop); exit 3 if it fails."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Purify a possibly backdoored model with a recipe (default: scan, targeted ANP, unlearning, accuracy guard).
+    """Purify a possibly backdoored model with a recipe (default: scan, targeted ANP, unlearning, guard).
 
-    Exit 3 when the verdict is failed (the accuracy guard could not be met) or a policy rule fails."""
+    Exit 3 when the verdict is failed (the guard's limits could not be met) or a policy rule fails."""
     cfg = purify_config(
         config=config,
         recipe=recipe,

@@ -1,11 +1,13 @@
-"""The accuracy guard of a repair: scale a repair's weight change back until the model keeps its accuracy.
+"""The guard of a repair: scale a repair's weight change back until the model stays within its limits.
 
 A repair (fine-tuning, unlearning) moves the pruned model's weights from ``start`` to ``end``. When the repaired
-model falls too far below the original on validation data, the guard tries the points ``start + s (end − start)``
-for decreasing ``s`` and keeps the first that fits; ``s = 0`` undoes the repair. Floating-point
-buffers (BatchNorm statistics) move along the same line; integer buffers take the end's values (``s`` > 0) or the
-start's. Pruned weights are zero at both ends and stay zero. On networks with BatchNorm the intermediate points are
-working models; on networks without it (plain or GroupNorm CNNs of the development zoo) they can be worse than both
+model leaves the limits on validation data (``purify``: its accuracy falls too far below the original's, or it
+takes too many of the suspected class's images away from that class), the guard tries the points
+``start + s (end − start)`` for decreasing ``s`` and keeps the first that fits; ``s = 0`` undoes the repair.
+Floating-point buffers (BatchNorm statistics) move along the same line; integer buffers take the end's values
+(``s`` > 0) or the start's. Pruned weights are zero at both ends and stay zero. On networks with BatchNorm the
+intermediate points are working models; on networks without it (plain or GroupNorm CNNs of the development zoo)
+they can be worse than both
 ends, and ``purify`` retries the repair at a lower learning rate instead (``repair.retries``).
 """
 
@@ -40,22 +42,23 @@ def interpolate_state(start: Mapping[str, Tensor], end: Mapping[str, Tensor], s:
 def weaken_to_fit(
     model: nn.Module,
     start: Mapping[str, Tensor],
-    accuracy: Callable[[nn.Module], float],
-    floor: float,
+    measure: Callable[[nn.Module], dict[str, float]],
+    fits: Callable[[Mapping[str, float]], bool],
     *,
     scales: Sequence[float] = WEAKEN_SCALES,
 ) -> dict[str, Any]:
-    """Keep ``model`` (the repaired end point) if ``accuracy(model) >= floor``; else load the first point towards
-    ``start`` (the state before the repair) that reaches ``floor``, or ``start`` itself. Modifies ``model`` in
-    place; returns the scale kept (1: the full repair, 0: undone) and every accuracy tried."""
+    """Keep ``model`` (the repaired end point) if ``fits(measure(model))``; else load the first point towards
+    ``start`` (the state before the repair) that fits, or ``start`` itself. ``measure`` gives a model's figures
+    on validation data (e.g. its accuracy), ``fits`` says whether they are within the limits. Modifies ``model``
+    in place; returns the scale kept (1: the full repair, 0: undone) and the figures of every point tried."""
     end = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    tried = [{"scale": 1.0, "accuracy": accuracy(model)}]
-    if tried[0]["accuracy"] >= floor:
+    tried = [{"scale": 1.0, **measure(model)}]
+    if fits(tried[0]):
         return {"scale": 1.0, "tried": tried}
     for s in scales:
         model.load_state_dict(interpolate_state(start, end, s))
-        tried.append({"scale": s, "accuracy": accuracy(model)})
-        if tried[-1]["accuracy"] >= floor or s == 0.0:
+        tried.append({"scale": s, **measure(model)})
+        if fits(tried[-1]) or s == 0.0:
             return {"scale": s, "tried": tried}
     model.load_state_dict(dict(start))
     return {"scale": 0.0, "tried": tried}

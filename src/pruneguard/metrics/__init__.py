@@ -1,5 +1,5 @@
 """Pure metric functions."""
 
-from pruneguard.metrics.classification import accuracy, attack_success_rate, mean_kl, paired_change
+from pruneguard.metrics.classification import accuracy, attack_success_rate, class_kept, mean_kl, paired_change
 
-__all__ = ["accuracy", "attack_success_rate", "mean_kl", "paired_change"]
+__all__ = ["accuracy", "attack_success_rate", "class_kept", "mean_kl", "paired_change"]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["accuracy", "attack_success_rate", "mean_kl", "paired_change"]
+__all__ = ["accuracy", "attack_success_rate", "class_kept", "mean_kl", "paired_change"]
 
 
 def _preds(logits_or_preds: Tensor) -> Tensor:
@@ -74,3 +74,17 @@ def paired_change(before: Tensor, after: Tensor, y: Tensor) -> dict[str, float |
         "drop": drop,
         "drop_se": (var / n) ** 0.5,
     }
+
+
+def class_kept(before: Tensor, after: Tensor, cls: int) -> float | None:
+    """Of the images ``before`` (logits or predictions) assigns to class ``cls``, the share ``after`` still assigns
+    to it; None when ``before`` assigns none. A repair that removes a backdoor's shortcut to ``cls`` leaves the
+    clean images of ``cls`` where they were; one that unlearns the class itself (a clean model, or the wrong class
+    suspected) takes them away, and on a few hundred images that shows far more clearly than the accuracy does."""
+    pb, pa = _preds(before), _preds(after)
+    if pb.shape != pa.shape:
+        raise ValueError(f"predictions of shape {tuple(pb.shape)} and {tuple(pa.shape)}; accepted: the same images")
+    was = pb == cls
+    if not bool(was.any()):
+        return None
+    return int((pa[was] == cls).sum()) / int(was.sum())

@@ -11,7 +11,8 @@
   distilling the recalibrated pruned model (suppression 0.75, cropped/flipped images), each round judged by the
   guard against the model it started from (scaled back if it costs too much; an undone round ends the repair),
   the repair retried at a third and a ninth of the learning rate when the guard refuses its first round; 20% of
-  the clean data held out for the guard (2 points); a model without evidence of a backdoor is returned unchanged.
+  the clean data held out for the guard (2 points, and at least 60% of the validation images the original assigns
+  to the suspected class kept in it); a model without evidence of a backdoor is returned unchanged.
 """
 
 from __future__ import annotations
@@ -57,9 +58,10 @@ def default() -> Recipe:
         "outputs (ties in ANP's order), up to four rounds of patch+blend trigger unlearning with distillation of "
         "the recalibrated pruned model, each round judged by the guard (an undone round ends the repair), retried "
         "at lower learning rates when the guard refuses the first; 20% of the clean data validates, max drop 2 "
-        "points.",
+        "points, at least 60% of the validation images the original assigns to the suspected class kept in it.",
         validation_fraction=0.2,
         max_acc_drop=0.02,
+        min_suspect_kept=0.6,
         suspect=SuspectStep(
             method="vote", require_evidence=True, evidence="relative", relative_cut=0.436, sensitivity_evidence=False
         ),

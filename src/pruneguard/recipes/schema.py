@@ -125,7 +125,7 @@ class RepairStep(_Step):
     learning rate, up to ``retries`` times: a learning rate that suits networks with BatchNorm can wreck one
     without, and the straight line back to the pruned model does not pass through working models there.
 
-    ``guard``: where the recipe's accuracy guard judges an unlearning repair: at its ``end`` (a repair that does
+    ``guard``: where the recipe's guard judges an unlearning repair: at its ``end`` (a repair that does
     not fit is scaled back as a whole, every round with it), or after each ``round`` (a round that does not fit
     is scaled back towards the model the round started from, and an undone round ends the repair: what the
     earlier rounds removed stays removed). A fine-tune is one round: both judge its end.
@@ -157,7 +157,7 @@ class RepairStep(_Step):
         return self
 
 
-class Recipe(BaseModel):
+class Recipe(_Step):
     """A purification recipe: its steps, and the guard that keeps it from costing accuracy.
 
     ``validation_fraction`` of the clean data (stratified) is set aside before any step runs: no step trains on
@@ -166,14 +166,21 @@ class Recipe(BaseModel):
     no guard, as ANP was published). A repair that costs more is weakened (its weight change scaled back
     towards the pruned model) until it fits; if nothing fits, retried at a lower learning rate
     (``repair.retries``) or undone.
+
+    ``min_suspect_kept``: the repair must also keep at least this share of the validation images that the original
+    model assigns to the suspected class in that class (None: not checked). Removing a backdoor takes away the
+    trigger's shortcut to its target, not the target's own images; unlearning a class that carries no backdoor (a
+    clean model, or the wrong class suspected) takes them away, and does so far more visibly on 120 images than it
+    lowers their accuracy. Judged like the accuracy: a repair that keeps fewer is scaled back or undone.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    _LATER_FIELDS = ("min_suspect_kept",)
 
     name: str = "custom"
     description: str = ""
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
     max_acc_drop: float | None = Field(0.02, ge=0.0, lt=1.0, allow_inf_nan=False)
+    min_suspect_kept: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     suspect: SuspectStep = SuspectStep()
     anp: ANPStep = ANPStep()
     select: SelectStep = SelectStep()
@@ -185,6 +192,11 @@ class Recipe(BaseModel):
             raise ValueError(
                 f"max_acc_drop={self.max_acc_drop} is judged on validation data; it needs validation_fraction > 0 "
                 "(or max_acc_drop: null, no guard)"
+            )
+        if self.min_suspect_kept is not None and self.validation_fraction == 0:
+            raise ValueError(
+                f"min_suspect_kept={self.min_suspect_kept} is judged on validation data; it needs "
+                "validation_fraction > 0 (or min_suspect_kept: null)"
             )
         if self.select.max_kl is not None and self.validation_fraction == 0:
             raise ValueError(

@@ -116,10 +116,16 @@ def render_purify_html(report: dict[str, Any]) -> str:
             ["pruned / total neurons", f"{report['pruned_neurons']} / {report.get('total_neurons') or '–'}"],
             ["repair", _repair_note(report.get("repair"))],
             [
-                "accuracy guard",
+                "guard",
                 None
                 if not guard
                 else f"floor {_pct(guard['floor'])} on validation; "
+                + (
+                    f"at least {_pct(guard['min_suspect_kept'])} of the {guard.get('suspect_images', '?')} validation "
+                    "images the original assigns to the suspected class kept in it; "
+                    if guard.get("min_suspect_kept") is not None
+                    else ""
+                )
                 + (
                     "rounds kept at scales " + ", ".join(f"{r['scale']:g}" for r in guard["rounds"])
                     if guard.get("rounds")

@@ -49,24 +49,48 @@ def _actions(report: dict[str, Any]) -> str:
         if len(repair.get("attempts") or []) > 1 and scale > 0:
             what += f" at a learning rate of {repair['lr']:.3g} (the guard refused the higher ones)"
         if scale == 0:
-            what += " (undone by the accuracy guard)"
+            what += f" (undone by {_guard_name(guard, _broken(guard, guard.get('tried')), repair)})"
         elif guard.get("rounds"):
-            what += _rounds_note(guard["rounds"])
+            what += _rounds_note(guard, repair)
         elif scale < 1:
-            what += f" (scaled back to {scale:g} by the accuracy guard)"
+            what += f" (scaled back to {scale:g} by {_guard_name(guard, _broken(guard, guard.get('tried')), repair)})"
         parts.append(what)
     return " and ".join(parts) if parts else "changed nothing"
 
 
-def _rounds_note(rounds: list[dict[str, Any]]) -> str:
+def _broken(guard: dict[str, Any], tried: list[dict[str, Any]] | None) -> tuple[bool, bool]:
+    """Which of the guard's limits the full repair (``tried[0]``) broke: (accuracy, class). The accuracy when the
+    record does not say."""
+    first = (tried or [{}])[0]
+    floor, min_kept = guard.get("floor"), guard.get("min_suspect_kept")
+    kept = min_kept is not None and first.get("suspect_kept", 1.0) < min_kept - 1e-12
+    accuracy = floor is None or "accuracy" not in first or first["accuracy"] < floor - 1e-12
+    return accuracy or not kept, kept
+
+
+def _guard_name(guard: dict[str, Any], broken: tuple[bool, bool], repair: dict[str, Any]) -> str:
+    """The guard that held a repair back, in words: the accuracy guard, the class guard (the suspected class's
+    validation images taken away from it) or both."""
+    accuracy, kept = broken
+    if not kept:
+        return "the accuracy guard"
+    name = "the accuracy and class guards" if accuracy else "the class guard"
+    return (
+        f"{name} (at least {pct(guard['min_suspect_kept'])} of the {guard.get('suspect_images', '?')} validation "
+        f"images the original assigns to class {repair.get('target')} must stay there)"
+    )
+
+
+def _rounds_note(guard: dict[str, Any], repair: dict[str, Any]) -> str:
     """What a round-by-round guard did to the rounds it did not keep whole, e.g. " (round 3 undone by the
     accuracy guard)"; nothing when every round was kept."""
-    notes = [
-        f"round {r['round']} " + ("undone" if r["scale"] == 0 else f"scaled back to {r['scale']:g}")
-        for r in rounds
-        if r["scale"] < 1
-    ]
-    return f" ({', '.join(notes)} by the accuracy guard)" if notes else ""
+    held = [r for r in guard["rounds"] if r["scale"] < 1]
+    if not held:
+        return ""
+    notes = [f"round {r['round']} " + ("undone" if r["scale"] == 0 else f"scaled back to {r['scale']:g}") for r in held]
+    broken = [_broken(guard, r.get("tried")) for r in held]
+    union = (any(b[0] for b in broken), any(b[1] for b in broken))
+    return f" ({', '.join(notes)} by {_guard_name(guard, union, repair)})"
 
 
 def model_changed(report: dict[str, Any]) -> bool:
@@ -128,10 +152,14 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
         )
         return {"status": "failed", "sentence": sentence, "exit_code": 3}
     if suspect["evidence"] and report.get("steps") and not changed:
-        sentence = (
-            f"FAILED: {found}, but every change cost more than the accuracy limit "
-            f"({100 * (max_acc_drop or 0):.1f} points) and was undone: the model is unchanged; {acc}."
+        guard = report.get("guard") or {}
+        broken = _broken(guard, ((guard.get("rounds") or [guard])[0]).get("tried"))
+        limit = (
+            f"the limits of {_guard_name(guard, broken, report.get('repair') or {})}"
+            if broken[1]
+            else f"the accuracy limit ({100 * (max_acc_drop or 0):.1f} points)"
         )
+        sentence = f"FAILED: {found}, but every change broke {limit} and was undone: the model is unchanged; {acc}."
         return {"status": "failed", "sentence": sentence, "exit_code": 3}
     if not changed:
         sentence = f"Unchanged: {found}; the recipe {report.get('recipe', '')!s} {_actions(report)}; {acc}."

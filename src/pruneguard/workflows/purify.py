@@ -10,8 +10,8 @@ import copy
 import functools
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from pruneguard.defenses.unlearning import UnlearnConfig, recalibrate_batchnorm_
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr, predict, predict_logits
 from pruneguard.export import checked_onnx
-from pruneguard.metrics.classification import mean_kl, paired_change
+from pruneguard.metrics.classification import accuracy, class_kept, mean_kl, paired_change
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
@@ -411,13 +411,11 @@ def _run_steps(
             teacher = copy.deepcopy(purified)
             if recipe.repair.teacher == "recalibrated":
                 recalibrate_batchnorm_(teacher, use, recipe.anp.batch_size)
-        guard_data = validation if recipe.max_acc_drop is not None else None
-        floor = report["before"]["validation_accuracy"] - recipe.max_acc_drop if guard_data is not None else 0.0
+        limits = _repair_limits(recipe, model, validation, finding.target, report["before"]["validation_accuracy"])
         lr, attempts = recipe.repair.lr, []
-        accuracy = (lambda m: evaluate_accuracy(m, guard_data)) if guard_data is not None else None
         each_round: _RoundGuard | None = None
-        if accuracy is not None and recipe.repair.guard == "round" and recipe.repair.method == "unlearn":
-            each_round = functools.partial(weaken_to_fit, accuracy=accuracy, floor=floor - 1e-12)
+        if limits is not None and recipe.repair.guard == "round" and recipe.repair.method == "unlearn":
+            each_round = functools.partial(weaken_to_fit, measure=limits.measure, fits=limits.fits)
 
         for attempt in range(recipe.repair.retries + 1):
             if attempt:  # nothing of the last attempt fitted: from the pruned model again, at a third of the lr
@@ -430,25 +428,71 @@ def _run_steps(
                 )
             else:
                 report["repair"] = _finetune(cfg, purified, use, lr=lr)
-            if accuracy is None:
+            if limits is None:
                 break
             if each_round is not None:
                 guard = _rounds_summary(report["repair"].pop("guard_rounds"))
             else:
-                guard = weaken_to_fit(purified, start, accuracy, floor - 1e-12)
+                guard = weaken_to_fit(purified, start, limits.measure, limits.fits)
             attempts.append({"lr": lr, **guard})
             if guard["scale"] > 0:
                 break
         steps.append(recipe.repair.method + (f" (learning rate {lr:.3g})" if len(attempts) > 1 else ""))
         if attempts:
             report["repair"]["attempts"] = attempts
-            report["guard"] = {"floor": floor, **attempts[-1]}
+            assert limits is not None
+            report["guard"] = {**limits.record(), **attempts[-1]}
             if attempts[-1]["scale"] < 1.0:
                 steps.append(f"repair scaled to {attempts[-1]['scale']:g}")
     return purified, steps
 
 
 _RoundGuard = Callable[[nn.Module, dict[str, Tensor]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _RepairLimits:
+    """What the guard measures of a repaired model on the validation part, and whether it is within the recipe's
+    limits: its accuracy at least ``floor`` (the original's less ``max_acc_drop``), and of the validation images
+    the original assigns to the suspected class, at least ``min_kept`` still in that class (not judged when the
+    original assigns none)."""
+
+    validation: ArrayData
+    floor: float | None
+    suspect: int | None
+    original: Tensor  # the original model's predictions on the validation part
+    min_kept: float | None
+
+    def measure(self, model: nn.Module) -> dict[str, float]:
+        preds = predict(model, self.validation)
+        out = {"accuracy": accuracy(preds, self.validation.y)}
+        if self.min_kept is not None and self.suspect is not None:
+            kept = class_kept(self.original, preds, self.suspect)
+            if kept is not None:
+                out["suspect_kept"] = kept
+        return out
+
+    def fits(self, figures: Mapping[str, float]) -> bool:
+        if self.floor is not None and figures["accuracy"] < self.floor - 1e-12:
+            return False
+        return self.min_kept is None or figures.get("suspect_kept", 1.0) >= self.min_kept - 1e-12
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"floor": self.floor if self.floor is not None else 0.0}
+        if self.min_kept is not None:
+            out["min_suspect_kept"] = self.min_kept
+            out["suspect_images"] = int((self.original == self.suspect).sum()) if self.suspect is not None else 0
+        return out
+
+
+def _repair_limits(
+    recipe: Recipe, model: nn.Module, validation: ArrayData | None, suspect: int | None, before: float | None
+) -> _RepairLimits | None:
+    """The guard's limits for the repair, None when the recipe sets none (or holds out no validation data)."""
+    if validation is None or before is None or (recipe.max_acc_drop is None and recipe.min_suspect_kept is None):
+        return None
+    floor = before - recipe.max_acc_drop if recipe.max_acc_drop is not None else None
+    return _RepairLimits(validation, floor, suspect, predict(model, validation), recipe.min_suspect_kept)
 
 
 def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -521,7 +565,7 @@ def _unlearn(
         if guard is not None and before is not None:
             judged.append({"round": n + 1, **guard(model, before)})
             if judged[-1]["scale"] == 0:
-                logger.info("round %d undone by the accuracy guard: the repair ends", n + 1)
+                logger.info("round %d undone by the guard: the repair ends", n + 1)
                 break
     others = to_float(data.x[data.y != suspect][:4])
     figures = [

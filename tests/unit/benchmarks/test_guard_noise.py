@@ -36,6 +36,25 @@ def test_spread_of_the_accuracy_drop_and_of_the_true_class_probability(bench: Mo
     assert same["changed"] == {"test": 0.0, "sd": 0.0}
 
 
+def test_the_class_guard_statistic_and_how_often_a_draw_reads_it_under_the_cut(bench: ModuleType) -> None:
+    """Half the images in class 0, and the repair takes 30% of them to class 1: kept 0.7 on all images; draws of
+    100 images hold about 50 of class 0, so the share read spreads by about sqrt(0.21 / 50) ~ 0.065 and falls under
+    0.6 only rarely, under 0.75 most of the time."""
+    n_img = 1000
+    y = torch.zeros(n_img, dtype=torch.long)
+    y[500:] = 1
+    p_orig = torch.nn.functional.one_hot(y, 2).float()
+    p_new = p_orig.clone()
+    p_new[:150] = torch.tensor([0.0, 1.0])  # 150 of the 500 images of class 0 leave it
+    out = bench.spread(p_orig, p_new, y, 100, 400, torch.Generator().manual_seed(0), suspect=0, kept_cut=0.6)
+    kept = out["suspect_kept"]
+    assert kept["test"] == pytest.approx(0.7) and kept["mean"] == pytest.approx(0.7, abs=0.02)
+    assert 0.04 < kept["sd"] < 0.09 and kept["under_cut"] < 0.15 and kept["cut"] == 0.6
+    high = bench.spread(p_orig, p_new, y, 100, 400, torch.Generator().manual_seed(0), suspect=0, kept_cut=0.75)
+    assert high["suspect_kept"]["under_cut"] > 0.6
+    assert "suspect_kept" not in bench.spread(p_orig, p_new, y, 100, 10, torch.Generator().manual_seed(0))
+
+
 def test_accepted_steps_and_their_gap(bench: ModuleType, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()

@@ -37,14 +37,34 @@ def test_a_repair_that_fits_is_kept_and_one_that_does_not_is_scaled_back() -> No
         model[0].weight += 4.0  # "the repair": moves the first layer by 4
     distance = lambda m: float((m[0].weight.detach() - start["0.weight"]).abs().mean())  # noqa: E731
     # accuracy falls with the distance moved: 1 at the start, 0 at the full repair
-    acc = lambda m: 1.0 - distance(m) / 4.0  # noqa: E731
-    kept = weaken_to_fit(model, start, acc, floor=0.0)
-    assert kept["scale"] == 1.0 and len(kept["tried"]) == 1
-    res = weaken_to_fit(model, start, acc, floor=0.45)
+    measure = lambda m: {"accuracy": 1.0 - distance(m) / 4.0}  # noqa: E731
+
+    def above(floor: float):  # noqa: ANN202
+        return lambda figures: figures["accuracy"] >= floor
+
+    kept = weaken_to_fit(model, start, measure, above(0.0))
+    assert kept["scale"] == 1.0 and len(kept["tried"]) == 1 and kept["tried"][0]["accuracy"] == 0.0
+    res = weaken_to_fit(model, start, measure, above(0.45))
     assert res["scale"] == 0.5 and [t["scale"] for t in res["tried"]] == [1.0, 0.75, 0.5]
     assert distance(model) == pytest.approx(2.0)
     model.load_state_dict({k: v.clone() for k, v in start.items()})
     with torch.no_grad():
         model[0].weight += 4.0
-    undone = weaken_to_fit(model, start, acc, floor=1.5)  # unreachable: the repair is undone
+    undone = weaken_to_fit(model, start, measure, above(1.5))  # unreachable: the repair is undone
     assert undone["scale"] == 0.0 and distance(model) == 0.0
+
+
+def test_every_limit_must_hold_and_every_figure_is_recorded() -> None:
+    """Two figures, two limits: the scale kept is the first at which both hold, and each point tried records
+    both figures."""
+    model = _net()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight += 4.0
+    moved = lambda m: float((m[0].weight.detach() - start["0.weight"]).abs().mean()) / 4.0  # noqa: E731
+    # accuracy would allow 0.75 of the repair; the second figure only 0.25
+    measure = lambda m: {"accuracy": 1.0 - 0.3 * moved(m), "kept": 1.0 - moved(m)}  # noqa: E731
+    res = weaken_to_fit(model, start, measure, lambda f: f["accuracy"] >= 0.75 and f["kept"] >= 0.7)
+    assert res["scale"] == 0.25
+    assert [round(t["kept"], 6) for t in res["tried"]] == [0.0, 0.25, 0.5, 0.75]
+    assert all(set(t) == {"scale", "accuracy", "kept"} for t in res["tried"])

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pruneguard.metrics import accuracy, mean_kl, paired_change
+from pruneguard.metrics import accuracy, class_kept, mean_kl, paired_change
 
 
 def test_accuracy_from_logits_and_predictions() -> None:
@@ -45,3 +45,15 @@ def test_paired_change_counts_flips_and_the_spread_of_the_drop() -> None:
     assert paired_change(before, logits, y) == out
     with pytest.raises(ValueError, match="shape"):
         paired_change(before, after[:4], y)
+
+
+def test_class_kept_is_the_share_of_a_class_s_images_that_stay_in_it() -> None:
+    before = torch.tensor([6, 6, 6, 6, 1, 2, 6])
+    after = torch.tensor([6, 0, 6, 2, 6, 2, 6])  # two of the five left class 6; an image of class 1 came in
+    assert class_kept(before, after, 6) == pytest.approx(3 / 5)
+    assert class_kept(before, before, 6) == 1.0
+    assert class_kept(before, after, 9) is None  # no image was in class 9: nothing to judge
+    logits = torch.nn.functional.one_hot(before, 10).float()
+    assert class_kept(logits, after, 6) == pytest.approx(3 / 5)  # logits or predictions
+    with pytest.raises(ValueError, match="the same images"):
+        class_kept(before, after[:3], 6)
