@@ -7,8 +7,8 @@ takes too many of the suspected class's images away from that class), the guard 
 Floating-point buffers (BatchNorm statistics) move along the same line; integer buffers take the end's values
 (``s`` > 0) or the start's. Pruned weights are zero at both ends and stay zero. On networks with BatchNorm the
 intermediate points are working models; on networks without it (plain or GroupNorm CNNs of the development zoo)
-they can be worse than both
-ends, and ``purify`` retries the repair at a lower learning rate instead (``repair.retries``).
+they can be worse than both ends, and ``purify`` retries the repair at a lower learning rate instead
+(``repair.retries``).
 """
 
 from __future__ import annotations

@@ -48,12 +48,13 @@ def _actions(report: dict[str, Any]) -> str:
         scale = guard.get("scale", 1.0)
         if len(repair.get("attempts") or []) > 1 and scale > 0:
             what += f" at a learning rate of {repair['lr']:.3g} (the guard refused the higher ones)"
+        by = _guard_name(guard, _broken(guard, guard.get("tried")), repair)
         if scale == 0:
-            what += f" (undone by {_guard_name(guard, _broken(guard, guard.get('tried')), repair)})"
+            what += f" (undone by {by})"
         elif guard.get("rounds"):
             what += _rounds_note(guard, repair)
         elif scale < 1:
-            what += f" (scaled back to {scale:g} by {_guard_name(guard, _broken(guard, guard.get('tried')), repair)})"
+            what += f" (scaled back to {scale:g} by {by})"
         parts.append(what)
     return " and ".join(parts) if parts else "changed nothing"
 
