@@ -81,7 +81,9 @@ logger = logging.getLogger("zoo")
 # "eval3" is the next fresh one. "dev2" is a second development split: "dev" holds two clean models outside
 # PreAct-ResNet-18, too few to place a cut that clean models must stay above. "eval3" was reported on once (the
 # evidence rules of 70be354) and is development data since; "dev3" holds clean models only, two per architecture,
-# to measure how a clean model's evidence varies with its architecture; "eval4" is the next fresh split.
+# to measure how a clean model's evidence varies with its architecture. "eval4" was reported on once (the recipe
+# of 022a656) and is development data since (the class guard's cut was chosen on it); "eval5" is the next fresh
+# split.
 SPLIT_SEEDS = {
     "dev": 10_000,
     "eval": 20_000,
@@ -90,8 +92,9 @@ SPLIT_SEEDS = {
     "eval3": 50_000,
     "dev3": 60_000,
     "eval4": 70_000,
+    "eval5": 80_000,
 }  # fmt: skip
-EVAL_SPLITS = ("eval", "eval2", "eval4")  # reporting splits: recipes by name only, no choice is made on them
+EVAL_SPLITS = ("eval", "eval2", "eval5")  # reporting splits: recipes by name only, no choice is made on them
 SEED_SPAN = 10_000
 CLEAN_EVERY = 4  # models 0, 4, 8, ... of a split are clean
 CLEAN_EVERY_OF = {"dev3": 1}  # splits with another share of clean models (dev3: every model)
@@ -101,7 +104,7 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {
         "dataset": "fashion_mnist",
         "epochs": 4,
-        "models": {"dev": 16, "eval": 28, "eval2": 28, "dev2": 24, "eval3": 28, "dev3": 12, "eval4": 28},
+        "models": {"dev": 16, "eval": 28, "eval2": 28, "dev2": 24, "eval3": 28, "dev3": 12, "eval4": 28, "eval5": 28},
         "archs": {
             "small_cnn": 1.0,
             "gap_cnn": 1.0,
@@ -117,7 +120,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "dataset": "digits",
         "epochs": 25,
-        "models": {"dev": 4, "eval": 4, "eval2": 4, "dev2": 4, "eval3": 4, "dev3": 4, "eval4": 4},
+        "models": {"dev": 4, "eval": 4, "eval2": 4, "dev2": 4, "eval3": 4, "dev3": 4, "eval4": 4, "eval5": 4},
         "archs": {"small_cnn": 0.5, "gap_cnn": 0.5, "plain_cnn": 0.5, "gn_cnn": 0.5},
         "families": ZOO_FAMILIES,  # one model each: the smoke run covers every new trigger family
         "clean_fraction": 0.08,  # about 100 digits images (1% of digits would be 14)
