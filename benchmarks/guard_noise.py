@@ -97,14 +97,15 @@ def spread(
         "changed": {"test": 100 * float(changed.mean()), "sd": 100 * float(flips.std())},
     }
     if suspect is not None:
-        was, stays = pred_orig == suspect, (pred_orig == suspect) & (pred_new == suspect)
-        per_draw = stays[idx].double().sum(1) / was[idx].double().sum(1).clamp_min(1)
-        judged = was[idx].any(1)
+        was = pred_orig == suspect
+        stays = was & (pred_new == suspect)
+        judged = was[idx].any(1)  # draws holding at least one image of the class
+        kept = (stays[idx].double().sum(1) / was[idx].double().sum(1).clamp_min(1))[judged]
         out["suspect_kept"] = {
             "test": class_kept(pred_orig, pred_new, suspect),
-            "mean": float(per_draw[judged].mean()) if bool(judged.any()) else None,
-            "sd": float(per_draw[judged].std()) if int(judged.sum()) > 1 else None,
-            "under_cut": float((per_draw[judged] < kept_cut).double().mean()) if bool(judged.any()) else None,
+            "mean": float(kept.mean()) if len(kept) else None,
+            "sd": float(kept.std()) if len(kept) > 1 else None,
+            "under_cut": float((kept < kept_cut).double().mean()) if len(kept) else None,
             "cut": kept_cut,
         }
     for name, per_image in (("accuracy", hard), ("true_class_probability", soft)):
