@@ -26,7 +26,9 @@ here for the table only: no defence sees the test set, the trigger or the target
 The cache is not committed; the results files are. ``--with-rows FILE`` puts the rows of a committed results file
 beside this run's (e.g. baselines computed today beside the recipe's rows of an earlier run), on the models whose
 figures before any defence are the same to the digit here (training is deterministic on one machine): a model
-trained differently is refused, not compared.
+trained differently is refused, not compared. ``--join FILE`` (with ``--join-reports`` for its committed
+reports) puts an earlier run's models that this run has no row of into the tables whole: a split run in parts,
+over sessions or machines, of one recipe version.
 """
 
 from __future__ import annotations
@@ -522,15 +524,23 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
     return out
 
 
+def default_report(spec: dict[str, Any], args: argparse.Namespace) -> Path | None:
+    """The default recipe's purify report of ``spec``'s model at this run's clean fraction: in the cache, else in a
+    ``--join-reports`` folder (as ``FOLDER.json``, the cache folder's name); None when there is none."""
+    folder = f"{train_unit(spec, args).name}-default-{args.clean_fraction}"
+    candidates = [Path(args.cache) / "defended" / folder / "report.json"]
+    candidates += [Path(d) / f"{folder}.json" for d in getattr(args, "join_reports", [])]
+    return next((path for path in candidates if path.is_file()), None)
+
+
 def scan_figures(specs: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The detectors of the default recipe's reports on this run's models, at the cuts fixed on the development
     split: per detector, AUROC (backdoored against clean), true and false positive rate at the cut, and the
     target-class accuracy on the flagged backdoored models (and on all backdoored models)."""
     seen: dict[str, list[tuple[dict[str, Any], tuple[float, int | None, bool]]]] = {}
     for spec in specs:
-        folder = f"{train_unit(spec, args).name}-default-{args.clean_fraction}"
-        path = Path(args.cache) / "defended" / folder / "report.json"
-        if path.is_file():
+        path = default_report(spec, args)
+        if path is not None:
             for name, found in _detections(json.loads(path.read_text())).items():
                 seen.setdefault(name, []).append((spec, found))
     out: dict[str, dict[str, Any]] = {}
@@ -624,6 +634,9 @@ def markdown(result: dict[str, Any]) -> str:
                 for v in values
             ]
             lines.append(f"| {d} | {' | '.join(cells)} |")
+    for source in result.get("joined") or []:
+        lines += ["", f"Joined from {source['file']} (an earlier run, commit {source['git_commit']}): "
+                  f"{', '.join(source['models'])}."]  # fmt: skip
     if result.get("scan"):
         lines += ["", "| detector | backdoored / clean | AUROC | TPR at the cut | FPR at the cut | target class "
                   "(flagged) | target class (all backdoored) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -669,6 +682,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a results file of this split and clean fraction (--out-json of an earlier run): its rows of the "
         "defences this run does not run join the tables, for the models whose figures before any defence are "
         "the same here (repeatable)",
+    )
+    p.add_argument(
+        "--join",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a results file of an earlier run of this split, clean fraction and recipe version: its models that "
+        "this run has no row of join the tables with all their rows (a split run in parts; repeatable)",
+    )
+    p.add_argument(
+        "--join-reports",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of default-recipe reports committed beside a --join file (CACHEFOLDER.json): the detector "
+        "figures read the joined models' reports there (repeatable)",
     )
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--cache", type=Path, default=Path("runs/zoo"))
@@ -717,16 +748,17 @@ def pack_cache(cache: Path, split: str, dest: Path) -> dict[str, int]:
     return counts
 
 
-def read_results(path: Path, split: str) -> dict[str, Any]:
-    """A zoo results JSON (``--out-json``) of ``split``; a ConfigError names the file and what is accepted."""
+def read_results(path: Path, split: str, option: str = "--with-rows") -> dict[str, Any]:
+    """A zoo results JSON (``--out-json``) of ``split``; a ConfigError names the option, the file and what is
+    accepted."""
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"--with-rows={path} is not accepted ({exc}); accepted: a zoo results JSON") from exc
+        raise ConfigError(f"{option}={path} is not accepted ({exc}); accepted: a zoo results JSON") from exc
     if not isinstance(kept, dict) or kept.get("schema") != "pruneguard.zoo/1" or kept.get("split") != split:
         found = kept.get("split") if isinstance(kept, dict) else None
         raise ConfigError(
-            f"--with-rows={path} is not accepted (split {found!r}); accepted: a zoo results JSON of --split {split}"
+            f"{option}={path} is not accepted (split {found!r}); accepted: a zoo results JSON of --split {split}"
         )
     return kept
 
@@ -757,6 +789,26 @@ def kept_rows(
     defenses = {r["defense"] for r in out}
     recipes = {d: v for d, v in (kept.get("recipes") or {}).items() if d in defenses}
     return out, {"file": str(path), "git_commit": kept.get("git_commit"), "rows": len(out), "recipes": recipes}
+
+
+def joined_rows(
+    path: Path, kept: dict[str, Any], rows: list[dict[str, Any]], recipes: dict[str, Any], args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every row of ``kept`` (the results file ``path``, an earlier run of this split) at this run's clean fraction
+    of the models that ``rows`` has no row of, and where they came from: a split run in parts (other sessions,
+    other machines) joined into one table. A model with a row here keeps this run's figures. A recipe both runs
+    ran must have the same config in both (one recipe version per table), else a ConfigError."""
+    for name, config in (kept.get("recipes") or {}).items():
+        if name in recipes and config != recipes[name]:
+            raise ConfigError(
+                f"--join={path} is not accepted: its recipe {name!r} differs from this run's; accepted: a results "
+                "file of the same recipe version"
+            )
+    here = {r["model"]["id"] for r in rows}
+    out = [r for r in kept["rows"] if r["clean_fraction"] == args.clean_fraction and r["model"]["id"] not in here]
+    models = sorted({r["model"]["id"] for r in out})
+    source = {"file": str(path), "git_commit": kept.get("git_commit"), "models": models, "rows": len(out)}
+    return out, source
 
 
 def add_script_options(p: argparse.ArgumentParser) -> None:
@@ -823,8 +875,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     try:
         args.with_rows_data = [read_results(path, args.split) for path in args.with_rows]
+        args.join_data = [read_results(path, args.split, option="--join") for path in args.join]
     except ConfigError as exc:
         p.error(str(exc))
+    inputs = {path.resolve() for path in [*args.with_rows, *args.join]}
+    for option, out in (("--out-json", args.out_json), ("--out-md", args.out_md)):
+        if out is not None and out.resolve() in inputs:
+            p.error(f"{option}={out} is not accepted: it is an input (--with-rows/--join); accepted: another file")
+    for folder in args.join_reports:
+        if not folder.is_dir():
+            p.error(f"--join-reports={folder} is not accepted; accepted: a folder of default-recipe reports")
     if args.pack is not None and args.pack.exists():
         p.error(f"--pack={args.pack} exists; accepted: a folder this command creates")
     args.sets = [*mode["sets"], *(args.sets or [])]
@@ -851,7 +911,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     if args.models is not None:
         specs = [s for s in specs if s["id"] in args.models.split(",")]
-    rows, computed = zoo_rows(specs[args.part_index :: args.part_count], args)
+    specs = specs[args.part_index :: args.part_count]
+    rows, computed = zoo_rows(specs, args)
+    table_args = table_namespace(specs[0], args)
+    recipes = {d: recipe_for(d, args, table_args) for d in args.defense_list if anp_table.is_recipe_defense(d)}
+    joined = []
+    for path, kept in zip(args.join, args.join_data, strict=True):
+        try:
+            added, source = joined_rows(path, kept, rows, recipes, args)
+        except ConfigError as exc:
+            print(f"zoo.py: error: {exc}", file=sys.stderr)
+            return 2
+        rows = rows + added
+        joined.append(source)
+        specs += [next(r["model"] for r in added if r["model"]["id"] == mid) for mid in source["models"]]
     merged = []
     for path, kept in zip(args.with_rows, args.with_rows_data, strict=True):
         try:
@@ -861,9 +934,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         rows = added + rows
         merged.append(source)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    table_args = table_namespace(specs[0], args)
-    recipes = {d: recipe_for(d, args, table_args) for d in args.defense_list if anp_table.is_recipe_defense(d)}
+    config = {k: v for k, v in vars(args).items() if k not in ("with_rows_data", "join_data")}
+    config = json.loads(json.dumps(config, default=str))
     result = {
         "schema": "pruneguard.zoo/1",
         "split": args.split,
@@ -871,13 +943,14 @@ def main(argv: list[str] | None = None) -> int:
         "summary_common": summary(common_rows(rows)),
         "by_arch": summary_by(rows, "arch"),
         "by_trigger": summary_by(rows, "trigger"),
-        "scan": scan_figures(specs[args.part_index :: args.part_count], args),
+        "scan": scan_figures(specs, args),
         "rows": rows,
         "computed": computed,
         "missing": args.missing,
         "recipes": recipes,
         "recipes_hash": config_hash(recipes),
         "with_rows": merged,
+        "joined": joined,
         "config": config,
         "git_commit": git_commit(),
         "versions": versions(),

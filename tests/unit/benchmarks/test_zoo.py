@@ -174,15 +174,56 @@ def test_kept_rows_join_only_on_the_same_trained_models(zoo: ModuleType, tmp_pat
         zoo.kept_rows(tmp_path / "k.json", kept, here, args)
 
 
+def test_joined_rows_take_the_models_not_run_here_whole_of_one_recipe_version(zoo: ModuleType, tmp_path) -> None:
+    def row(mid: str, defense: str, fraction: float = 0.01) -> dict:
+        return {"model": {"id": mid}, "defense": defense, "clean_fraction": fraction, "accuracy_before": 0.9}
+
+    args = zoo.parse_args(["--split", "eval5", "--defenses", "none,default"])
+    here = [row("eval5-00", "none"), row("eval5-00", "default")]
+    kept = {"rows": [row("eval5-00", "default"), row("eval5-03", "none"), row("eval5-03", "default"),
+                     row("eval5-03", "ft"), row("eval5-04", "default", 0.001)],
+            "recipes": {"default": {"name": "default", "anp": {"iterations": 300}}}, "git_commit": "abc"}  # fmt: skip
+    recipes = {"default": {"name": "default", "anp": {"iterations": 300}}}
+    added, source = zoo.joined_rows(tmp_path / "k.json", kept, here, recipes, args)
+    assert added == kept["rows"][1:4]  # eval5-00 keeps this run's figures; another clean fraction is left out
+    assert source == {"file": str(tmp_path / "k.json"), "git_commit": "abc", "models": ["eval5-03"], "rows": 3}
+    recipes["default"]["anp"]["iterations"] = 2000  # another recipe version
+    with pytest.raises(zoo.ConfigError, match="its recipe 'default' differs from this run's"):
+        zoo.joined_rows(tmp_path / "k.json", kept, here, recipes, args)
+
+
+def test_the_default_report_is_read_from_the_cache_or_a_joined_folder(zoo: ModuleType, tmp_path: Path) -> None:
+    spec = zoo.zoo_specs("eval5")[3]
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    args = zoo.parse_args(["--split", "eval5", "--cache", str(tmp_path / "cache"), "--join-reports", str(reports)])
+    assert zoo.default_report(spec, args) is None
+    folder = f"{zoo.train_unit(spec, args).name}-default-0.01"
+    (reports / f"{folder}.json").write_text("{}")
+    assert zoo.default_report(spec, args) == reports / f"{folder}.json"
+    in_cache = tmp_path / "cache" / "defended" / folder / "report.json"
+    in_cache.parent.mkdir(parents=True)
+    in_cache.write_text("{}")
+    assert zoo.default_report(spec, args) == in_cache  # this run's own report first
+
+
 def test_with_rows_must_be_a_results_file_of_the_split(zoo: ModuleType, tmp_path: Path, capsys) -> None:
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"schema": "pruneguard.zoo/1", "split": "dev", "rows": []}))
     assert zoo.parse_args(["--split", "dev", "--with-rows", str(path)]).with_rows_data[0]["split"] == "dev"
     for content in ('{"schema": "pruneguard.zoo/1", "split": "eval"}', "[1]", "not json"):
         path.write_text(content)
-        with pytest.raises(SystemExit) as exc:
-            zoo.parse_args(["--split", "dev", "--with-rows", str(path)])
-        assert exc.value.code == 2 and f"--with-rows={path} is not accepted" in capsys.readouterr().err
+        for option in ("--with-rows", "--join"):
+            with pytest.raises(SystemExit) as exc:
+                zoo.parse_args(["--split", "dev", option, str(path)])
+            assert exc.value.code == 2 and f"{option}={path} is not accepted" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        zoo.parse_args(["--split", "dev", "--join-reports", str(tmp_path / "none")])
+    assert exc.value.code == 2 and "--join-reports=" in capsys.readouterr().err
+    path.write_text(json.dumps({"schema": "pruneguard.zoo/1", "split": "dev", "rows": []}))
+    with pytest.raises(SystemExit) as exc:  # a results file read is never the one written
+        zoo.parse_args(["--split", "dev", "--join", str(path), "--out-json", str(path)])
+    assert exc.value.code == 2 and f"--out-json={path} is not accepted: it is an input" in capsys.readouterr().err
 
 
 def test_detections_read_the_default_reports_cuts(zoo: ModuleType) -> None:
@@ -254,6 +295,13 @@ def test_quick_zoo_runs_end_to_end_and_resumes_without_recomputing(tmp_path: Pat
     assert {r["defense"] for r in merged["rows"]} == set(merged["summary"]) == set(full["summary"])
     assert sorted(merged["rows"], key=json.dumps) == sorted(full["rows"], key=json.dumps)
     assert merged["summary"] == full["summary"] and merged["with_rows"][0]["rows"] == len(full["rows"]) - 8
+    # a split run in two parts: the first two models here, the other two joined whole from the earlier file
+    ids = sorted({r["model"]["id"] for r in full["rows"]})
+    parts = _run(tmp_path, "--defenses", "none,default", "--cached-only", "--models", ",".join(ids[:2]),
+                 "--join", str(tmp_path / "full.json"))  # fmt: skip
+    assert parts["joined"][0]["models"] == ids[2:] and parts["missing"] == []
+    assert {k: parts["summary"][k] for k in ("none", "default")} == {k: full["summary"][k] for k in ("none", "default")}
+    assert parts["scan"] == full["scan"]  # every model's default report, the joined ones' included
     assert [r for r in full["rows"] if r["defense"] == "paper"] == [
         r for r in partial["rows"] if r["defense"] == "paper"
     ]
