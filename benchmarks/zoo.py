@@ -529,7 +529,7 @@ def default_report(spec: dict[str, Any], args: argparse.Namespace) -> Path | Non
     ``--join-reports`` folder (as ``FOLDER.json``, the cache folder's name); None when there is none."""
     folder = f"{train_unit(spec, args).name}-default-{args.clean_fraction}"
     candidates = [Path(args.cache) / "defended" / folder / "report.json"]
-    candidates += [Path(d) / f"{folder}.json" for d in getattr(args, "join_reports", [])]
+    candidates += [Path(d) / f"{folder}.json" for d in args.join_reports]
     return next((path for path in candidates if path.is_file()), None)
 
 
@@ -924,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         rows = rows + added
         joined.append(source)
-        specs += [next(r["model"] for r in added if r["model"]["id"] == mid) for mid in source["models"]]
+        specs += list({r["model"]["id"]: r["model"] for r in sorted(added, key=lambda r: r["model"]["id"])}.values())
     merged = []
     for path, kept in zip(args.with_rows, args.with_rows_data, strict=True):
         try:
