@@ -39,20 +39,31 @@ from pruneguard.workflows.purify import purify  # noqa: E402
 logger = logging.getLogger("clean_purify")
 
 
-def clean_models(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """(name, model path, clean-data size) of every clean model, trained if missing."""
+def model_names() -> list[str]:
+    """The names of the clean models, in the order they run."""
+    specs = [s for s in scan_zoo.zoo(quick=False) if s["attack"] is None]
+    names = [f"{s['dataset']}-{s['arch']}-w{s['width']}-s{s['seed']}" for s in specs]
+    return names + [f"fashion_mnist-small_cnn-w1.0-s{seed}" for seed in (0, 1)]
+
+
+def clean_models(args: argparse.Namespace, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """(name, model path, clean-data size) of every clean model (or of those ``names``), trained if missing."""
+    specs = [s for s in scan_zoo.zoo(quick=False) if s["attack"] is None]
+    known = model_names()
+    wanted = set(names or known)
     out = []
-    for spec in scan_zoo.zoo(quick=False):
-        if spec["attack"] is not None:
+    for spec, name in zip(specs, known, strict=False):
+        if name not in wanted:
             continue
         path, _, _ = scan_zoo.train_cached(spec, Path(args.zoo_cache))
         size = {"clean_samples": scan_zoo._DATA[spec["dataset"]][3]} if spec["dataset"] == "digits" else {}
-        name = f"{spec['dataset']}-{spec['arch']}-w{spec['width']}-s{spec['seed']}"
         out.append({"name": name, "model": path, "size": size or {"clean_fraction": 0.01}})
     table_args = anp_table.build_parser().parse_args(["--cache", args.table_cache])
     for seed in (0, 1):
-        path = anp_table.trained_model(None, seed, table_args)
-        out.append({"name": f"fashion_mnist-small_cnn-w1.0-s{seed}", "model": path, "size": {"clean_fraction": 0.01}})
+        name = f"fashion_mnist-small_cnn-w1.0-s{seed}"
+        if name in wanted:
+            path = anp_table.trained_model(None, seed, table_args)
+            out.append({"name": name, "model": path, "size": {"clean_fraction": 0.01}})
     return out
 
 
@@ -110,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zoo-cache", default="runs/scan_zoo")
     p.add_argument("--table-cache", default="runs/anp_table")
     p.add_argument("--part", default="0/1", help="i/n: run every n-th model from the i-th (processes share the cache)")
+    p.add_argument("--models", default="", help="comma-separated model names (default: every clean model)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cached-only", action="store_true", help="summarise the rows already computed, compute none")
     p.add_argument("--json", action="store_true")
@@ -118,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     i, n = (int(v) for v in args.part.split("/"))
-    models = clean_models(args)
+    names = [m for m in args.models.split(",") if m]
+    for bad in [m for m in names if m not in model_names()]:
+        p.error(f"--models: {bad!r} is not accepted; accepted: {', '.join(model_names())}")
+    models = clean_models(args, names)
     rows = [r for r in (run_one(m, args) for m in models[i::n]) if r]
     for r in rows:
         logger.info("%s: %.4f -> %.4f (%s)", r["model"], r["before"], r["after"], r["verdict"])

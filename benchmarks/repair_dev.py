@@ -1,11 +1,12 @@
 """Recipe variants that differ after the suspect step, compared on development models of the zoo.
 
-    python benchmarks/repair_dev.py --models dev-02,dev-05 --variants default,lr003 --out-json runs/repair_dev.json
+    python benchmarks/repair_dev.py --models dev-02,eval5-03 --variants default,round6 --out-json runs/repair_dev.json
 
-For each model (``benchmarks/zoo.py``'s specs and model cache; the development split only: choices are made
-there), the suspect step runs once and is kept in ``--cache/repair_dev/<model>/finding.json``; ANP's masks are
-kept in the same folder (its resumable state), so every variant that shares the ANP settings reuses them. Each
-variant is the default recipe after the variant's ``--set`` items (``VARIANTS``) and runs through
+For each model (``benchmarks/zoo.py``'s specs and model cache; development splits only, every split outside
+``zoo.EVAL_SPLITS``: choices are made there), the suspect step runs once and is kept in
+``--cache/repair_dev/<model>/finding.json``; ANP's masks are kept in the same folder (its resumable state), so
+every variant that shares the ANP settings reuses them. Each variant is the default recipe after the variant's
+``--set`` items (``VARIANTS``) and runs through
 ``pruneguard.workflows.purify``. A row records the validation and test accuracy and the ASR of the model's own
 trigger after pruning and after the repair and guard; the ASR is measured for this table only.
 """
@@ -45,12 +46,20 @@ VARIANTS: dict[str, list[str]] = {
     "v3": _TWO_ROUNDS_END_GUARD,  # v2, the pruning capped at 0.02 nats of divergence: 12c928d's default
     "kl04": ["select.max_kl=0.04", *_TWO_ROUNDS_END_GUARD],
     "rounds3": ["repair.rounds=3", "repair.guard=end"],  # a third round, the guard judging the repair's end
-    # the guard judging each unlearning round against the model the round started from
-    "round": ["repair.rounds=2"],
-    "round3": ["repair.rounds=3"],
-    "default": [],  # four rounds, each judged by the guard
-    "round6": ["repair.rounds=6"],
+    # the guard judging each unlearning round against the model the round started from; an undone round ends it
+    "round": ["repair.rounds=2", "repair.guard=round"],
+    "round3": ["repair.rounds=3", "repair.guard=round"],
+    "v4": ["repair.guard=round"],  # four rounds, each judged by the guard: fa82b0a's default
+    "round6": ["repair.rounds=6", "repair.guard=round"],
+    # an undone round run again at a third, then a ninth of the learning rate (the default since v4)
+    "backoff": ["repair.guard=backoff"],
+    "default": [],
 }
+
+
+def development_splits() -> list[str]:
+    """The zoo's splits that choices may be made on: every split but the reporting ones."""
+    return [split for split in zoo.SPLIT_SEEDS if split not in zoo.EVAL_SPLITS]
 
 
 def variant_recipe(name: str) -> Recipe:
@@ -72,10 +81,23 @@ def same_steps(kept: dict[str, Any] | None, recipe: Recipe) -> bool:
 
 
 def cached_finding(path: Path, model: Any, use: Any, recipe: Recipe, meta: Any, seed: int) -> SuspectFinding:
+    """The suspect step's finding, run once per model: its record in ``path``, the reference model the vote trained
+    beside it (``reference.pt``, its weights), so that a later variant's recheck does not train it again."""
+    weights = path.with_name("reference.pt")
     if path.is_file():
-        return SuspectFinding(**json.loads(path.read_text()))
+        reference = None
+        if weights.is_file():
+            reference = meta.build(seed=seed)
+            reference.load_state_dict(torch.load(weights, weights_only=True))
+            reference.eval()
+        return SuspectFinding(**json.loads(path.read_text()), reference=reference)
     finding = suspect_step(recipe, model, use, meta, seed)
-    atomic_write_json(path, dataclasses.asdict(finding))
+    if finding.reference is not None:
+        tmp = weights.with_suffix(".tmp")
+        torch.save(finding.reference.state_dict(), tmp)
+        tmp.replace(weights)
+    record = {f.name: getattr(finding, f.name) for f in dataclasses.fields(finding) if f.name != "reference"}
+    atomic_write_json(path, record)
     return finding
 
 
@@ -192,19 +214,21 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN)")
+    p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN, eval5-NN, ...)")
     p.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
     zoo.add_script_options(p)
     args = p.parse_args(argv)
-    specs = {s["id"]: s for s in zoo.zoo_specs("dev")}
+    specs = {s["id"]: s for split in development_splits() for s in zoo.zoo_specs(split)}
     ids = [m for m in args.models.split(",") if m]
     variants = [v for v in args.variants.split(",") if v]
-    for bad in [m for m in ids if m not in specs] + [v for v in variants if v not in VARIANTS]:
-        p.error(f"--models/--variants: {bad!r} is not accepted; accepted: {', '.join([*specs, *VARIANTS])}")
+    for bad in [m for m in ids if m not in specs]:
+        p.error(f"--models: {bad!r} is not accepted; accepted: model ids of {', '.join(development_splits())}")
+    for bad in [v for v in variants if v not in VARIANTS]:
+        p.error(f"--variants: {bad!r} is not accepted; accepted: {', '.join(VARIANTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     # zoo.trained_model reads these fields of its namespace
-    args.quick, args.device, args.executor, args.split = False, "cpu", "local", "dev"
+    args.quick, args.device, args.executor = False, "cpu", "local"
     rows = [row for m in ids for row in run_model(specs[m], variants, args)]
     if args.out_json:
         atomic_write_json(args.out_json, {"summary": summary(rows), "rows": rows})

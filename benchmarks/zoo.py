@@ -84,8 +84,8 @@ logger = logging.getLogger("zoo")
 # PreAct-ResNet-18, too few to place a cut that clean models must stay above. "eval3" was reported on once (the
 # evidence rules of 70be354) and is development data since; "dev3" holds clean models only, two per architecture,
 # to measure how a clean model's evidence varies with its architecture. "eval4" was reported on once (the recipe
-# of 022a656) and is development data since (the class guard's cut was chosen on it); "eval5" is the next fresh
-# split.
+# of 022a656) and is development data since (the class guard's cut was chosen on it); "eval5" was reported on once
+# (the recipe of fa82b0a) and is development data since; "eval6" is the next fresh split.
 SPLIT_SEEDS = {
     "dev": 10_000,
     "eval": 20_000,
@@ -95,8 +95,9 @@ SPLIT_SEEDS = {
     "dev3": 60_000,
     "eval4": 70_000,
     "eval5": 80_000,
+    "eval6": 90_000,
 }  # fmt: skip
-EVAL_SPLITS = ("eval", "eval2", "eval5")  # reporting splits: recipes by name only, no choice is made on them
+EVAL_SPLITS = ("eval", "eval2", "eval6")  # reporting splits: recipes by name only, no choice is made on them
 SEED_SPAN = 10_000
 CLEAN_EVERY = 4  # models 0, 4, 8, ... of a split are clean
 CLEAN_EVERY_OF = {"dev3": 1}  # splits with another share of clean models (dev3: every model)
@@ -106,7 +107,17 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {
         "dataset": "fashion_mnist",
         "epochs": 4,
-        "models": {"dev": 16, "eval": 28, "eval2": 28, "dev2": 24, "eval3": 28, "dev3": 12, "eval4": 28, "eval5": 28},
+        "models": {
+            "dev": 16,
+            "eval": 28,
+            "eval2": 28,
+            "dev2": 24,
+            "eval3": 28,
+            "dev3": 12,
+            "eval4": 28,
+            "eval5": 28,
+            "eval6": 28,
+        },
         "archs": {
             "small_cnn": 1.0,
             "gap_cnn": 1.0,
@@ -122,7 +133,17 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "dataset": "digits",
         "epochs": 25,
-        "models": {"dev": 4, "eval": 4, "eval2": 4, "dev2": 4, "eval3": 4, "dev3": 4, "eval4": 4, "eval5": 4},
+        "models": {
+            "dev": 4,
+            "eval": 4,
+            "eval2": 4,
+            "dev2": 4,
+            "eval3": 4,
+            "dev3": 4,
+            "eval4": 4,
+            "eval5": 4,
+            "eval6": 4,
+        },
         "archs": {"small_cnn": 0.5, "gap_cnn": 0.5, "plain_cnn": 0.5, "gn_cnn": 0.5},
         "families": ZOO_FAMILIES,  # one model each: the smoke run covers every new trigger family
         "clean_fraction": 0.08,  # about 100 digits images (1% of digits would be 14)

@@ -389,6 +389,49 @@ def test_the_guard_scales_a_costly_repair_back(trained: Path, tmp_path: Path) ->
         assert code == 0 and "by the accuracy guard" in rep["verdict"]["sentence"]
 
 
+def test_the_backoff_guard_lowers_the_learning_rate_and_runs_an_undone_round_again(
+    trained: Path, tmp_path: Path
+) -> None:
+    """``repair.guard=backoff``: an undone round is run again at a third of the learning rate (at most ``retries``
+    times in all), on the same triggers, and the later rounds keep that rate; only an undone round at the lowest
+    rate ends the repair; the repair is not run again from the pruned model."""
+    out, LR = tmp_path / "backoff", 1.0  # noqa: N806 (the rate the rounds start at; the first round breaks)
+    sets = (
+        *FAST,
+        "suspect.target=0",
+        "repair.guard=backoff",
+        "repair.rounds=3",
+        f"repair.lr={LR}",
+        "repair.retries=2",
+        "min_suspect_kept=null",
+    )
+    _purify(trained, out, sets=sets)
+    rep = json.loads((out / "report.json").read_text())
+    judged = rep["guard"]["rounds"]
+    assert len(rep["repair"]["attempts"]) == 1 and rep["repair"]["lr"] == LR
+    # a rate of 1 wrecks the first round: undone, it runs again at a third of the rate
+    assert judged[0] == {**judged[0], "round": 1, "lr": LR, "scale": 0.0}
+    lowest = LR / 9  # lowered twice at most (retries=2)
+    for a, b in zip(judged, judged[1:], strict=False):
+        if a["scale"] == 0 and a["lr"] > lowest * 1.01:  # undone above the lowest rate: lowered
+            assert b["lr"] == pytest.approx(a["lr"] / 3)
+        else:
+            assert b["lr"] == pytest.approx(a["lr"])
+        # an undone round runs again; any other goes on to the next round
+        assert b["round"] == a["round"] + (a["scale"] > 0)
+    assert judged[-1]["round"] == 3 or (judged[-1]["scale"] == 0 and judged[-1]["lr"] == pytest.approx(lowest))
+    kept = {j["round"] for j in judged if j["scale"] > 0}
+    assert kept and rep["guard"]["scale"] == min(j["scale"] for j in judged if j["scale"] > 0)
+    # two triggers (patch, blend) a round, reversed once: the round run again reuses them
+    assert [t["round"] for t in rep["repair"]["triggers"]] == [
+        n for n in range(1, rep["repair"]["rounds"] + 1) for _ in "pb"
+    ]
+    assert rep["validation_drop"] <= 0.02 + 1e-9
+    sentence = rep["verdict"]["sentence"]
+    assert "round 1 at 1 undone" in sentence and "learning rate lowered to " in sentence
+    assert f"unlearned {2 * len(kept)} reversed trigger(s)" in sentence
+
+
 def test_the_round_guard_judges_each_unlearning_round_against_the_model_it_started_from(
     trained: Path, tmp_path: Path
 ) -> None:

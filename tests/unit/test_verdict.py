@@ -74,6 +74,24 @@ def test_a_round_by_round_guard_names_the_rounds_it_did_not_keep_whole() -> None
     assert undone["status"] == "failed" and "was undone" in undone["sentence"]
 
 
+def test_a_backoff_guard_names_the_rates_and_counts_a_round_run_again_once() -> None:
+    rounds = [
+        {"round": 1, "lr": 0.01, "scale": 0.0, "tried": []},
+        {"round": 1, "lr": 0.01 / 3, "scale": 0.5, "tried": []},
+        {"round": 2, "lr": 0.01 / 9, "scale": 1.0, "tried": []},
+        {"round": 3, "lr": 0.01 / 9, "scale": 0.0, "tried": []},
+    ]
+    triggers = [{"round": n} for n in (1, 1, 2, 2, 3, 3)]
+    repair = {"method": "unlearn", "triggers": triggers, "target": 0, "lr": 0.01}
+    v = purify_verdict(_report(guard={"scale": 0.5, "rounds": rounds}, repair=repair), 0.02, True)
+    # round 1 was kept at its second rate: its triggers count; round 3's do not
+    assert v["status"] == "purified" and "unlearned 4 reversed trigger(s)" in v["sentence"]
+    assert (
+        "(round 1 at 0.01 undone, round 1 at 0.00333 scaled back to 0.5, round 3 at 0.00111 undone by the "
+        "accuracy guard; the learning rate lowered to 0.00111)"
+    ) in v["sentence"]
+
+
 def test_a_retried_repair_names_its_learning_rate_in_three_digits() -> None:
     repair = {"method": "unlearn", "triggers": [{}, {}], "target": 0, "lr": 0.01 / 3, "attempts": [{}, {}]}
     v = purify_verdict(_report(repair=repair), 0.02, True)

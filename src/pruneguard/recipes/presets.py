@@ -9,8 +9,9 @@
   outputs diverge more than 0.02 nats (mean KL) from the original's, equal masks taken in the order ANP drove them
   down, then up to four rounds of reversing patch and blend triggers to that class and unlearning them while
   distilling the recalibrated pruned model (suppression 0.75, cropped/flipped images), each round judged by the
-  guard against the model it started from (scaled back if it costs too much; an undone round ends the repair),
-  the repair retried at a third and a ninth of the learning rate when the guard refuses its first round; 20% of
+  guard against the model it started from (scaled back if it costs too much), an undone round run again at a
+  third and then a ninth of the learning rate (which the later rounds keep), and only an undone round at a ninth
+  ending the repair; 20% of
   the clean data held out for the guard (2 points, and at least 60% of the validation images the original assigns
   to the suspected class kept in it); a model without evidence of a backdoor is returned unchanged.
 """
@@ -56,8 +57,9 @@ def default() -> Recipe:
         "unchanged), targeted ANP, "
         "pruning capped by the validation guard and at 0.02 nats of divergence from the original's validation "
         "outputs (ties in ANP's order), up to four rounds of patch+blend trigger unlearning with distillation of "
-        "the recalibrated pruned model, each round judged by the guard (an undone round ends the repair), retried "
-        "at lower learning rates when the guard refuses the first; 20% of the clean data validates, max drop 2 "
+        "the recalibrated pruned model, each round judged by the guard, an undone round run again at a third and a "
+        "ninth of the learning rate (only an undone round at a ninth ends the repair); 20% of the clean data "
+        "validates, max drop 2 "
         "points, at least 60% of the validation images the original assigns to the suspected class kept in it.",
         validation_fraction=0.2,
         max_acc_drop=0.02,
@@ -78,7 +80,7 @@ def default() -> Recipe:
             suppress=0.75,
             distill_augment=True,
             retries=2,
-            guard="round",
+            guard="backoff",
         ),
     )
 

@@ -128,7 +128,10 @@ class RepairStep(_Step):
     ``guard``: where the recipe's guard judges an unlearning repair: at its ``end`` (a repair that does
     not fit is scaled back as a whole, every round with it), or after each ``round`` (a round that does not fit
     is scaled back towards the model the round started from, and an undone round ends the repair: what the
-    earlier rounds removed stays removed). A fine-tune is one round: both judge its end.
+    earlier rounds removed stays removed), or ``backoff``: judged after each round likewise, but an undone round
+    is run again at a third of the learning rate, which the later rounds keep (at most ``retries`` times in all;
+    the repair is not run again from the pruned model), and only an undone round at the lowest rate ends the
+    repair. A fine-tune is one round: all three judge its end.
     """
 
     method: Literal["none", "finetune", "unlearn"] = "none"
@@ -143,7 +146,7 @@ class RepairStep(_Step):
     distill_augment: bool = False
     adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     retries: int = Field(0, ge=0, le=5)
-    guard: Literal["end", "round"] = "end"
+    guard: Literal["end", "round", "backoff"] = "end"
 
     _LATER_FIELDS = ("retries", "guard")
 

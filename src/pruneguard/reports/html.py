@@ -77,6 +77,11 @@ def _onnx_note(section: dict[str, Any] | None) -> str | None:
     )
 
 
+def _round_note(judged: dict[str, Any]) -> str:
+    """One judged round of the repair: its scale, and the learning rate where the record has one."""
+    return f"{judged['scale']:g}" + (f" (round {judged['round']}, lr {judged['lr']:.3g})" if "lr" in judged else "")
+
+
 def render_purify_html(report: dict[str, Any]) -> str:
     b, a, mid = report["before"], report["after"], report.get("after_pruning")
     verdict = report["verdict"]
@@ -127,7 +132,7 @@ def render_purify_html(report: dict[str, Any]) -> str:
                     else ""
                 )
                 + (
-                    "rounds kept at scales " + ", ".join(f"{r['scale']:g}" for r in guard["rounds"])
+                    "rounds kept at scales " + ", ".join(_round_note(r) for r in guard["rounds"])
                     if guard.get("rounds")
                     else f"repair kept at scale {guard['scale']:g}"
                 ),

@@ -37,7 +37,8 @@ def _actions(report: dict[str, Any]) -> str:
         parts.append(f"pruned {report['pruned_neurons']} of {report['total_neurons']} neurons")
     repair = report.get("repair")
     if repair:
-        undone = {r["round"] for r in (report.get("guard") or {}).get("rounds") or [] if r["scale"] == 0}
+        judged = (report.get("guard") or {}).get("rounds") or []  # a round run again at a lower rate: twice
+        undone = {r["round"] for r in judged} - {r["round"] for r in judged if r["scale"] > 0}
         kept = [t for t in repair.get("triggers") or [] if t.get("round") not in undone]
         what = (
             f"unlearned {len(kept)} reversed trigger(s) towards class {repair['target']}"
@@ -88,10 +89,16 @@ def _rounds_note(guard: dict[str, Any], repair: dict[str, Any]) -> str:
     held = [r for r in guard["rounds"] if r["scale"] < 1]
     if not held:
         return ""
-    notes = [f"round {r['round']} " + ("undone" if r["scale"] == 0 else f"scaled back to {r['scale']:g}") for r in held]
+    rates = [r["lr"] for r in guard["rounds"] if "lr" in r]
+    at = (lambda r: f" at {r['lr']:.3g}") if len(set(rates)) > 1 else (lambda r: "")
+    notes = [
+        f"round {r['round']}{at(r)} " + ("undone" if r["scale"] == 0 else f"scaled back to {r['scale']:g}")
+        for r in held
+    ]
     broken = [_broken(guard, r.get("tried")) for r in held]
     union = (any(b[0] for b in broken), any(b[1] for b in broken))
-    return f" ({', '.join(notes)} by {_guard_name(guard, union, repair)})"
+    lowered = f"; the learning rate lowered to {min(rates):.3g}" if len(set(rates)) > 1 else ""
+    return f" ({', '.join(notes)} by {_guard_name(guard, union, repair)}{lowered})"
 
 
 def model_changed(report: dict[str, Any]) -> bool:

@@ -414,10 +414,12 @@ def _run_steps(
         limits = _repair_limits(recipe, model, validation, finding.target, report["before"]["validation_accuracy"])
         lr, attempts = recipe.repair.lr, []
         each_round: _RoundGuard | None = None
-        if limits is not None and recipe.repair.guard == "round" and recipe.repair.method == "unlearn":
+        if limits is not None and recipe.repair.guard != "end" and recipe.repair.method == "unlearn":
             each_round = functools.partial(weaken_to_fit, measure=limits.measure, fits=limits.fits)
+        # backoff lowers the learning rate within the rounds: a repair that kept nothing is not run again
+        retries = 0 if each_round is not None and recipe.repair.guard == "backoff" else recipe.repair.retries
 
-        for attempt in range(recipe.repair.retries + 1):
+        for attempt in range(retries + 1):
             if attempt:  # nothing of the last attempt fitted: from the pruned model again, at a third of the lr
                 purified.load_state_dict(start)
                 lr /= 3
@@ -496,13 +498,12 @@ def _repair_limits(
 
 
 def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The guard's record of a repair judged round by round: ``scale`` 0 when the first round was undone (nothing
-    of the repair kept), else the smallest scale a kept round was given (1: every round whole); ``tried`` of the
-    last round judged; ``rounds``: each round's scale and accuracies."""
-    first = rounds[0]["scale"]
+    """The guard's record of a repair judged round by round: ``scale`` 0 when no round was kept (nothing of the
+    repair kept), else the smallest scale a kept round was given (1: every round whole); ``tried`` of the last
+    round judged; ``rounds``: each round's learning rate, scale and accuracies."""
     kept = [r["scale"] for r in rounds if r["scale"] > 0]
     return {
-        "scale": 0.0 if first == 0 else min(kept),
+        "scale": min(kept, default=0.0),
         "tried": rounds[-1]["tried"],
         "rounds": rounds,
     }
@@ -535,38 +536,49 @@ def _unlearn(
 ) -> dict[str, Any]:
     """Reverse triggers to the suspected class on the pruned model, then unlearn them (in place), in rounds; each
     later round reverses on the unlearned model and unlearns every trigger found so far. With ``guard``, each
-    round is judged against the model it started from (scaled back if it costs too much); an undone round ends
-    the repair, and the record's ``guard_rounds`` holds each round's judgement."""
+    round is judged against the model it started from (scaled back if it costs too much) and the record's
+    ``guard_rounds`` holds each judgement. ``repair.guard`` ``round``: an undone round ends the repair;
+    ``backoff``: an undone round is run again at a third of the learning rate, which the later rounds keep (at
+    most ``repair.retries`` times in all; on the same triggers: the model is back where they were reversed), and
+    only an undone round at the lowest rate ends the repair."""
     r = cfg.recipe.repair
     rcfg = ReversalConfig(steps=r.reversal_steps, batch_size=cfg.recipe.anp.batch_size)
-    ucfg = UnlearnConfig(
-        batch_size=cfg.recipe.anp.batch_size,
-        epochs=r.epochs,
-        finetune_lr=lr,
-        distill=r.distill,
-        distill_suppress=r.suppress,
-        distill_augment=r.distill_augment,
-        adv_eps=r.adv_eps,
-    )
     kinds = TRIGGER_KINDS if r.trigger == "both" else (r.trigger,)
     trigs: list[ReversedTrigger] = []
     rounds: list[int] = []
     judged: list[dict[str, Any]] = []
-    seconds = 0.0
-    for n in range(r.rounds):
+    seconds, lowered, rate, n, again = 0.0, 0, lr, 0, False
+    while n < r.rounds:
         gen_seed = cfg.seed + n
         before = {k: v.detach().clone() for k, v in model.state_dict().items()} if guard is not None else None
-        for k in kinds:
-            gen = torch.Generator().manual_seed(gen_seed)
-            trigs.append(reverse_trigger(model, data, suspect, rcfg, generator=gen, kind=k))
-            rounds.append(n + 1)
+        if not again:
+            for k in kinds:
+                gen = torch.Generator().manual_seed(gen_seed)
+                trigs.append(reverse_trigger(model, data, suspect, rcfg, generator=gen, kind=k))
+                rounds.append(n + 1)
+        ucfg = UnlearnConfig(
+            batch_size=cfg.recipe.anp.batch_size,
+            epochs=r.epochs,
+            finetune_lr=rate,
+            distill=r.distill,
+            distill_suppress=r.suppress,
+            distill_augment=r.distill_augment,
+            adv_eps=r.adv_eps,
+        )
         seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
         logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n + 1, len(trigs), seconds)
-        if guard is not None and before is not None:
-            judged.append({"round": n + 1, **guard(model, before)})
-            if judged[-1]["scale"] == 0:
-                logger.info("round %d undone by the guard: the repair ends", n + 1)
-                break
+        n, again = n + 1, False
+        if guard is None or before is None:
+            continue
+        judged.append({"round": n, "lr": rate, **guard(model, before)})
+        if judged[-1]["scale"] > 0:
+            continue
+        if r.guard == "backoff" and lowered < r.retries:  # the same round again, at a third of the rate
+            lowered, rate, n, again = lowered + 1, rate / 3, n - 1, True
+            logger.info("round %d undone by the guard: again at learning rate %.3g", n + 1, rate)
+            continue
+        logger.info("round %d undone by the guard: the repair ends", n)
+        break
     others = to_float(data.x[data.y != suspect][:4])
     figures = [
         trigger_png(

@@ -27,7 +27,12 @@ def test_variants_are_the_default_recipe_after_their_items(rd: ModuleType) -> No
     assert v1.repair.lr == default.repair.lr and v1.anp == default.anp
     v3 = rd.variant_recipe("v3")  # the default of 12c928d: two rounds, the guard at the repair's end
     assert (v3.repair.rounds, v3.repair.guard, v3.select.max_kl) == (2, "end", 0.02)
-    assert (default.repair.rounds, default.repair.guard) == (4, "round")
+    assert (default.repair.rounds, default.repair.guard) == (4, "backoff")
+    v4 = rd.variant_recipe("v4")  # fa82b0a's default: an undone round ends the repair
+    assert v4.repair.guard == "round" and v4.model_dump(exclude={"name", "repair"}) == default.model_dump(
+        exclude={"name", "repair"}
+    )
+    assert rd.same_steps(rd.variant_recipe("backoff").to_dict(), default)
     for name in rd.VARIANTS:
         assert rd.variant_recipe(name).name == f"default+{name}"
 
@@ -80,9 +85,50 @@ def test_summary_and_markdown(rd: ModuleType) -> None:
     assert "| b | 0 of 1 |" in md and "| – / – (0 models) |" in md
 
 
-@pytest.mark.parametrize("argv", [["--models", "eval-01"], ["--models", "dev-01", "--variants", "nope"]])
+@pytest.mark.parametrize(
+    "argv", [["--models", "eval-01"], ["--models", "eval6-01"], ["--models", "dev-01", "--variants", "nope"]]
+)
 def test_bad_options_exit_2(rd: ModuleType, argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         rd.main(argv)
     assert exc.value.code == 2
     assert "not accepted" in capsys.readouterr().err
+
+
+def test_models_come_from_every_split_but_the_reporting_ones(rd: ModuleType) -> None:
+    splits = rd.development_splits()
+    assert "eval5" in splits and "dev" in splits
+    assert not set(splits) & set(rd.zoo.EVAL_SPLITS)
+
+
+def test_the_finding_is_kept_with_its_reference_weights(rd: ModuleType, tmp_path: Path, monkeypatch) -> None:
+    import torch
+    from torch import nn
+
+    from pruneguard.scan.finder import SuspectFinding
+
+    class Meta:
+        def build(self, seed: int | None = None) -> nn.Module:
+            torch.manual_seed(seed or 0)
+            return nn.Linear(3, 2)
+
+    trained = nn.Linear(3, 2)
+    calls = []
+
+    def step(*args: Any) -> SuspectFinding:
+        calls.append(args)
+        return SuspectFinding(4, True, ["why"], {"vote": {"suspected_target": 4}}, trained)
+
+    monkeypatch.setattr(rd, "suspect_step", step)
+    path = tmp_path / "finding.json"
+    first = rd.cached_finding(path, None, None, get_recipe("default"), Meta(), 7)
+    again = rd.cached_finding(path, None, None, get_recipe("default"), Meta(), 7)
+    assert len(calls) == 1 and first is not again  # the second read the cache
+    assert (again.target, again.evidence, again.reasons, again.record) == (
+        4,
+        True,
+        ["why"],
+        {"vote": {"suspected_target": 4}},
+    )
+    assert again.reference is not None and torch.equal(again.reference.weight, trained.weight)
+    assert "reference" not in path.read_text()
