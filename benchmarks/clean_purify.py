@@ -39,31 +39,35 @@ from pruneguard.workflows.purify import purify  # noqa: E402
 logger = logging.getLogger("clean_purify")
 
 
+def _catalogue() -> list[tuple[str, dict[str, Any] | int]]:
+    """Every clean model in the order they run: its name and the scan zoo's spec, or the ANP table's seed."""
+    specs = [s for s in scan_zoo.zoo(quick=False) if s["attack"] is None]
+    out: list[tuple[str, dict[str, Any] | int]] = [
+        (f"{s['dataset']}-{s['arch']}-w{s['width']}-s{s['seed']}", s) for s in specs
+    ]
+    return out + [(f"fashion_mnist-small_cnn-w1.0-s{seed}", seed) for seed in (0, 1)]
+
+
 def model_names() -> list[str]:
     """The names of the clean models, in the order they run."""
-    specs = [s for s in scan_zoo.zoo(quick=False) if s["attack"] is None]
-    names = [f"{s['dataset']}-{s['arch']}-w{s['width']}-s{s['seed']}" for s in specs]
-    return names + [f"fashion_mnist-small_cnn-w1.0-s{seed}" for seed in (0, 1)]
+    return [name for name, _ in _catalogue()]
 
 
 def clean_models(args: argparse.Namespace, names: list[str] | None = None) -> list[dict[str, Any]]:
     """(name, model path, clean-data size) of every clean model (or of those ``names``), trained if missing."""
-    specs = [s for s in scan_zoo.zoo(quick=False) if s["attack"] is None]
-    known = model_names()
-    wanted = set(names or known)
-    out = []
-    for spec, name in zip(specs, known, strict=False):
-        if name not in wanted:
-            continue
-        path, _, _ = scan_zoo.train_cached(spec, Path(args.zoo_cache))
-        size = {"clean_samples": scan_zoo._DATA[spec["dataset"]][3]} if spec["dataset"] == "digits" else {}
-        out.append({"name": name, "model": path, "size": size or {"clean_fraction": 0.01}})
     table_args = anp_table.build_parser().parse_args(["--cache", args.table_cache])
-    for seed in (0, 1):
-        name = f"fashion_mnist-small_cnn-w1.0-s{seed}"
-        if name in wanted:
-            path = anp_table.trained_model(None, seed, table_args)
+    out = []
+    for name, source in _catalogue():
+        if names and name not in names:
+            continue
+        if isinstance(source, int):  # the ANP table's clean model of this seed
+            path = anp_table.trained_model(None, source, table_args)
             out.append({"name": name, "model": path, "size": {"clean_fraction": 0.01}})
+            continue
+        path, _, _ = scan_zoo.train_cached(source, Path(args.zoo_cache))
+        digits = source["dataset"] == "digits"
+        size = {"clean_samples": scan_zoo._DATA["digits"][3]} if digits else {"clean_fraction": 0.01}
+        out.append({"name": name, "model": path, "size": size})
     return out
 
 
@@ -130,9 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     tune_allocator()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s")
     i, n = (int(v) for v in args.part.split("/"))
-    names = [m for m in args.models.split(",") if m]
-    for bad in [m for m in names if m not in model_names()]:
-        p.error(f"--models: {bad!r} is not accepted; accepted: {', '.join(model_names())}")
+    names, known = [m for m in args.models.split(",") if m], model_names()
+    for bad in [m for m in names if m not in known]:
+        p.error(f"--models: {bad!r} is not accepted; accepted: {', '.join(known)}")
     models = clean_models(args, names)
     rows = [r for r in (run_one(m, args) for m in models[i::n]) if r]
     for r in rows:

@@ -31,7 +31,7 @@ from pruneguard.config import PurifyConfig  # noqa: E402
 from pruneguard.recipes import Recipe, get_recipe  # noqa: E402
 from pruneguard.recipes.overrides import apply_overrides  # noqa: E402
 from pruneguard.scan.finder import SuspectFinding  # noqa: E402
-from pruneguard.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
 from pruneguard.workflows.purify import purify, split_clean, suspect_step  # noqa: E402
 
@@ -93,9 +93,8 @@ def cached_finding(path: Path, model: Any, use: Any, recipe: Recipe, meta: Any, 
         return SuspectFinding(**json.loads(path.read_text()), reference=reference)
     finding = suspect_step(recipe, model, use, meta, seed)
     if finding.reference is not None:
-        tmp = weights.with_suffix(".tmp")
-        torch.save(finding.reference.state_dict(), tmp)
-        tmp.replace(weights)
+        with atomic_write(weights, "wb") as fh:
+            torch.save(finding.reference.state_dict(), fh)
     record = {f.name: getattr(finding, f.name) for f in dataclasses.fields(finding) if f.name != "reference"}
     atomic_write_json(path, record)
     return finding

@@ -107,17 +107,7 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {
         "dataset": "fashion_mnist",
         "epochs": 4,
-        "models": {
-            "dev": 16,
-            "eval": 28,
-            "eval2": 28,
-            "dev2": 24,
-            "eval3": 28,
-            "dev3": 12,
-            "eval4": 28,
-            "eval5": 28,
-            "eval6": 28,
-        },
+        "models": {**dict.fromkeys(SPLIT_SEEDS, 28), "dev": 16, "dev2": 24, "dev3": 12},
         "archs": {
             "small_cnn": 1.0,
             "gap_cnn": 1.0,
@@ -133,17 +123,7 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "dataset": "digits",
         "epochs": 25,
-        "models": {
-            "dev": 4,
-            "eval": 4,
-            "eval2": 4,
-            "dev2": 4,
-            "eval3": 4,
-            "dev3": 4,
-            "eval4": 4,
-            "eval5": 4,
-            "eval6": 4,
-        },
+        "models": dict.fromkeys(SPLIT_SEEDS, 4),
         "archs": {"small_cnn": 0.5, "gap_cnn": 0.5, "plain_cnn": 0.5, "gn_cnn": 0.5},
         "families": ZOO_FAMILIES,  # one model each: the smoke run covers every new trigger family
         "clean_fraction": 0.08,  # about 100 digits images (1% of digits would be 14)
