@@ -16,6 +16,11 @@ Fashion-MNIST): a step that costs more than ``max_acc_drop`` there is scaled bac
   original; then ``--draws`` random draws of as many test images as the model's validation part held, and on each
   the guard's statistic (the accuracy drop) and a continuous one (the drop in mean probability of the true class).
   Their root-mean-square error against the whole test set's accuracy drop is the noise each would give a guard.
+  A third statistic, the accuracy averaged over each image and its four one-pixel shifts (``shifted_accuracy``),
+  asks whether label-preserving copies of the same 120 images would steady the guard: it lowers the spread by a
+  quarter, but the copies add no new images, and a repair's cost on shifted images differs from its cost on the
+  images as they are (a bias), so how often a 2-point guard refuses a repair that costs less than 2 test points
+  (``refuses_within_limit`` in the summary) is what decides.
   Beside them, the share of test images whose prediction the repair changed (right or wrong), its spread over the
   draws, and how closely it follows the test drop across models.
 
@@ -34,7 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
+from pruneguard.data.tensors import ArrayData, to_float
 from pruneguard.evaluation.predict import predict_logits
 from pruneguard.metrics import class_kept
 from pruneguard.models.io import load_model
@@ -76,13 +84,15 @@ def spread(
     *,
     suspect: int | None = None,
     kept_cut: float = 0.6,
+    shifted: tuple[Tensor, Tensor] | None = None,
 ) -> dict[str, Any]:
     """The accuracy drop from ``p_orig`` to ``p_new`` (class probabilities of two models on the same labelled
     images ``y``) and, over ``draws`` random draws of ``n`` of the images, each statistic's mean, spread and
     root-mean-square error against it (all in points), and how often it exceeds 2 points. With ``suspect`` (the
     class the repair unlearned): the share of the images ``p_orig`` assigns to it that ``p_new`` keeps there
     (the class guard's statistic, :func:`pruneguard.metrics.class_kept`), on all images and over the draws, and
-    how often a draw reads it under ``kept_cut``."""
+    how often a draw reads it under ``kept_cut``. With ``shifted`` (the two models' class probabilities on shifted
+    copies of the images, ``(V, N, C)`` each): the accuracy drop averaged over each image and its copies."""
     pred_orig, pred_new = p_orig.argmax(1), p_new.argmax(1)
     hard = (pred_orig == y).double() - (pred_new == y).double()  # per image: 1 lost, -1 gained
     rows = torch.arange(len(y))
@@ -108,15 +118,34 @@ def spread(
             "under_cut": float((kept < kept_cut).double().mean()) if len(kept) else None,
             "cut": kept_cut,
         }
-    for name, per_image in (("accuracy", hard), ("true_class_probability", soft)):
+    statistics_ = {"accuracy": hard, "true_class_probability": soft}
+    if shifted is not None:
+        copies = (shifted[0].argmax(-1) == y).double() - (shifted[1].argmax(-1) == y).double()  # (V, N)
+        statistics_["shifted_accuracy"] = (hard + copies.sum(0)) / (1 + len(copies))
+    for name, per_image in statistics_.items():
         est = per_image[idx].mean(1)
         out[name] = {
             "mean": 100 * float(est.mean()),
+            "bias": 100 * (float(est.mean()) - truth),
             "sd": 100 * float(est.std()),
             "rmse": 100 * float(((est - truth) ** 2).mean().sqrt()),
             "over_2_points": float((est > 0.02).double().mean()),  # how often a 2-point guard refuses it
         }
     return out
+
+
+def pixel_shifts(x: Tensor) -> list[Tensor]:
+    """Images ``(N, C, H, W)`` moved by one pixel up, down, left and right, the vacated row or column zero (as the
+    zero-padded crops that train the zoo's models)."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1))
+    return [padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+
+
+def shifted_probabilities(model: torch.nn.Module, data: ArrayData) -> Tensor:
+    """Class probabilities ``(4, N, C)`` of ``model`` on the :func:`pixel_shifts` of ``data``'s images."""
+    views = pixel_shifts(to_float(data.x))
+    return torch.stack([torch.softmax(predict_logits(model, ArrayData(v, data.y, data.num_classes)), 1) for v in views])
 
 
 def statistic_spread(
@@ -129,12 +158,19 @@ def statistic_spread(
         return None
     report = json.loads(report_path.read_text())
     n = int(report["validation_samples"])
+    if n == 0:  # no validation part (ANP as published): nothing a guard read
+        return None
     loaded = load_for_defense(Path(report["model"]))
     purified, _ = load_model(purified_path)
     p_orig = torch.softmax(predict_logits(loaded.model, loaded.test), 1)
     p_new = torch.softmax(predict_logits(purified, loaded.test), 1)
     suspect = (report.get("suspect") or {}).get("target")
-    figures = spread(p_orig, p_new, loaded.test.y, n, draws, generator, suspect=suspect, kept_cut=kept_cut)
+    shifted = None
+    if loaded.test.x.dim() == 4:
+        shifted = (shifted_probabilities(loaded.model, loaded.test), shifted_probabilities(purified, loaded.test))
+    figures = spread(
+        p_orig, p_new, loaded.test.y, n, draws, generator, suspect=suspect, kept_cut=kept_cut, shifted=shifted
+    )
     out = {"model": folder.name, "validation_images": n, "suspect": suspect, **figures}
     logger.info("%s: test drop %.2f, accuracy rmse %.2f", folder.name, out["test_drop"], out["accuracy"]["rmse"])
     return out
@@ -158,11 +194,18 @@ def summarise(steps: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[
         )
     changed = [p for p in pairs if p["flipped"] > 0]
     out["spread"] = {"pairs": len(changed)}
-    for name in ("accuracy", "true_class_probability"):
-        errors = [p[name]["rmse"] for p in changed]
+    within = [p for p in changed if p["test_drop"] <= 2.0]
+    out["spread"]["within_limit"] = len(within)
+    for name in ("accuracy", "true_class_probability", "shifted_accuracy"):
+        mine = [p for p in changed if name in p]
+        errors = [p[name]["rmse"] for p in mine]
         out["spread"][f"{name}_rmse"] = math.sqrt(statistics.fmean(e * e for e in errors)) if errors else None
+        out["spread"][f"{name}_sd"] = math.sqrt(statistics.fmean(p[name]["sd"] ** 2 for p in mine)) if mine else None
+        # how often a 2-point guard on this statistic would refuse a repair whose test drop is within 2 points
+        refusals = [p[name]["over_2_points"] for p in within if name in p]
+        out["spread"][f"{name}_refuses_within_limit"] = statistics.fmean(refusals) if refusals else None
     out["spread"]["true_class_probability_closer_on"] = sum(
-        p["true_class_probability"]["rmse"] < p["accuracy"]["rmse"] for p in changed
+        p["true_class_probability"]["rmse"] < p["accuracy"]["rmse"] for p in changed if "true_class_probability" in p
     )
     if len(changed) > 2:  # how closely the share of changed predictions follows the test drop across models
         out["spread"]["pearson_changed_test_drop"] = statistics.correlation(
@@ -179,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", type=Path, action="append", default=[], help="a folder of purify reports")
     p.add_argument("--defended", type=Path, action="append", default=[], help="a zoo cache's defended folder")
     p.add_argument("--fraction", default="0.01", help="only defended folders of this clean fraction")
+    p.add_argument(
+        "--split", action="append", default=[], help="only defended folders of this zoo split (repeatable; default all)"
+    )
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kept-cut", type=float, default=0.6, help="the class guard's cut the draws are read against")
@@ -199,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = []
     for root in args.defended:
         for folder in sorted(root.glob(f"*-{args.fraction}")):
+            if args.split and not any(folder.name.startswith(f"{split}-") for split in args.split):
+                continue
             pair = statistic_spread(folder, args.draws, generator, args.kept_cut)
             if pair is not None:
                 pairs.append(pair)

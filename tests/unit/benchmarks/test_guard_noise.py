@@ -76,3 +76,42 @@ def test_accepted_steps_and_their_gap(bench: ModuleType, tmp_path: Path) -> None
     with pytest.raises(SystemExit) as exc:
         bench.main(["--reports", str(tmp_path / "missing")])
     assert exc.value.code == 2
+
+
+def test_pixel_shifts_move_each_image_by_one_pixel_with_a_zero_edge(bench: ModuleType) -> None:
+    x = torch.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    up, down, left, right = bench.pixel_shifts(x)
+    assert torch.equal(down[0, 0], torch.tensor([[0.0, 0, 0], [1, 2, 3], [4, 5, 6]]))
+    assert torch.equal(up[0, 0], torch.tensor([[4.0, 5, 6], [7, 8, 9], [0, 0, 0]]))
+    assert torch.equal(right[0, 0], torch.tensor([[0.0, 1, 2], [0, 4, 5], [0, 7, 8]]))
+    assert torch.equal(left[0, 0], torch.tensor([[2.0, 3, 0], [5, 6, 0], [8, 9, 0]]))
+
+
+def test_the_shifted_accuracy_averages_each_image_with_its_copies(bench: ModuleType) -> None:
+    """10% of the images flip on the images as they are; on the four shifted copies, those same images flip on
+    two copies each and 10% other images on one copy each: per image the shifted statistic reads 3/5 or 1/5, its
+    mean over all images (0.1 * 0.6 + 0.1 * 0.2 = 8 points) is biased 2 points under the drop of 10, and it
+    spreads less than the 0/1 accuracy."""
+    n_img, views = 1000, 4
+    y = torch.zeros(n_img, dtype=torch.long)
+    right, wrong = torch.tensor([0.9, 0.1]), torch.tensor([0.2, 0.8])
+    p_orig = right.repeat(n_img, 1)
+    p_new = p_orig.clone()
+    p_new[:100] = wrong
+    s_orig = right.repeat(views, n_img, 1)
+    s_new = s_orig.clone()
+    s_new[:2, :100] = wrong  # the images flipped as they are flip on two of their copies ...
+    s_new[0, 100:200] = wrong  # ... and other images on one copy
+    out = bench.spread(p_orig, p_new, y, 100, 400, torch.Generator().manual_seed(0), shifted=(s_orig, s_new))
+    acc, shifted = out["accuracy"], out["shifted_accuracy"]
+    assert shifted["mean"] == pytest.approx(8.0, abs=0.4) and shifted["bias"] == pytest.approx(-2.0, abs=0.4)
+    assert acc["bias"] == pytest.approx(0.0, abs=0.5)
+    assert shifted["sd"] < 0.75 * acc["sd"]
+    pairs = [
+        {"flipped": 0.1, "test_drop": 1.0, **{k: out[k] for k in ("accuracy", "shifted_accuracy")}},
+        {"flipped": 0.1, "test_drop": 3.0, **{k: out[k] for k in ("accuracy", "shifted_accuracy")}},
+    ]
+    spread_summary = bench.summarise([], pairs)["spread"]
+    assert spread_summary["within_limit"] == 1 and spread_summary["true_class_probability_rmse"] is None
+    assert spread_summary["shifted_accuracy_refuses_within_limit"] == pytest.approx(shifted["over_2_points"])
+    assert spread_summary["accuracy_sd"] == pytest.approx(acc["sd"])
