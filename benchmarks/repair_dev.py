@@ -53,8 +53,6 @@ VARIANTS: dict[str, list[str]] = {
     "round6": ["repair.rounds=6", "repair.guard=round"],
     # an undone round run again at a third, then a ninth of the learning rate (the default since v4)
     "backoff": ["repair.guard=backoff"],
-    # the class guard counting only the suspected class's images that the original classifies correctly
-    "kept_correct": ["suspect_kept_of=correct"],
     "default": [],
 }
 

@@ -76,19 +76,15 @@ def paired_change(before: Tensor, after: Tensor, y: Tensor) -> dict[str, float |
     }
 
 
-def class_kept(before: Tensor, after: Tensor, cls: int, labels: Tensor | None = None) -> float | None:
+def class_kept(before: Tensor, after: Tensor, cls: int) -> float | None:
     """Of the images ``before`` (logits or predictions) assigns to class ``cls``, the share ``after`` still assigns
     to it; None when ``before`` assigns none. A repair that removes a backdoor's shortcut to ``cls`` leaves the
     clean images of ``cls`` where they were; one that unlearns the class itself (a clean model, or the wrong class
-    suspected) takes them away, and on a few hundred images that shows far more clearly than the accuracy does.
-    With ``labels``, only the images of class ``cls`` that ``before`` classifies correctly count: an image of
-    another class that leaves ``cls`` is a mistake mended, not the class taken away."""
+    suspected) takes them away, and on a few hundred images that shows far more clearly than the accuracy does."""
     pb, pa = _preds(before), _preds(after)
     if pb.shape != pa.shape:
         raise ValueError(f"predictions of shape {tuple(pb.shape)} and {tuple(pa.shape)}; accepted: the same images")
-    if labels is not None and labels.shape != pb.shape:
-        raise ValueError(f"labels of shape {tuple(labels.shape)} for predictions of shape {tuple(pb.shape)}")
-    was = (pb == cls) if labels is None else (pb == cls) & (labels.to(pb.device) == cls)
+    was = pb == cls
     if not bool(was.any()):
         return None
     return int((pa[was] == cls).sum()) / int(was.sum())

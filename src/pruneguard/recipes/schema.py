@@ -175,19 +175,15 @@ class Recipe(_Step):
     trigger's shortcut to its target, not the target's own images; unlearning a class that carries no backdoor (a
     clean model, or the wrong class suspected) takes them away, and does so far more visibly on 120 images than it
     lowers their accuracy. Judged like the accuracy: a repair that keeps fewer is scaled back or undone.
-    ``suspect_kept_of``: which validation images that share is taken of: all those the original assigns to the
-    suspected class (``predicted``), or only those of the class it classifies correctly (``correct``; an image of
-    another class that leaves the suspected class is a mistake mended).
     """
 
-    _LATER_FIELDS = ("min_suspect_kept", "suspect_kept_of")
+    _LATER_FIELDS = ("min_suspect_kept",)
 
     name: str = "custom"
     description: str = ""
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
     max_acc_drop: float | None = Field(0.02, ge=0.0, lt=1.0, allow_inf_nan=False)
     min_suspect_kept: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
-    suspect_kept_of: Literal["predicted", "correct"] = "predicted"
     suspect: SuspectStep = SuspectStep()
     anp: ANPStep = ANPStep()
     select: SelectStep = SelectStep()

@@ -6,7 +6,6 @@ from typing import Any
 
 from pruneguard.reports.page import config_section, img, pct, policy_section, report_page, run_rows, table
 from pruneguard.reports.plots import histogram, line_plot
-from pruneguard.reports.verdict import kept_images
 
 __all__ = ["render_purify_html"]
 
@@ -128,7 +127,7 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 else f"floor {_pct(guard['floor'])} on validation; "
                 + (
                     f"at least {_pct(guard['min_suspect_kept'])} of the {guard.get('suspect_images', '?')} validation "
-                    + f"images {kept_images(guard, 'the suspected class')} kept in it; "
+                    "images the original assigns to the suspected class kept in it; "
                     if guard.get("min_suspect_kept") is not None
                     else ""
                 )

@@ -8,7 +8,7 @@ from typing import Any
 
 from pruneguard.reports.page import pct
 
-__all__ = ["model_changed", "purify_verdict", "kept_images", "NEAR_CUT"]
+__all__ = ["model_changed", "purify_verdict", "NEAR_CUT"]
 
 # The same evidence scans on the same images and seed differ by up to 0.10 (standard deviation 0.032) between a
 # GPU and this project's CPU (BENCHMARKS.md, "The default recipe on eval4"): a measure this close to its cut could
@@ -77,19 +77,10 @@ def _guard_name(guard: dict[str, Any], broken: tuple[bool, bool], repair: dict[s
     if not kept:
         return "the accuracy guard"
     name = "the accuracy and class guards" if accuracy else "the class guard"
-    images = kept_images(guard, f"class {repair.get('target')}")
     return (
         f"{name} (at least {pct(guard['min_suspect_kept'])} of the {guard.get('suspect_images', '?')} validation "
-        f"images {images} must stay there)"
+        f"images the original assigns to class {repair.get('target')} must stay there)"
     )
-
-
-def kept_images(guard: dict[str, Any], cls: str) -> str:
-    """Which validation images the class guard counts, in words (the guard record's ``suspect_kept_of``); ``cls``
-    names the class ("class 6", "the suspected class")."""
-    if guard.get("suspect_kept_of") == "correct":
-        return f"of {cls} that the original classifies correctly"
-    return f"the original assigns to {cls}"
 
 
 def _rounds_note(guard: dict[str, Any], repair: dict[str, Any]) -> str:

@@ -456,21 +456,20 @@ _RoundGuard = Callable[[nn.Module, dict[str, Tensor]], dict[str, Any]]
 class _RepairLimits:
     """What the guard measures of a repaired model on the validation part, and whether it is within the recipe's
     limits: its accuracy at least ``floor`` (the original's less ``max_acc_drop``), and of the validation images
-    the original assigns to the suspected class (with ``correct_only``: of those of the class it classifies
-    correctly), at least ``min_kept`` still in that class (not judged when there are none)."""
+    the original assigns to the suspected class, at least ``min_kept`` still in that class (not judged when the
+    original assigns none)."""
 
     validation: ArrayData
     floor: float | None
     suspect: int | None
     original: Tensor  # the original model's predictions on the validation part
     min_kept: float | None
-    correct_only: bool = False
 
     def measure(self, model: nn.Module) -> dict[str, float]:
         preds = predict(model, self.validation)
         out = {"accuracy": accuracy(preds, self.validation.y)}
         if self.min_kept is not None and self.suspect is not None:
-            kept = class_kept(self.original, preds, self.suspect, self.validation.y if self.correct_only else None)
+            kept = class_kept(self.original, preds, self.suspect)
             if kept is not None:
                 out["suspect_kept"] = kept
         return out
@@ -484,14 +483,7 @@ class _RepairLimits:
         out: dict[str, Any] = {"floor": self.floor if self.floor is not None else 0.0}
         if self.min_kept is not None:
             out["min_suspect_kept"] = self.min_kept
-            if self.correct_only:
-                out["suspect_kept_of"] = "correct"
-            out["suspect_images"] = 0
-            if self.suspect is not None:
-                judged = self.original.eq(self.suspect)
-                if self.correct_only:
-                    judged = judged & self.validation.y.to(judged.device).eq(self.suspect)
-                out["suspect_images"] = int(judged.sum())
+            out["suspect_images"] = int((self.original == self.suspect).sum()) if self.suspect is not None else 0
         return out
 
 
@@ -502,14 +494,7 @@ def _repair_limits(
     if validation is None or before is None or (recipe.max_acc_drop is None and recipe.min_suspect_kept is None):
         return None
     floor = before - recipe.max_acc_drop if recipe.max_acc_drop is not None else None
-    return _RepairLimits(
-        validation,
-        floor,
-        suspect,
-        predict(model, validation),
-        recipe.min_suspect_kept,
-        correct_only=recipe.suspect_kept_of == "correct",
-    )
+    return _RepairLimits(validation, floor, suspect, predict(model, validation), recipe.min_suspect_kept)
 
 
 def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
