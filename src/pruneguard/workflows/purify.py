@@ -547,38 +547,37 @@ def _unlearn(
     trigs: list[ReversedTrigger] = []
     rounds: list[int] = []
     judged: list[dict[str, Any]] = []
-    seconds, lowered, rate, n, again = 0.0, 0, lr, 0, False
-    while n < r.rounds:
-        gen_seed = cfg.seed + n
+    seconds, lowered, rate = 0.0, 0, lr
+    for n in range(1, r.rounds + 1):
+        gen_seed = cfg.seed + n - 1
+        # an undone round leaves the model here again: the start of every try of this round
         before = {k: v.detach().clone() for k, v in model.state_dict().items()} if guard is not None else None
-        if not again:
-            for k in kinds:
-                gen = torch.Generator().manual_seed(gen_seed)
-                trigs.append(reverse_trigger(model, data, suspect, rcfg, generator=gen, kind=k))
-                rounds.append(n + 1)
-        ucfg = UnlearnConfig(
-            batch_size=cfg.recipe.anp.batch_size,
-            epochs=r.epochs,
-            finetune_lr=rate,
-            distill=r.distill,
-            distill_suppress=r.suppress,
-            distill_augment=r.distill_augment,
-            adv_eps=r.adv_eps,
-        )
-        seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
-        logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n + 1, len(trigs), seconds)
-        n, again = n + 1, False
-        if guard is None or before is None:
-            continue
-        judged.append({"round": n, "lr": rate, **guard(model, before)})
-        if judged[-1]["scale"] > 0:
-            continue
-        if r.guard == "backoff" and lowered < r.retries:  # the same round again, at a third of the rate
-            lowered, rate, n, again = lowered + 1, rate / 3, n - 1, True
-            logger.info("round %d undone by the guard: again at learning rate %.3g", n + 1, rate)
-            continue
-        logger.info("round %d undone by the guard: the repair ends", n)
-        break
+        for k in kinds:
+            gen = torch.Generator().manual_seed(gen_seed)
+            trigs.append(reverse_trigger(model, data, suspect, rcfg, generator=gen, kind=k))
+            rounds.append(n)
+        while True:  # one try of round n; with backoff, an undone try is run again at a third of the rate
+            ucfg = UnlearnConfig(
+                batch_size=cfg.recipe.anp.batch_size,
+                epochs=r.epochs,
+                finetune_lr=rate,
+                distill=r.distill,
+                distill_suppress=r.suppress,
+                distill_augment=r.distill_augment,
+                adv_eps=r.adv_eps,
+            )
+            seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
+            logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n, len(trigs), seconds)
+            if guard is None or before is None:
+                break
+            judged.append({"round": n, "lr": rate, **guard(model, before)})
+            if judged[-1]["scale"] > 0 or r.guard != "backoff" or lowered >= r.retries:
+                break
+            lowered, rate = lowered + 1, rate / 3
+            logger.info("round %d undone by the guard: again at learning rate %.3g", n, rate)
+        if judged and judged[-1]["scale"] == 0:
+            logger.info("round %d undone by the guard: the repair ends", n)
+            break
     others = to_float(data.x[data.y != suspect][:4])
     figures = [
         trigger_png(
