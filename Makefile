@@ -9,7 +9,7 @@ THREADS ?= auto
 # loadgroup: tests marked xdist_group("ray") share one worker, so two local Ray clusters never compete
 TEST_WORKERS ?= auto
 
-.PHONY: setup demo test lint bench data clean
+.PHONY: setup demo test lint bench data browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ data:
 	fi
 
 setup: $(STAMP)
+
+# the headless browser the report tests render pages in (they are skipped without one); CI installs it, a user's
+# `make test` does not install system packages beyond the dataset
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "chromium not found: installing Debian's chromium for the report tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	    || echo "warning: could not install chromium; the browser tests will be skipped"; \
+	else echo "warning: chromium not found and apt-get is not usable; the browser tests will be skipped"; fi
 
 demo: setup data
 	$(VENV)/bin/pruneguard demo --out runs/demo --overwrite --threads $(THREADS)

@@ -455,8 +455,9 @@ _RoundGuard = Callable[[nn.Module, dict[str, Tensor]], dict[str, Any]]
 @dataclass(frozen=True)
 class _RepairLimits:
     """What the guard measures of a repaired model on the validation part, and whether it is within the recipe's
-    limits: its accuracy at least ``floor`` (the original's less ``max_acc_drop``), and of the validation images
-    the original assigns to the suspected class, at least ``min_kept`` still in that class (not judged when the
+    limits: its accuracy at least ``floor`` (the original's less ``max_acc_drop``) or, when ``max_changed`` is set,
+    at most that share of the predictions changed from the original's instead; and of the validation images the
+    original assigns to the suspected class, at least ``min_kept`` still in that class (not judged when the
     original assigns none)."""
 
     validation: ArrayData
@@ -464,10 +465,13 @@ class _RepairLimits:
     suspect: int | None
     original: Tensor  # the original model's predictions on the validation part
     min_kept: float | None
+    max_changed: float | None = None
 
     def measure(self, model: nn.Module) -> dict[str, float]:
         preds = predict(model, self.validation)
         out = {"accuracy": accuracy(preds, self.validation.y)}
+        if self.max_changed is not None:
+            out["changed"] = float((preds != self.original).double().mean())
         if self.min_kept is not None and self.suspect is not None:
             kept = class_kept(self.original, preds, self.suspect)
             if kept is not None:
@@ -475,12 +479,17 @@ class _RepairLimits:
         return out
 
     def fits(self, figures: Mapping[str, float]) -> bool:
-        if self.floor is not None and figures["accuracy"] < self.floor - 1e-12:
+        if self.max_changed is not None:
+            if figures["changed"] > self.max_changed + 1e-12:
+                return False
+        elif self.floor is not None and figures["accuracy"] < self.floor - 1e-12:
             return False
         return self.min_kept is None or figures.get("suspect_kept", 1.0) >= self.min_kept - 1e-12
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"floor": self.floor if self.floor is not None else 0.0}
+        if self.max_changed is not None:
+            out["max_changed"] = self.max_changed
         if self.min_kept is not None:
             out["min_suspect_kept"] = self.min_kept
             out["suspect_images"] = int((self.original == self.suspect).sum()) if self.suspect is not None else 0
@@ -491,10 +500,12 @@ def _repair_limits(
     recipe: Recipe, model: nn.Module, validation: ArrayData | None, suspect: int | None, before: float | None
 ) -> _RepairLimits | None:
     """The guard's limits for the repair, None when the recipe sets none (or holds out no validation data)."""
-    if validation is None or before is None or (recipe.max_acc_drop is None and recipe.min_suspect_kept is None):
+    limits = (recipe.max_acc_drop, recipe.min_suspect_kept, recipe.max_changed)
+    if validation is None or before is None or all(x is None for x in limits):
         return None
     floor = before - recipe.max_acc_drop if recipe.max_acc_drop is not None else None
-    return _RepairLimits(validation, floor, suspect, predict(model, validation), recipe.min_suspect_kept)
+    original = predict(model, validation)
+    return _RepairLimits(validation, floor, suspect, original, recipe.min_suspect_kept, recipe.max_changed)
 
 
 def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
