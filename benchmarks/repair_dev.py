@@ -54,9 +54,6 @@ VARIANTS: dict[str, list[str]] = {
     # an undone round run again at a third, then a ninth of the learning rate (the default since v4)
     "backoff": ["repair.guard=backoff"],
     "default": [],
-    # the repair judged by the share of validation predictions it changed instead of its accuracy (the limit from
-    # the development pairs of guard_noise: 8 of 120 images)
-    "changed7": ["max_changed=0.07"],
 }
 
 

@@ -175,22 +175,15 @@ class Recipe(_Step):
     trigger's shortcut to its target, not the target's own images; unlearning a class that carries no backdoor (a
     clean model, or the wrong class suspected) takes them away, and does so far more visibly on 120 images than it
     lowers their accuracy. Judged like the accuracy: a repair that keeps fewer is scaled back or undone.
-
-    ``max_changed``: when set, the repair is judged by the share of validation images whose prediction differs from
-    the original's (right or wrong, pruning and repair together; at most this share) instead of by its accuracy;
-    the pruning cap still reads ``max_acc_drop``. The accuracy drop on 120 images has a standard error of about 2
-    points; the changed share needs no labels, and a repair's test drop is 0.07 to 0.37 times it on the development
-    zoo (median 0.23). Judged like the accuracy: a repair that changes more is scaled back or undone.
     """
 
-    _LATER_FIELDS = ("min_suspect_kept", "max_changed")
+    _LATER_FIELDS = ("min_suspect_kept",)
 
     name: str = "custom"
     description: str = ""
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
     max_acc_drop: float | None = Field(0.02, ge=0.0, lt=1.0, allow_inf_nan=False)
     min_suspect_kept: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
-    max_changed: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
     suspect: SuspectStep = SuspectStep()
     anp: ANPStep = ANPStep()
     select: SelectStep = SelectStep()
@@ -207,11 +200,6 @@ class Recipe(_Step):
             raise ValueError(
                 f"min_suspect_kept={self.min_suspect_kept} is judged on validation data; it needs "
                 "validation_fraction > 0 (or min_suspect_kept: null)"
-            )
-        if self.max_changed is not None and self.validation_fraction == 0:
-            raise ValueError(
-                f"max_changed={self.max_changed} is judged on validation data; it needs validation_fraction > 0 "
-                "(or max_changed: null)"
             )
         if self.select.max_kl is not None and self.validation_fraction == 0:
             raise ValueError(

@@ -124,11 +124,7 @@ def render_purify_html(report: dict[str, Any]) -> str:
                 "guard",
                 None
                 if not guard
-                else (
-                    f"at most {_pct(guard['max_changed'])} of the validation predictions changed; "
-                    if guard.get("max_changed") is not None
-                    else f"floor {_pct(guard['floor'])} on validation; "
-                )
+                else f"floor {_pct(guard['floor'])} on validation; "
                 + (
                     f"at least {_pct(guard['min_suspect_kept'])} of the {guard.get('suspect_images', '?')} validation "
                     "images the original assigns to the suspected class kept in it; "

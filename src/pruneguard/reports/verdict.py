@@ -64,12 +64,9 @@ def _broken(guard: dict[str, Any], tried: list[dict[str, Any]] | None) -> tuple[
     """Which of the guard's limits the full repair (``tried[0]``) broke: (accuracy, class). The accuracy when the
     record does not say."""
     first = (tried or [{}])[0]
-    floor, min_kept, max_changed = guard.get("floor"), guard.get("min_suspect_kept"), guard.get("max_changed")
+    floor, min_kept = guard.get("floor"), guard.get("min_suspect_kept")
     kept = min_kept is not None and first.get("suspect_kept", 1.0) < min_kept - 1e-12
-    if max_changed is not None:
-        accuracy = "changed" not in first or first["changed"] > max_changed + 1e-12
-    else:
-        accuracy = floor is None or "accuracy" not in first or first["accuracy"] < floor - 1e-12
+    accuracy = floor is None or "accuracy" not in first or first["accuracy"] < floor - 1e-12
     return accuracy or not kept, kept
 
 
@@ -77,12 +74,9 @@ def _guard_name(guard: dict[str, Any], broken: tuple[bool, bool], repair: dict[s
     """The guard that held a repair back, in words: the accuracy guard, the class guard (the suspected class's
     validation images taken away from it) or both."""
     accuracy, kept = broken
-    first = "change" if guard.get("max_changed") is not None else "accuracy"
     if not kept:
-        return f"the {first} guard" + (
-            f" (at most {pct(guard['max_changed'])} of the validation predictions changed)" if first == "change" else ""
-        )
-    name = f"the {first} and class guards" if accuracy else "the class guard"
+        return "the accuracy guard"
+    name = "the accuracy and class guards" if accuracy else "the class guard"
     return (
         f"{name} (at least {pct(guard['min_suspect_kept'])} of the {guard.get('suspect_images', '?')} validation "
         f"images the original assigns to class {repair.get('target')} must stay there)"
@@ -168,12 +162,11 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
     if suspect["evidence"] and report.get("steps") and not changed:
         guard = report.get("guard") or {}
         broken = _broken(guard, ((guard.get("rounds") or [guard])[0]).get("tried"))
-        if broken[1]:
-            limit = f"the limits of {_guard_name(guard, broken, report.get('repair') or {})}"
-        elif guard.get("max_changed") is not None:
-            limit = f"the change limit (at most {pct(guard['max_changed'])} of the validation predictions changed)"
-        else:
-            limit = f"the accuracy limit ({100 * (max_acc_drop or 0):.1f} points)"
+        limit = (
+            f"the limits of {_guard_name(guard, broken, report.get('repair') or {})}"
+            if broken[1]
+            else f"the accuracy limit ({100 * (max_acc_drop or 0):.1f} points)"
+        )
         sentence = f"FAILED: {found}, but every change broke {limit} and was undone: the model is unchanged; {acc}."
         return {"status": "failed", "sentence": sentence, "exit_code": 3}
     if not changed:

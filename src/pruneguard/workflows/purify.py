@@ -455,9 +455,8 @@ _RoundGuard = Callable[[nn.Module, dict[str, Tensor]], dict[str, Any]]
 @dataclass(frozen=True)
 class _RepairLimits:
     """What the guard measures of a repaired model on the validation part, and whether it is within the recipe's
-    limits: its accuracy at least ``floor`` (the original's less ``max_acc_drop``) or, when ``max_changed`` is set,
-    at most that share of the predictions changed from the original's instead; and of the validation images the
-    original assigns to the suspected class, at least ``min_kept`` still in that class (not judged when the
+    limits: its accuracy at least ``floor`` (the original's less ``max_acc_drop``), and of the validation images
+    the original assigns to the suspected class, at least ``min_kept`` still in that class (not judged when the
     original assigns none)."""
 
     validation: ArrayData
@@ -465,13 +464,10 @@ class _RepairLimits:
     suspect: int | None
     original: Tensor  # the original model's predictions on the validation part
     min_kept: float | None
-    max_changed: float | None = None
 
     def measure(self, model: nn.Module) -> dict[str, float]:
         preds = predict(model, self.validation)
         out = {"accuracy": accuracy(preds, self.validation.y)}
-        if self.max_changed is not None:
-            out["changed"] = float((preds != self.original).double().mean())
         if self.min_kept is not None and self.suspect is not None:
             kept = class_kept(self.original, preds, self.suspect)
             if kept is not None:
@@ -479,17 +475,12 @@ class _RepairLimits:
         return out
 
     def fits(self, figures: Mapping[str, float]) -> bool:
-        if self.max_changed is not None:
-            if figures["changed"] > self.max_changed + 1e-12:
-                return False
-        elif self.floor is not None and figures["accuracy"] < self.floor - 1e-12:
+        if self.floor is not None and figures["accuracy"] < self.floor - 1e-12:
             return False
         return self.min_kept is None or figures.get("suspect_kept", 1.0) >= self.min_kept - 1e-12
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"floor": self.floor if self.floor is not None else 0.0}
-        if self.max_changed is not None:
-            out["max_changed"] = self.max_changed
         if self.min_kept is not None:
             out["min_suspect_kept"] = self.min_kept
             out["suspect_images"] = int((self.original == self.suspect).sum()) if self.suspect is not None else 0
@@ -500,12 +491,10 @@ def _repair_limits(
     recipe: Recipe, model: nn.Module, validation: ArrayData | None, suspect: int | None, before: float | None
 ) -> _RepairLimits | None:
     """The guard's limits for the repair, None when the recipe sets none (or holds out no validation data)."""
-    limits = (recipe.max_acc_drop, recipe.min_suspect_kept, recipe.max_changed)
-    if validation is None or before is None or all(x is None for x in limits):
+    if validation is None or before is None or (recipe.max_acc_drop is None and recipe.min_suspect_kept is None):
         return None
     floor = before - recipe.max_acc_drop if recipe.max_acc_drop is not None else None
-    original = predict(model, validation)
-    return _RepairLimits(validation, floor, suspect, original, recipe.min_suspect_kept, recipe.max_changed)
+    return _RepairLimits(validation, floor, suspect, predict(model, validation), recipe.min_suspect_kept)
 
 
 def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
