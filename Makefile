@@ -23,13 +23,17 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q --no-deps pyautoattack==0.2.0 adversarial-robustness-toolbox==1.20.1
 	touch $(STAMP)
 
+# shell: install Debian package $(1) (what is missing: $(2)) where apt-get is usable as root; $(3): what to do if the
+# install fails, $(4): if apt-get is not usable
+apt_install = if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "$(2) not found: installing Debian's $(1)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1)) >/dev/null \
+	    || echo "warning: could not install $(1); $(3)"; \
+	else echo "warning: $(2) not found and apt-get is not usable; $(4)"; fi
+
 data:
 	@if [ ! -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ] && [ -z "$$PRUNEGUARD_DATA" ]; then \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    echo "Fashion-MNIST not found: installing Debian's dataset-fashion-mnist"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
-	      || echo "warning: could not install dataset-fashion-mnist; use --data-dir or pruneguard download"; \
-	  else echo "warning: Fashion-MNIST not found and apt-get is not usable; see README (Data)"; fi; \
+	  $(call apt_install,dataset-fashion-mnist,Fashion-MNIST,use --data-dir or pruneguard download,see README (Data)); \
 	fi
 
 setup: $(STAMP)
@@ -37,12 +41,8 @@ setup: $(STAMP)
 # the headless browser the report tests render pages in (they are skipped without one); CI installs it, a user's
 # `make test` does not install system packages beyond the dataset
 browser:
-	@if command -v chromium >/dev/null 2>&1; then :; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  echo "chromium not found: installing Debian's chromium for the report tests"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
-	    || echo "warning: could not install chromium; the browser tests will be skipped"; \
-	else echo "warning: chromium not found and apt-get is not usable; the browser tests will be skipped"; fi
+	@command -v chromium >/dev/null 2>&1 || { \
+	  $(call apt_install,chromium,chromium,the browser tests will be skipped,the browser tests will be skipped); }
 
 demo: setup data
 	$(VENV)/bin/pruneguard demo --out runs/demo --overwrite --threads $(THREADS)
