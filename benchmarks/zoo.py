@@ -314,7 +314,7 @@ def run_defense(
     elif defense in DEFENSES:  # FT, Fine-Pruning, NAD, FT-SAM, SAU, I-BAU with the table's configs
         model, _ = defend(defense, loaded.model, clean, anp_table.defense_config(defense, table_args), seed=seed)
     elif anp_table.is_recipe_defense(defense):
-        out = Path(args.cache) / "defended" / f"{model_path.parent.name}-{defense}-{args.clean_fraction}"
+        out = Path(args.cache) / "defended" / defended_name(model_path.parent.name, defense, args)
         cfg = PurifyConfig(
             model=model_path,
             out=out,
@@ -525,10 +525,20 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
     return out
 
 
+def defended_name(model_folder: str, defense: str, args: argparse.Namespace) -> str:
+    """The cache folder of a recipe defence's purify output: ``MODEL-DEFENCE-FRACTION``, and with ``--set`` items
+    ``MODEL-DEFENCE+HASH-FRACTION`` (their hash), so that a run with overrides neither resumes in nor overwrites
+    the folder, and the report, of the recipe as named."""
+    sets = getattr(args, "user_sets", [])
+    tag = f"+{config_hash(sets)[:8]}" if sets else ""
+    return f"{model_folder}-{defense}{tag}-{args.clean_fraction}"
+
+
 def default_report(spec: dict[str, Any], args: argparse.Namespace) -> Path | None:
-    """The default recipe's purify report of ``spec``'s model at this run's clean fraction: in the cache, else in a
-    ``--join-reports`` folder (as ``FOLDER.json``, the cache folder's name); None when there is none."""
-    folder = f"{train_unit(spec, args).name}-default-{args.clean_fraction}"
+    """The default recipe's purify report of ``spec``'s model at this run's clean fraction (and ``--set`` items):
+    in the cache, else in a ``--join-reports`` folder (as ``FOLDER.json``, the cache folder's name); None when
+    there is none."""
+    folder = defended_name(train_unit(spec, args).name, "default", args)
     candidates = [Path(args.cache) / "defended" / folder / "report.json"]
     candidates += [Path(d) / f"{folder}.json" for d in args.join_reports]
     return next((path for path in candidates if path.is_file()), None)
@@ -888,7 +898,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--join-reports={folder} is not accepted; accepted: a folder of default-recipe reports")
     if args.pack is not None and args.pack.exists():
         p.error(f"--pack={args.pack} exists; accepted: a folder this command creates")
-    args.sets = [*mode["sets"], *(args.sets or [])]
+    args.user_sets = list(args.sets or [])  # the overrides beyond the mode's: they name the purify folders
+    args.sets = [*mode["sets"], *args.user_sets]
     anp_table.check_executor_options(p, args)
     try:
         for d in args.defense_list:

@@ -207,6 +207,25 @@ def test_the_default_report_is_read_from_the_cache_or_a_joined_folder(zoo: Modul
     assert zoo.default_report(spec, args) == in_cache  # this run's own report first
 
 
+def test_a_run_with_overrides_keeps_its_purify_output_apart(zoo: ModuleType, tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    spec = zoo.zoo_specs("eval5")[3]
+    plain = zoo.parse_args(["--split", "eval5", "--cache", cache])
+    changed = zoo.parse_args(["--split", "eval5", "--cache", cache, "--set", "validation_fraction=0.4"])
+    other = zoo.parse_args(["--split", "eval5", "--cache", cache, "--set", "validation_fraction=0.3"])
+    model = zoo.train_unit(spec, plain).name
+    names = {zoo.defended_name(model, "default", a) for a in (plain, changed, other)}
+    assert len(names) == 3 and f"{model}-default-0.01" in names
+    assert zoo.defended_name(model, "default", changed) == zoo.defended_name(model, "default", changed)
+    kept = tmp_path / "cache" / "defended" / f"{model}-default-0.01" / "report.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    assert zoo.default_report(spec, plain) == kept
+    assert zoo.default_report(spec, changed) is None  # the named recipe's report is not the overridden run's
+    quick = zoo.parse_args(["--split", "eval5", "--quick", "--cache", cache])
+    assert quick.sets and not quick.user_sets  # the quick mode's own settings do not rename its folders
+
+
 def test_with_rows_must_be_a_results_file_of_the_split(zoo: ModuleType, tmp_path: Path, capsys) -> None:
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"schema": "pruneguard.zoo/1", "split": "dev", "rows": []}))
