@@ -56,7 +56,7 @@ def recheck_one(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     """The recheck of one model's kept purify output, with the zoo's figures beside it (``recheck`` None when
     purify would not recheck it); None when the zoo keeps no report, or no purified model for a model to recheck."""
     folder = zoo.train_unit(spec, args).name
-    out = args.cache / "defended" / f"{folder}-{args.defense}-{args.clean_fraction}"
+    out = args.cache / "defended" / zoo.defended_name(folder, args.defense, args)  # where the zoo kept it
     report_path, purified_path = out / "report.json", out / "purified.safetensors"
     if not report_path.is_file():
         return None
