@@ -85,7 +85,8 @@ logger = logging.getLogger("zoo")
 # evidence rules of 70be354) and is development data since; "dev3" holds clean models only, two per architecture,
 # to measure how a clean model's evidence varies with its architecture. "eval4" was reported on once (the recipe
 # of 022a656) and is development data since (the class guard's cut was chosen on it); "eval5" was reported on once
-# (the recipe of fa82b0a) and is development data since; "eval6" is the next fresh split.
+# (the recipe of fa82b0a) and is development data since; "eval6" was reported on once (the recipe of 612fe5c) and
+# is development data since; "eval7" is the next fresh split.
 SPLIT_SEEDS = {
     "dev": 10_000,
     "eval": 20_000,
@@ -96,8 +97,9 @@ SPLIT_SEEDS = {
     "eval4": 70_000,
     "eval5": 80_000,
     "eval6": 90_000,
+    "eval7": 100_000,
 }  # fmt: skip
-EVAL_SPLITS = ("eval", "eval2", "eval6")  # reporting splits: recipes by name only, no choice is made on them
+EVAL_SPLITS = ("eval", "eval2", "eval7")  # reporting splits: recipes by name only, no choice is made on them
 SEED_SPAN = 10_000
 CLEAN_EVERY = 4  # models 0, 4, 8, ... of a split are clean
 CLEAN_EVERY_OF = {"dev3": 1}  # splits with another share of clean models (dev3: every model)
@@ -509,8 +511,11 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
     """What each detector said in a default-recipe purify report: (score, suspected class, flagged). The shipped
     finder flags when the sensitivity scan is above its cut or the reference measure of its evidence rule (the
     suspect's ratio, or that over the median class's) is at or below its cut; its score is the larger of (scan
-    score / scan cut) and (cut / measure), so a flagged model scores 1 or more and an unflagged one 1 or less."""
-    scan, nc = report["scan"], report.get("reversal_scan") or {}
+    score / scan cut) and (cut / measure), so a flagged model scores 1 or more and an unflagged one 1 or less.
+    None ran where the class was named (``suspect.target``): no figures."""
+    scan, nc = report.get("scan"), report.get("reversal_scan") or {}
+    if scan is None:
+        return {}
     out: dict[str, tuple[float, int | None, bool]] = {
         "sensitivity": (scan["score"], scan["suspected_target"], scan["score"] > scan["threshold"])
     }
