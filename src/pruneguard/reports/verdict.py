@@ -11,8 +11,8 @@ from pruneguard.reports.page import pct
 __all__ = ["model_changed", "purify_verdict", "NEAR_CUT"]
 
 # The same evidence scans on the same images and seed differ by up to 0.10 (standard deviation 0.032) between a
-# GPU and this project's CPU (BENCHMARKS.md, "The default recipe on eval4"): a measure this close to its cut could
-# have been decided the other way.
+# GPU and this project's CPU (benchmarks/results/evidence_eval4_cpu_gpu.json): a measure this close to its cut
+# could have been decided the other way.
 NEAR_CUT = 0.03
 
 
