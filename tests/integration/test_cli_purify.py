@@ -52,8 +52,15 @@ def test_train_writes_model_with_holdout(trained: Path) -> None:
     assert (trained.parent / "config.yaml").is_file()
 
 
-# short versions of the steps, so that each run takes a few seconds on the digits toy
-FAST = ["anp.iterations=10", "repair.reversal_steps=30", "repair.epochs=1", "eval_attack=badnets"]
+# short versions of the steps, so that each run takes a few seconds on the digits toy; its 29 validation images
+# cannot hold the 2-point limit (one image is 3.4 points), so the steps run only when asked to repair unguarded
+FAST = [
+    "anp.iterations=10",
+    "repair.reversal_steps=30",
+    "repair.epochs=1",
+    "eval_attack=badnets",
+    "unguarded_repair=true",
+]
 
 
 def _run_bad(args: list[str], capsys) -> tuple[int, str]:
@@ -273,6 +280,7 @@ def test_a_purification_that_breaks_the_guard_exits_3_with_the_failed_verdict_fi
         "anp.iterations=5",
         "validation_fraction=0.2",
         "max_acc_drop=0.02",
+        "unguarded_repair=true",  # 29 validation images: the steps run, and the limit is judged, only when asked
         "select.threshold=1.0",
         "select.capped=false",
     )
@@ -307,6 +315,28 @@ def test_a_purification_that_breaks_the_guard_exits_3_with_the_failed_verdict_fi
     rep = json.loads((capped / "report.json").read_text())
     assert "capped at" in rep["pruning_rule"] and rep["pruned_neurons"] < rep["total_neurons"]
     assert rep["validation_drop"] <= 0.02 and rep["curve_data"] == "validation"
+
+
+def test_a_validation_part_too_small_for_the_limit_refuses_the_repair(trained: Path, tmp_path: Path) -> None:
+    """29 validation images: one image is 3.4 points, more than the 2-point limit, so no step could be held to it.
+    The model comes back unchanged with a failed verdict first (a backdoor suspected, not removed), exit 3."""
+    out = tmp_path / "blind"
+    sets = ("anp.iterations=10", "suspect.target=0", "eval_attack=badnets")  # no unguarded_repair
+    res = runner.invoke(
+        app, ["purify", "--model", str(trained), "--out", str(out), "--clean-size", "0.1", *_sets(*sets)]
+    )
+    assert res.exit_code == 3, res.output
+    first = res.stdout.splitlines()[0]
+    assert first.startswith("FAILED: class 0 suspected") and "29 images (one image is 3.4 points" in first
+    assert "unguarded_repair: true" in first
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["verdict"]["status"] == "failed" and rep["blind_guard_refused"] is True
+    assert rep["steps"] == [] and rep["after"] == rep["before"]
+    original, _ = load_model(trained)
+    purified, _ = load_model(out / "purified.safetensors")
+    assert all(
+        torch.equal(a, b) for a, b in zip(original.state_dict().values(), purified.state_dict().values(), strict=True)
+    )
 
 
 def test_a_model_without_evidence_is_returned_unchanged(trained: Path, tmp_path: Path, monkeypatch) -> None:

@@ -69,6 +69,7 @@ def purified(trained: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("purify") / "purify"
     sets = ["anp.iterations=10", "repair.reversal_steps=20", "repair.epochs=1", "repair.rounds=1"]
     sets += ["suspect.target=0", "eval_attack=badnets"]  # the implanted class: no scan needed here
+    sets += ["unguarded_repair=true"]  # 29 validation images cannot hold a 2-point limit; the report is the point
     args = ["--clean-size", "0.1", *[x for s in sets for x in ("--set", s)]]
     assert main(["-q", "purify", "--model", str(trained), "--out", str(out), *args]) == 0
     return out

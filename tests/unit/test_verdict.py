@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pruneguard.reports.verdict import purify_verdict
+from pruneguard.reports.verdict import guard_is_blind, purify_verdict
 
 
 def _report(**kw: Any) -> dict[str, Any]:
@@ -52,6 +52,23 @@ def test_a_validation_part_too_small_for_the_limit_is_called_out() -> None:
     assert tiny["status"] == "purified" and "Caution: the validation part has 12 images" in tiny["sentence"]
     assert "one image is 8.3 points, more than the 2.0-point limit" in tiny["sentence"]
     assert "Caution" not in purify_verdict(_report(validation_samples=120), 0.02, True)["sentence"]
+
+
+def test_a_repair_refused_for_a_blind_guard_is_a_failed_verdict() -> None:
+    # one image weighs more than the limit below 50 images at 2 points; none without a guard or validation data
+    assert guard_is_blind(0.02, 49) and not guard_is_blind(0.02, 50) and not guard_is_blind(0.02, 120)
+    assert not guard_is_blind(None, 12) and not guard_is_blind(0.02, 0)
+    refused = _report(
+        blind_guard_refused=True, validation_samples=12, steps=[], after=_report()["before"], validation_drop=0.0
+    )
+    v = purify_verdict(refused, 0.02, True)
+    assert v["status"] == "failed" and v["exit_code"] == 3
+    assert v["sentence"].startswith("FAILED: class 0 suspected (the scan scored 0.62 (cut 0.41)), but the validation")
+    assert "12 images (one image is 8.3 points, more than the 2.0-point limit)" in v["sentence"]
+    assert "returned unchanged" in v["sentence"] and "unguarded_repair: true" in v["sentence"]
+    # without evidence the model is unchanged for that reason, whatever the validation size
+    clean = {**refused, "suspect": {"target": 8, "evidence": False, "reasons": ["class 8 is no outlier"]}}
+    assert purify_verdict(clean, 0.02, True)["status"] == "unchanged"
 
 
 def test_a_round_by_round_guard_names_the_rounds_it_did_not_keep_whole() -> None:

@@ -175,15 +175,21 @@ class Recipe(_Step):
     trigger's shortcut to its target, not the target's own images; unlearning a class that carries no backdoor (a
     clean model, or the wrong class suspected) takes them away, and does so far more visibly on 120 images than it
     lowers their accuracy. Judged like the accuracy: a repair that keeps fewer is scaled back or undone.
+
+    ``unguarded_repair``: where one validation image weighs more than ``max_acc_drop`` (fewer than
+    ``1 / max_acc_drop`` images: under 50 at 2 points), a drop past the limit can read as no drop at all, so the
+    guard cannot hold it. By default no step then runs: the model is returned unchanged with a failed verdict (a
+    backdoor suspected and not removed). ``true`` repairs anyway, and the verdict says the limit was not held.
     """
 
-    _LATER_FIELDS = ("min_suspect_kept",)
+    _LATER_FIELDS = ("min_suspect_kept", "unguarded_repair")
 
     name: str = "custom"
     description: str = ""
     validation_fraction: float = Field(0.2, ge=0.0, lt=1.0, allow_inf_nan=False)
     max_acc_drop: float | None = Field(0.02, ge=0.0, lt=1.0, allow_inf_nan=False)
     min_suspect_kept: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False)
+    unguarded_repair: bool = False
     suspect: SuspectStep = SuspectStep()
     anp: ANPStep = ANPStep()
     select: SelectStep = SelectStep()

@@ -8,7 +8,7 @@ from typing import Any
 
 from pruneguard.reports.page import pct
 
-__all__ = ["model_changed", "purify_verdict", "NEAR_CUT"]
+__all__ = ["guard_is_blind", "model_changed", "purify_verdict", "NEAR_CUT"]
 
 # The same evidence scans on the same images and seed differ by up to 0.10 (standard deviation 0.032) between a
 # GPU and this project's CPU (benchmarks/results/evidence_eval4_cpu_gpu.json): a measure this close to its cut
@@ -145,6 +145,16 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
     if require_evidence and not suspect["evidence"]:
         sentence = f"No evidence of a backdoor ({evidence}): the model is returned unchanged; {acc}.{_near_cut(report)}"
         return {"status": "unchanged", "sentence": sentence, "exit_code": 0}
+    if report.get("blind_guard_refused"):
+        n = report["validation_samples"]
+        found = f"class {suspect['target']} suspected ({evidence})" if suspect["target"] is not None else "a repair"
+        sentence = (
+            f"FAILED: {found}, but the validation part has {n} images (one image is {100 / n:.1f} points, more "
+            f"than the {100 * (max_acc_drop or 0):.1f}-point limit), so no repair could be held to the limit: the "
+            "model is returned unchanged. Give more clean data, or set unguarded_repair: true to repair anyway "
+            "and measure the result on data of your own."
+        )
+        return {"status": "failed", "sentence": sentence, "exit_code": 3}
     drop = report.get("validation_drop")
     changed = model_changed(report)
     if suspect["target"] is None:
@@ -193,11 +203,16 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
     return {"status": "purified", "sentence": sentence, "exit_code": 0}
 
 
+def guard_is_blind(max_acc_drop: float | None, validation_samples: int) -> bool:
+    """Whether one image of a validation part of ``validation_samples`` weighs more than ``max_acc_drop``, so
+    that a drop past the limit can read as no drop at all (False without a guard or without validation data)."""
+    return max_acc_drop is not None and validation_samples > 0 and 1.0 / validation_samples > max_acc_drop
+
+
 def _blind_guard(report: dict[str, Any], max_acc_drop: float | None) -> str:
-    """A caution when the validation part is too small for the guard to hold its limit: one image of it weighs
-    more than ``max_acc_drop``, so a drop past the limit can read as no drop at all."""
+    """A caution when the validation part is too small for the guard to hold its limit (:func:`guard_is_blind`)."""
     n = report.get("validation_samples") or 0
-    if max_acc_drop is None or n == 0 or 1.0 / n <= max_acc_drop:
+    if max_acc_drop is None or not guard_is_blind(max_acc_drop, n):
         return ""
     return (
         f" Caution: the validation part has {n} images (one image is {100 / n:.1f} points, more than the "

@@ -46,7 +46,7 @@ from pruneguard.recipes import Recipe
 from pruneguard.reports.html import render_purify_html
 from pruneguard.reports.plots import trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
-from pruneguard.reports.verdict import model_changed, purify_verdict
+from pruneguard.reports.verdict import guard_is_blind, model_changed, purify_verdict
 from pruneguard.scan.finder import SuspectFinding, find_suspect, recheck_suspect
 from pruneguard.scan.reference import train_reference
 from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, ReversedTrigger, reverse_trigger
@@ -247,9 +247,11 @@ def purify(
         "reversal_scan": finding.record.get("reversal"),
         "vote": finding.record.get("vote"),
     }
-    if recipe.suspect.require_evidence and not finding.evidence:
+    refused = guard_is_blind(recipe.max_acc_drop, report["validation_samples"]) and not recipe.unguarded_repair
+    if (recipe.suspect.require_evidence and not finding.evidence) or refused:
         purified = copy.deepcopy(model)
         report.update(after=before, steps=[], pruned_neurons=0, total_neurons=None)
+        report["blind_guard_refused"] = refused
     else:
         purified, steps = _run_steps(cfg, model, use, validation, finding, judge, report, progress, resume)
         report["steps"] = steps
