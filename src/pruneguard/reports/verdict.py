@@ -149,9 +149,8 @@ def purify_verdict(report: dict[str, Any], max_acc_drop: float | None, require_e
         n = report["validation_samples"]
         found = f"class {suspect['target']} suspected ({evidence})" if suspect["target"] is not None else "a repair"
         sentence = (
-            f"FAILED: {found}, but the validation part has {n} images (one image is {100 / n:.1f} points, more "
-            f"than the {100 * (max_acc_drop or 0):.1f}-point limit), so no repair could be held to the limit: the "
-            "model is returned unchanged. Give more clean data, or set unguarded_repair: true to repair anyway "
+            f"FAILED: {found}, but {_too_few(n, max_acc_drop or 0.0)}, so no repair could be held to the limit: "
+            "the model is returned unchanged. Give more clean data, or set unguarded_repair: true to repair anyway "
             "and measure the result on data of your own."
         )
         return {"status": "failed", "sentence": sentence, "exit_code": 3}
@@ -215,9 +214,16 @@ def _blind_guard(report: dict[str, Any], max_acc_drop: float | None) -> str:
     if max_acc_drop is None or not guard_is_blind(max_acc_drop, n):
         return ""
     return (
-        f" Caution: the validation part has {n} images (one image is {100 / n:.1f} points, more than the "
-        f"{100 * max_acc_drop:.1f}-point limit), so the accuracy guard cannot hold its limit: measure the "
+        f" Caution: {_too_few(n, max_acc_drop)}, so the accuracy guard cannot hold its limit: measure the "
         "purified model on data of your own before using it."
+    )
+
+
+def _too_few(n: int, max_acc_drop: float) -> str:
+    """How a validation part of ``n`` images falls short of the limit, as both blind-guard sentences say it."""
+    return (
+        f"the validation part has {n} images (one image is {100 / n:.1f} points, more than the "
+        f"{100 * max_acc_drop:.1f}-point limit)"
     )
 
 
