@@ -54,12 +54,15 @@ VARIANTS: dict[str, list[str]] = {
     # an undone round run again at a third, then a ninth of the learning rate (the default since v4)
     "backoff": ["repair.guard=backoff"],
     "default": [],
+    # the suspected class's probability left in the teacher's outputs on other classes' images
+    "nosuppress": ["repair.suppress=0"],
+    "suppress25": ["repair.suppress=0.25"],
+    # each step's gradient clipped to an L2 norm of 5 (a step at 0.01 no longer wrecks networks without BatchNorm)
+    "clip5": ["repair.max_grad_norm=5"],
+    "clip5_nosuppress": ["repair.max_grad_norm=5", "repair.suppress=0"],
+    # the suppression until the class guard refuses a round's full repair; that round again and the rest without it
+    "yields": ["repair.suppress_yields=true"],
 }
-
-
-def development_splits() -> list[str]:
-    """The zoo's splits that choices may be made on: every split but the reporting ones."""
-    return [split for split in zoo.SPLIT_SEEDS if split not in zoo.EVAL_SPLITS]
 
 
 def variant_recipe(name: str) -> Recipe:
@@ -217,11 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
     zoo.add_script_options(p)
     args = p.parse_args(argv)
-    specs = {s["id"]: s for split in development_splits() for s in zoo.zoo_specs(split)}
+    specs = {s["id"]: s for split in zoo.development_splits() for s in zoo.zoo_specs(split)}
     ids = [m for m in args.models.split(",") if m]
     variants = [v for v in args.variants.split(",") if v]
     for bad in [m for m in ids if m not in specs]:
-        p.error(f"--models: {bad!r} is not accepted; accepted: model ids of {', '.join(development_splits())}")
+        p.error(f"--models: {bad!r} is not accepted; accepted: model ids of {', '.join(zoo.development_splits())}")
     for bad in [v for v in variants if v not in VARIANTS]:
         p.error(f"--variants: {bad!r} is not accepted; accepted: {', '.join(VARIANTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

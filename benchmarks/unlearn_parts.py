@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo  # noqa: E402
 
 from pruneguard.defenses.unlearning import UnlearnConfig, unlearn_  # noqa: E402
-from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr  # noqa: E402
+from pruneguard.evaluation.predict import evaluate_asr, predict  # noqa: E402
+from pruneguard.metrics.classification import accuracy, class_kept  # noqa: E402
 from pruneguard.recipes import get_recipe  # noqa: E402
 from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
 from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, reverse_trigger  # noqa: E402
@@ -37,16 +38,21 @@ from pruneguard.workflows.purify import split_clean  # noqa: E402
 
 logger = logging.getLogger("unlearn_parts")
 
-# name -> (trigger kinds stamped, distillation on, suppression on, distillation on cropped/flipped copies)
-PARTS: dict[str, tuple[tuple[str, ...], bool, bool, bool]] = {
-    "repair": (TRIGGER_KINDS, True, True, True),  # the default recipe's round
-    "no_suppress": (TRIGGER_KINDS, True, False, True),
-    "no_distill_augment": (TRIGGER_KINDS, True, True, False),
-    "no_distill": (TRIGGER_KINDS, False, False, False),
-    "patch_only": (("patch",), False, False, False),
-    "blend_only": (("blend",), False, False, False),
-    "clean_only": ((), False, False, False),  # the same fine-tune without stamped copies
+# name -> (trigger kinds stamped, distillation on, suppression on, distillation on cropped/flipped copies,
+# every image of the target class stamped too)
+PARTS: dict[str, tuple[tuple[str, ...], bool, bool, bool, bool]] = {
+    "repair": (TRIGGER_KINDS, True, True, True, False),  # the default recipe's round
+    "no_suppress": (TRIGGER_KINDS, True, False, True, False),
+    "no_distill_augment": (TRIGGER_KINDS, True, True, False, False),
+    "no_distill": (TRIGGER_KINDS, False, False, False, False),
+    "patch_only": (("patch",), False, False, False, False),
+    "blend_only": (("blend",), False, False, False, False),
+    "clean_only": ((), False, False, False, False),  # the same fine-tune without stamped copies
+    "stamp_target": (TRIGGER_KINDS, True, True, True, True),  # the round, the target's own images stamped too
+    "stamp_target_no_suppress": (TRIGGER_KINDS, True, False, True, True),
 }
+# parts that are the default round with the gradient's L2 norm clipped to this (TrainConfig.max_grad_norm)
+CLIPPED: dict[str, float] = {"clip1": 1.0, "clip5": 5.0}
 
 
 def weight_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
@@ -71,19 +77,26 @@ def run_model(spec: dict[str, Any], parts: list[str], lrs: list[float], args: ar
         for k in TRIGGER_KINDS
     }
 
-    def figures(m: torch.nn.Module) -> dict[str, float]:
+    own_val, own_test = predict(model, validation), predict(model, loaded.test)
+
+    def figures(m: torch.nn.Module) -> dict[str, float | None]:
+        val, test = predict(m, validation), predict(m, loaded.test)
         return {
-            "validation_accuracy": evaluate_accuracy(m, validation),
-            "accuracy": evaluate_accuracy(m, loaded.test),
+            "validation_accuracy": accuracy(val, validation.y),
+            "accuracy": accuracy(test, loaded.test.y),
             "asr": evaluate_asr(m, triggered, target),
+            # what the recipe's class guard reads (validation), and the same share on the test split
+            "validation_target_kept": class_kept(own_val, val, target),
+            "target_kept": class_kept(own_test, test, target),
         }
 
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    rows = [{"model": spec["id"], "arch": spec["arch"], "trigger": spec["trigger"], "part": "none", **figures(model)}]
+    who = {"model": spec["id"], "arch": spec["arch"], "trigger": spec["trigger"], "target": target}
+    rows = [{**who, "part": "none", **figures(model)}]
     r = recipe.repair
     for lr in lrs:
         for part in parts:
-            kinds, distill, suppress, augment = PARTS[part]
+            kinds, distill, suppress, augment, own = PARTS[part] if part in PARTS else PARTS["repair"]
             student = copy.deepcopy(model)
             cfg = UnlearnConfig(
                 batch_size=recipe.anp.batch_size,
@@ -92,11 +105,13 @@ def run_model(spec: dict[str, Any], parts: list[str], lrs: list[float], args: ar
                 distill=r.distill if distill else 0.0,
                 distill_suppress=r.suppress if suppress else 0.0,
                 distill_augment=augment,
+                stamp_target=own,
+                max_grad_norm=CLIPPED.get(part),
             )
             t0 = time.perf_counter()
             teacher = copy.deepcopy(model) if distill else None
             unlearn_(student, use, [trigs[k] for k in kinds], cfg, seed=seed, teacher=teacher, target=target)
-            row = {"model": spec["id"], "arch": spec["arch"], "trigger": spec["trigger"], "part": part, "lr": lr,
+            row = {**who, "part": part, "lr": lr,
                    **figures(student), "weight_change": weight_change(start, student.state_dict()),
                    "seconds": time.perf_counter() - t0}  # fmt: skip
             logger.info("%s", row)
@@ -106,30 +121,36 @@ def run_model(spec: dict[str, Any], parts: list[str], lrs: list[float], args: ar
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | arch | trigger | part | lr | validation acc (%) | test acc (%) | ASR (%) | weight change (L2) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | arch | trigger (target) | part | lr | validation acc (%) | test acc (%) | ASR (%) "
+        "| target kept, validation / test (%) | weight change (L2) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{100 * v:.0f}"
+
     for r in rows:
         lr = f"{r['lr']:.3g}" if "lr" in r else "–"
         change = f"{r['weight_change']:.2f}" if "weight_change" in r else "–"
         lines.append(
-            f"| {r['model']} | {r['arch']} | {r['trigger']} | {r['part']} | {lr} | "
-            f"{100 * r['validation_accuracy']:.1f} | {100 * r['accuracy']:.2f} | {100 * r['asr']:.2f} | {change} |"
+            f"| {r['model']} | {r['arch']} | {r['trigger']} ({r.get('target', '–')}) | {r['part']} | {lr} | "
+            f"{100 * r['validation_accuracy']:.1f} | {100 * r['accuracy']:.2f} | {100 * r['asr']:.2f} | "
+            f"{pct(r.get('validation_target_kept'))} / {pct(r.get('target_kept'))} | {change} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN)")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
+    p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN, eval6-NN, ...)")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join([*PARTS, *CLIPPED])}")
     p.add_argument("--lrs", default="0.01,0.00111", help="comma-separated learning rates")
     zoo.add_script_options(p)
     args = p.parse_args(argv)
-    specs = {s["id"]: s for s in zoo.zoo_specs("dev")}
+    specs = {s["id"]: s for split in zoo.development_splits() for s in zoo.zoo_specs(split)}
     ids, parts = args.models.split(","), args.parts.split(",")
-    for bad in [m for m in ids if m not in specs] + [v for v in parts if v not in PARTS]:
-        p.error(f"--models/--parts: {bad!r} is not accepted; accepted: {', '.join([*specs, *PARTS])}")
+    for bad in [m for m in ids if m not in specs] + [v for v in parts if v not in PARTS and v not in CLIPPED]:
+        p.error(f"--models/--parts: {bad!r} is not accepted; accepted: {', '.join([*specs, *PARTS, *CLIPPED])}")
     try:
         lrs = [float(v) for v in args.lrs.split(",")]
         if not all(v > 0 for v in lrs):

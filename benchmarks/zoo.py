@@ -145,6 +145,11 @@ QUICK_VOTE_SETS = ["suspect.method=sensitivity", "suspect.require_evidence=false
 _STATELESS = ("badnets", "blend", "sig", "wanet", *ZOO_FAMILIES)
 
 
+def development_splits() -> list[str]:
+    """The splits that choices may be made on: every split but the reporting ones (``EVAL_SPLITS``)."""
+    return [split for split in SPLIT_SEEDS if split not in EVAL_SPLITS]
+
+
 def draw_params(family: str, hw: tuple[int, int], rng: random.Random) -> dict[str, Any]:
     """The trigger parameters of ``family`` drawn for images of size ``hw`` (placement, shape, pattern)."""
     h, w = hw

@@ -96,7 +96,7 @@ def test_bad_options_exit_2(rd: ModuleType, argv: list[str], capsys) -> None:
 
 
 def test_models_come_from_every_split_but_the_reporting_ones(rd: ModuleType) -> None:
-    splits = rd.development_splits()
+    splits = rd.zoo.development_splits()
     assert "eval5" in splits and "dev" in splits
     assert not set(splits) & set(rd.zoo.EVAL_SPLITS)
 

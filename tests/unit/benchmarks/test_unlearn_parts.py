@@ -21,9 +21,10 @@ def up(benchmark_module) -> ModuleType:
 
 def test_the_full_part_is_the_default_recipes_round(up: ModuleType) -> None:
     repair = get_recipe("default").repair
-    assert repair.trigger == "both" and up.PARTS["repair"] == (TRIGGER_KINDS, True, True, True)
+    assert repair.trigger == "both" and up.PARTS["repair"] == (TRIGGER_KINDS, True, True, True, False)
     assert repair.distill > 0 and repair.suppress > 0 and repair.distill_augment
     assert up.PARTS["clean_only"][0] == () and up.PARTS["patch_only"][0] == ("patch",)
+    assert up.PARTS["stamp_target"] == (*up.PARTS["repair"][:4], True)
 
 
 def test_weight_change_is_the_l2_norm_of_the_float_tensors(up: ModuleType) -> None:
@@ -33,19 +34,21 @@ def test_weight_change_is_the_l2_norm_of_the_float_tensors(up: ModuleType) -> No
 
 
 def test_table_rows(up: ModuleType) -> None:
-    base = {"model": "dev-14", "arch": "plain_cnn", "trigger": "random_patch"}
-    rows = [{**base, "part": "none", "validation_accuracy": 0.85, "accuracy": 0.8365, "asr": 0.54},
+    base = {"model": "dev-14", "arch": "plain_cnn", "trigger": "random_patch", "target": 6}
+    rows = [{**base, "part": "none", "validation_accuracy": 0.85, "accuracy": 0.8365, "asr": 0.54,
+             "validation_target_kept": 1.0, "target_kept": 1.0},
             {**base, "part": "clean_only", "lr": 0.01, "validation_accuracy": 0.88, "accuracy": 0.8342, "asr": 0.394,
-             "weight_change": 0.27}]  # fmt: skip
+             "validation_target_kept": 0.5, "target_kept": None, "weight_change": 0.27}]  # fmt: skip
     md = up.markdown(rows)
-    assert "| dev-14 | plain_cnn | random_patch | none | – | 85.0 | 83.65 | 54.00 | – |" in md
-    assert "| clean_only | 0.01 | 88.0 | 83.42 | 39.40 | 0.27 |" in md
+    assert "| dev-14 | plain_cnn | random_patch (6) | none | – | 85.0 | 83.65 | 54.00 | 100 / 100 | – |" in md
+    assert "| clean_only | 0.01 | 88.0 | 83.42 | 39.40 | 50 / – | 0.27 |" in md
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--models", "eval-01"], "'eval-01' is not accepted"),
+        (["--models", "eval7-01"], "'eval7-01' is not accepted"),
         (["--models", "dev-14", "--parts", "nope"], "'nope' is not accepted"),
         (["--models", "dev-14", "--lrs", "0,1"], "--lrs='0,1' is not accepted"),
     ],
