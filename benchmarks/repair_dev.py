@@ -54,14 +54,8 @@ VARIANTS: dict[str, list[str]] = {
     # an undone round run again at a third, then a ninth of the learning rate (the default since v4)
     "backoff": ["repair.guard=backoff"],
     "default": [],
-    # the suspected class's probability left in the teacher's outputs on other classes' images
+    # the suspected class's probability left whole in the teacher's outputs on other classes' images
     "nosuppress": ["repair.suppress=0"],
-    "suppress25": ["repair.suppress=0.25"],
-    # each step's gradient clipped to an L2 norm of 5 (a step at 0.01 no longer wrecks networks without BatchNorm)
-    "clip5": ["repair.max_grad_norm=5"],
-    "clip5_nosuppress": ["repair.max_grad_norm=5", "repair.suppress=0"],
-    # the suppression until the class guard refuses a round's full repair; that round again and the rest without it
-    "yields": ["repair.suppress_yields=true"],
 }
 
 

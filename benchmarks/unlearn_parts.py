@@ -5,11 +5,13 @@
 The repair of the default recipe fine-tunes on the clean images plus copies stamped with triggers reversed to the
 suspected class (true labels), distilling the model before the repair on clean images. On networks without
 BatchNorm the guard often scales it back or undoes it. This script takes one development model (``zoo.py``'s
-specs and model cache; the development split only), reverses the recipe's patch and blend triggers to the model's
+specs and model cache; development splits only), reverses the recipe's patch and blend triggers to the model's
 true target on the clean part the recipe uses (no pruning, no suspect step: the repair alone), and runs one round
 of the unlearning fine-tune with parts of it switched off (``PARTS``) at the recipe's learning rate and at the
 lower ones its retries use. A row holds the validation accuracy (the recipe's held-out 20%), the test accuracy,
-the ASR of the model's own trigger and the size of the weight change; test figures are for this table only.
+the ASR of the model's own trigger, the share of the images the original assigns to the target that stay there
+(on the validation part, as the recipe's class guard reads it, and on the test split) and the size of the weight
+change; test figures are for this table only.
 """
 
 from __future__ import annotations
@@ -38,21 +40,16 @@ from pruneguard.workflows.purify import split_clean  # noqa: E402
 
 logger = logging.getLogger("unlearn_parts")
 
-# name -> (trigger kinds stamped, distillation on, suppression on, distillation on cropped/flipped copies,
-# every image of the target class stamped too)
-PARTS: dict[str, tuple[tuple[str, ...], bool, bool, bool, bool]] = {
-    "repair": (TRIGGER_KINDS, True, True, True, False),  # the default recipe's round
-    "no_suppress": (TRIGGER_KINDS, True, False, True, False),
-    "no_distill_augment": (TRIGGER_KINDS, True, True, False, False),
-    "no_distill": (TRIGGER_KINDS, False, False, False, False),
-    "patch_only": (("patch",), False, False, False, False),
-    "blend_only": (("blend",), False, False, False, False),
-    "clean_only": ((), False, False, False, False),  # the same fine-tune without stamped copies
-    "stamp_target": (TRIGGER_KINDS, True, True, True, True),  # the round, the target's own images stamped too
-    "stamp_target_no_suppress": (TRIGGER_KINDS, True, False, True, True),
+# name -> (trigger kinds stamped, distillation on, suppression on, distillation on cropped/flipped copies)
+PARTS: dict[str, tuple[tuple[str, ...], bool, bool, bool]] = {
+    "repair": (TRIGGER_KINDS, True, True, True),  # the default recipe's round
+    "no_suppress": (TRIGGER_KINDS, True, False, True),
+    "no_distill_augment": (TRIGGER_KINDS, True, True, False),
+    "no_distill": (TRIGGER_KINDS, False, False, False),
+    "patch_only": (("patch",), False, False, False),
+    "blend_only": (("blend",), False, False, False),
+    "clean_only": ((), False, False, False),  # the same fine-tune without stamped copies
 }
-# parts that are the default round with the gradient's L2 norm clipped to this (TrainConfig.max_grad_norm)
-CLIPPED: dict[str, float] = {"clip1": 1.0, "clip5": 5.0}
 
 
 def weight_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
@@ -96,7 +93,7 @@ def run_model(spec: dict[str, Any], parts: list[str], lrs: list[float], args: ar
     r = recipe.repair
     for lr in lrs:
         for part in parts:
-            kinds, distill, suppress, augment, own = PARTS[part] if part in PARTS else PARTS["repair"]
+            kinds, distill, suppress, augment = PARTS[part]
             student = copy.deepcopy(model)
             cfg = UnlearnConfig(
                 batch_size=recipe.anp.batch_size,
@@ -105,8 +102,6 @@ def run_model(spec: dict[str, Any], parts: list[str], lrs: list[float], args: ar
                 distill=r.distill if distill else 0.0,
                 distill_suppress=r.suppress if suppress else 0.0,
                 distill_augment=augment,
-                stamp_target=own,
-                max_grad_norm=CLIPPED.get(part),
             )
             t0 = time.perf_counter()
             teacher = copy.deepcopy(model) if distill else None
@@ -143,14 +138,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN, eval6-NN, ...)")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join([*PARTS, *CLIPPED])}")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
     p.add_argument("--lrs", default="0.01,0.00111", help="comma-separated learning rates")
     zoo.add_script_options(p)
     args = p.parse_args(argv)
     specs = {s["id"]: s for split in zoo.development_splits() for s in zoo.zoo_specs(split)}
     ids, parts = args.models.split(","), args.parts.split(",")
-    for bad in [m for m in ids if m not in specs] + [v for v in parts if v not in PARTS and v not in CLIPPED]:
-        p.error(f"--models/--parts: {bad!r} is not accepted; accepted: {', '.join([*specs, *PARTS, *CLIPPED])}")
+    for bad in [m for m in ids if m not in specs] + [v for v in parts if v not in PARTS]:
+        p.error(f"--models/--parts: {bad!r} is not accepted; accepted: {', '.join([*specs, *PARTS])}")
     try:
         lrs = [float(v) for v in args.lrs.split(",")]
         if not all(v > 0 for v in lrs):

@@ -109,21 +109,6 @@ def test_a_backoff_guard_names_the_rates_and_counts_a_round_run_again_once() -> 
     ) in v["sentence"]
 
 
-def test_a_round_run_again_without_the_suppression_is_named() -> None:
-    kept = [{"scale": 1.0, "accuracy": 0.9, "suspect_kept": 0.3}]
-    rounds = [
-        {"round": 1, "lr": 0.01, "suppress": 0.75, "scale": 0.0, "tried": kept},
-        {"round": 1, "lr": 0.01, "suppress": 0.0, "scale": 1.0, "tried": []},
-        {"round": 2, "lr": 0.01, "suppress": 0.0, "scale": 1.0, "tried": []},
-    ]
-    repair = {"method": "unlearn", "triggers": [{"round": n} for n in (1, 1, 2, 2)], "target": 0, "lr": 0.01}
-    v = purify_verdict(_report(guard={"scale": 1.0, "rounds": rounds}, repair=repair), 0.02, True)
-    assert "round 1 run again without the suppression, as the rounds after it" in v["sentence"]
-    plain = [{**r, "suppress": 0.75} for r in rounds]  # no try without it: nothing said
-    v = purify_verdict(_report(guard={"scale": 1.0, "rounds": plain}, repair=repair), 0.02, True)
-    assert "without the suppression" not in v["sentence"]
-
-
 def test_a_retried_repair_names_its_learning_rate_in_three_digits() -> None:
     repair = {"method": "unlearn", "triggers": [{}, {}], "target": 0, "lr": 0.01 / 3, "attempts": [{}, {}]}
     v = purify_verdict(_report(repair=repair), 0.02, True)

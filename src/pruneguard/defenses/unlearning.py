@@ -66,8 +66,6 @@ class UnlearnConfig:
     distill_augment: bool = False
     adv_eps: float = 0.0
     adv_steps: int = 5
-    stamp_target: bool = False
-    max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.stamp_fraction <= 1:
@@ -285,16 +283,12 @@ def unlearn_(
     if teacher is model:
         raise ConfigError("the distillation teacher must be another model than the one unlearning (a copy)")
     triggers = [trigger] if isinstance(trigger, TriggerStamp) else list(trigger)
-    tgt = target if target is not None else (triggers[0].target if triggers else None)
     gen = torch.Generator().manual_seed(seed)
     n = max(1, round(config.stamp_fraction * len(data)))
     x = to_float(data.x)
     xs, ys = [x], [data.y]
-    own = torch.nonzero(data.y == tgt).flatten() if config.stamp_target and tgt is not None else None
     for trig in triggers:
         pick = torch.randperm(len(data), generator=gen)[:n]
-        if own is not None:  # every image of the target too: the stamp is no evidence against its own class
-            pick = torch.unique(torch.cat([pick, own]))
         xs.append(stamp(x[pick], trig.mask, trig.pattern))
         ys.append(data.y[pick])
     mixed = ArrayData(torch.cat(xs), torch.cat(ys), data.num_classes, data.name)
@@ -305,9 +299,9 @@ def unlearn_(
         seed=seed,
         crop_padding=0,
         hflip=False,
-        max_grad_norm=config.max_grad_norm,
     )
     hooks: list[BatchHook] = []
+    tgt = target if target is not None else (triggers[0].target if triggers else None)
     if config.adv_eps > 0:
         if tgt is None:
             raise ConfigError(f"adv_eps={config.adv_eps} needs a target class (no trigger was given)")

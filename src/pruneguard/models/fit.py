@@ -40,7 +40,6 @@ class TrainConfig:
     crop_padding: int = 2
     hflip: bool = True
     seed: int = 0
-    max_grad_norm: float | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -51,8 +50,6 @@ class TrainConfig:
             raise ConfigError(f"--lr={self.lr} must be a positive number")
         if self.schedule not in _SCHEDULES:
             raise ConfigError(f"--schedule={self.schedule!r} is not a schedule; accepted: {', '.join(_SCHEDULES)}")
-        if self.max_grad_norm is not None and not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
-            raise ConfigError(f"max_grad_norm={self.max_grad_norm}; accepted: a positive number, or None (no clipping)")
 
 
 class BatchHook(Protocol):
@@ -132,8 +129,6 @@ def train_epoch(
         if hook is not None:
             hook.zero_grad()
         loss.backward()
-        if config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         opt.step()
         if hook is not None:
             hook.step()

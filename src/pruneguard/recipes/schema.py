@@ -132,14 +132,6 @@ class RepairStep(_Step):
     is run again at a third of the learning rate, which the later rounds keep (at most ``retries`` times in all;
     the repair is not run again from the pruned model), and only an undone round at the lowest rate ends the
     repair. A fine-tune is one round: all three judge its end.
-
-    ``max_grad_norm``: each step's gradient (all parameters, L2) is clipped to this norm (None: not clipped).
-
-    ``suppress_yields`` (with ``guard`` ``round`` or ``backoff`` and the recipe's ``min_suspect_kept``): the
-    suppression pushes the student's suspected-class probability down on every other class's images, which also
-    moves the suspected class's own borderline images out of it (on T-shirt and shirt, classes that share their
-    borders, most of them); where the class guard refuses a round's full repair, the round is run again without
-    the suppression, and the later rounds go without it.
     """
 
     method: Literal["none", "finetune", "unlearn"] = "none"
@@ -155,10 +147,8 @@ class RepairStep(_Step):
     adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     retries: int = Field(0, ge=0, le=5)
     guard: Literal["end", "round", "backoff"] = "end"
-    max_grad_norm: float | None = Field(None, gt=0.0, allow_inf_nan=False)
-    suppress_yields: bool = False
 
-    _LATER_FIELDS = ("retries", "guard", "max_grad_norm", "suppress_yields")
+    _LATER_FIELDS = ("retries", "guard")
 
     @model_validator(mode="after")
     def _checks(self) -> RepairStep:
@@ -221,14 +211,6 @@ class Recipe(_Step):
             raise ValueError(
                 f"select.max_kl={self.select.max_kl} is judged on validation data; it needs validation_fraction > 0 "
                 "(or select.max_kl: null)"
-            )
-        if self.repair.suppress_yields and (
-            self.min_suspect_kept is None or self.repair.guard == "end" or self.repair.suppress == 0
-        ):
-            raise ValueError(
-                "repair.suppress_yields=true yields the suppression to the class guard round by round: it needs "
-                f"min_suspect_kept (got {self.min_suspect_kept}), repair.guard round or backoff (got "
-                f"{self.repair.guard}) and repair.suppress > 0 (got {self.repair.suppress})"
             )
         if self.anp.targeted and self.suspect.method == "none" and self.suspect.target is None:
             raise ValueError(

@@ -98,11 +98,7 @@ def _rounds_note(guard: dict[str, Any], repair: dict[str, Any]) -> str:
     broken = [_broken(guard, r.get("tried")) for r in held]
     union = (any(b[0] for b in broken), any(b[1] for b in broken))
     lowered = f"; the learning rate lowered to {min(rates):.3g}" if len(set(rates)) > 1 else ""
-    # repair.suppress_yields: the round the class guard refused, run again without the suppression
-    yielded = next((r["round"] for r in guard["rounds"] if r.get("suppress", 0) > 0 and r["scale"] < 1 and any(
-        q["round"] == r["round"] and q.get("suppress") == 0 for q in guard["rounds"])), None)  # fmt: skip
-    again = f"; round {yielded} run again without the suppression, as the rounds after it" if yielded else ""
-    return f" ({', '.join(notes)} by {_guard_name(guard, union, repair)}{lowered}{again})"
+    return f" ({', '.join(notes)} by {_guard_name(guard, union, repair)}{lowered})"
 
 
 def model_changed(report: dict[str, Any]) -> bool:

@@ -427,9 +427,8 @@ def _run_steps(
                 lr /= 3
             if recipe.repair.method == "unlearn":
                 assert finding.target is not None  # the recipe's validator requires a suspect for unlearning
-                yields = limits.class_refused if limits is not None and recipe.repair.suppress_yields else None
                 report["repair"] = _unlearn(
-                    cfg, purified, use, finding.target, teacher=teacher, lr=lr, guard=each_round, yields=yields
+                    cfg, purified, use, finding.target, teacher=teacher, lr=lr, guard=each_round
                 )
             else:
                 report["repair"] = _finetune(cfg, purified, use, lr=lr)
@@ -482,11 +481,6 @@ class _RepairLimits:
             return False
         return self.min_kept is None or figures.get("suspect_kept", 1.0) >= self.min_kept - 1e-12
 
-    def class_refused(self, figures: Mapping[str, float]) -> bool:
-        """Whether the class guard alone would refuse these figures: fewer than ``min_kept`` of the validation
-        images the original assigns to the suspected class still there."""
-        return self.min_kept is not None and figures.get("suspect_kept", 1.0) < self.min_kept - 1e-12
-
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {"floor": self.floor if self.floor is not None else 0.0}
         if self.min_kept is not None:
@@ -527,7 +521,6 @@ def _finetune(cfg: PurifyConfig, model: nn.Module, data: ArrayData, *, lr: float
         seed=cfg.seed,
         crop_padding=1 if images else 0,
         hflip=images,
-        max_grad_norm=r.max_grad_norm,
     )
     res = fine_tune_(model, data, ft_cfg, keep_zero=zero_masks(model))
     return {"method": "finetune", "epochs": r.epochs, "lr": lr, "seconds": res.seconds}
@@ -542,7 +535,6 @@ def _unlearn(
     teacher: nn.Module | None,
     lr: float,
     guard: _RoundGuard | None = None,
-    yields: Callable[[Mapping[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
     """Reverse triggers to the suspected class on the pruned model, then unlearn them (in place), in rounds; each
     later round reverses on the unlearned model and unlearns every trigger found so far. With ``guard``, each
@@ -550,16 +542,14 @@ def _unlearn(
     ``guard_rounds`` holds each judgement. ``repair.guard`` ``round``: an undone round ends the repair;
     ``backoff``: an undone round is run again at a third of the learning rate, which the later rounds keep (at
     most ``repair.retries`` times in all; on the same triggers: the model is back where they were reversed), and
-    only an undone round at the lowest rate ends the repair. ``yields`` (``repair.suppress_yields``): where it
-    says the class guard refuses a round's full repair, the round is run again from where it started without the
-    suppression of the suspected class in the distillation, and the later rounds go without it."""
+    only an undone round at the lowest rate ends the repair."""
     r = cfg.recipe.repair
     rcfg = ReversalConfig(steps=r.reversal_steps, batch_size=cfg.recipe.anp.batch_size)
     kinds = TRIGGER_KINDS if r.trigger == "both" else (r.trigger,)
     trigs: list[ReversedTrigger] = []
     rounds: list[int] = []
     judged: list[dict[str, Any]] = []
-    seconds, lowered, rate, share = 0.0, 0, lr, r.suppress
+    seconds, lowered, rate = 0.0, 0, lr
     for n in range(1, r.rounds + 1):
         gen_seed = cfg.seed + n - 1
         # an undone round leaves the model here again: the start of every try of this round
@@ -574,22 +564,15 @@ def _unlearn(
                 epochs=r.epochs,
                 finetune_lr=rate,
                 distill=r.distill,
-                distill_suppress=share,
+                distill_suppress=r.suppress,
                 distill_augment=r.distill_augment,
                 adv_eps=r.adv_eps,
-                max_grad_norm=r.max_grad_norm,
             )
             seconds += unlearn_(model, data, trigs, ucfg, seed=gen_seed, teacher=teacher, target=suspect)
             logger.info("round %d: unlearned %d reversed trigger(s) (%.1fs)", n, len(trigs), seconds)
             if guard is None or before is None:
                 break
-            judged.append({"round": n, "lr": rate, **({"suppress": share} if yields else {}), **guard(model, before)})
-            if yields is not None and share > 0 and yields(judged[-1]["tried"][0]):
-                # the suppression takes the suspected class's own images out of it: the round again without it
-                share = 0.0
-                model.load_state_dict(before)
-                logger.info("round %d: the class guard refused it; again without the suppression", n)
-                continue
+            judged.append({"round": n, "lr": rate, **guard(model, before)})
             if judged[-1]["scale"] > 0 or r.guard != "backoff" or lowered >= r.retries:
                 break
             lowered, rate = lowered + 1, rate / 3

@@ -21,10 +21,9 @@ def up(benchmark_module) -> ModuleType:
 
 def test_the_full_part_is_the_default_recipes_round(up: ModuleType) -> None:
     repair = get_recipe("default").repair
-    assert repair.trigger == "both" and up.PARTS["repair"] == (TRIGGER_KINDS, True, True, True, False)
+    assert repair.trigger == "both" and up.PARTS["repair"] == (TRIGGER_KINDS, True, True, True)
     assert repair.distill > 0 and repair.suppress > 0 and repair.distill_augment
     assert up.PARTS["clean_only"][0] == () and up.PARTS["patch_only"][0] == ("patch",)
-    assert up.PARTS["stamp_target"] == (*up.PARTS["repair"][:4], True)
 
 
 def test_weight_change_is_the_l2_norm_of_the_float_tensors(up: ModuleType) -> None:

@@ -68,21 +68,15 @@ def test_unlearning_a_reversed_blend_removes_a_blend_backdoor(blend_toy) -> None
     _assert_unlearned(blend_toy, t)
 
 
-def _record_the_mixed_data(monkeypatch) -> dict:
-    """Replace the fine-tune by one that keeps the data it is given (images and labels) in the returned dict."""
-    seen: dict = {}
+def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypatch) -> None:
+    model, clean, _, _ = toy
+    seen = {}
 
     def fake_fine_tune(m, data, cfg, keep_zero=None, hook=None):
         seen["x"], seen["y"] = data.x, data.y
         return type("R", (), {"seconds": 0.0})()
 
     monkeypatch.setattr(unlearning, "fine_tune_", fake_fine_tune)
-    return seen
-
-
-def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypatch) -> None:
-    model, clean, _, _ = toy
-    seen = _record_the_mixed_data(monkeypatch)
     h, w = clean.x.shape[-2:]
     mask_a = torch.zeros(1, h, w)
     mask_a[0, 0, 0] = 1.0
@@ -98,22 +92,6 @@ def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypat
     assert bool((first[:, 0, 0, 0] == 1.0).all())  # patch stamp: the corner pixel set to the pattern
     assert float(second.max()) <= 0.5 + 1e-6  # blend with a black pattern at weight 0.5 halves every pixel
     assert torch.equal(seen["y"][:n], clean.y)  # true labels kept
-
-
-def test_stamp_target_stamps_every_image_of_the_target_class_as_well(toy, monkeypatch) -> None:
-    model, clean, _, _ = toy
-    seen = _record_the_mixed_data(monkeypatch)
-    h, w = clean.x.shape[-2:]
-    b = _PlainStamp(0, torch.full((1, 1, 1), 0.5), torch.zeros(1, h, w))
-    n, own = len(clean), int((clean.y == 0).sum())
-    assert 0 < own < n
-    unlearn_(model, clean, b, UnlearnConfig(stamp_fraction=0.25))
-    plain = seen["y"][n:]
-    unlearn_(model, clean, b, UnlearnConfig(stamp_fraction=0.25, stamp_target=True))
-    stamped = seen["y"][n:]
-    assert int((stamped == 0).sum()) == own  # every target image once, with its own label
-    assert torch.equal(stamped[stamped != 0].sort().values, plain[plain != 0].sort().values)  # the draw is the same
-    assert len(stamped) == len(plain) - int((plain == 0).sum()) + own
 
 
 def test_distill_loss_is_zero_for_equal_logits_and_matches_its_formula() -> None:
