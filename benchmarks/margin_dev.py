@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for split in args.split:
         if split in zoo.EVAL_SPLITS:
-            accepted = ", ".join(s for s in zoo.SPLIT_SEEDS if s not in zoo.EVAL_SPLITS)
+            accepted = ", ".join(zoo.development_splits())
             p.error(f"--split={split} is an evaluation split, not development data; accepted: {accepted}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
