@@ -31,6 +31,7 @@ from pruneguard.config import PurifyConfig  # noqa: E402
 from pruneguard.recipes import Recipe, get_recipe  # noqa: E402
 from pruneguard.recipes.overrides import apply_overrides  # noqa: E402
 from pruneguard.scan.finder import SuspectFinding  # noqa: E402
+from pruneguard.sweeps import config_hash  # noqa: E402
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
 from pruneguard.workflows.purify import purify, split_clean, suspect_step  # noqa: E402
@@ -56,6 +57,8 @@ VARIANTS: dict[str, list[str]] = {
     "default": [],
     # the suspected class's probability left whole in the teacher's outputs on other classes' images
     "nosuppress": ["repair.suppress=0"],
+    # a smooth warp reversed too: in the suspect step (model and reference) and in the repair's unlearning
+    "warp": ["suspect.warp=true", "repair.trigger=all"],
 }
 
 
@@ -106,11 +109,14 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
     use, _ = split_clean(clean, base.validation_fraction, seed)
     folder = Path(args.cache) / "repair_dev" / f"{model_path.parent.name}-{args.clean_fraction}"
     folder.mkdir(parents=True, exist_ok=True)
-    finding = cached_finding(folder / "finding.json", loaded.model, use, base, loaded.meta, seed)
     rows = []
     for name in variants:
         out_file = folder / f"{name}.json"
         recipe = variant_recipe(name)
+        # one finding per suspect step: the default's in finding.json, another's named by its settings' hash
+        own = recipe.suspect.model_dump()
+        key = "" if own == base.suspect.model_dump() else "-" + config_hash(own)[:12]
+        finding = cached_finding(folder / f"finding{key}.json", loaded.model, use, recipe, loaded.meta, seed)
         if out_file.is_file() and same_steps(json.loads(out_file.read_text()).get("recipe"), recipe):
             rows.append(json.loads(out_file.read_text()))
             continue

@@ -34,7 +34,7 @@ from pruneguard.evaluation.predict import evaluate_asr, predict  # noqa: E402
 from pruneguard.metrics.classification import accuracy, class_kept  # noqa: E402
 from pruneguard.recipes import get_recipe  # noqa: E402
 from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
-from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, reverse_trigger  # noqa: E402
+from pruneguard.scan.reversal import REVERSAL_KINDS, TRIGGER_KINDS, ReversalConfig, reverse_trigger  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense, trigger_set  # noqa: E402
 from pruneguard.workflows.purify import split_clean  # noqa: E402
 
@@ -49,6 +49,9 @@ PARTS: dict[str, tuple[tuple[str, ...], bool, bool, bool]] = {
     "patch_only": (("patch",), False, False, False),
     "blend_only": (("blend",), False, False, False),
     "clean_only": ((), False, False, False),  # the same fine-tune without stamped copies
+    # a smooth warp reversed too (WaNet's trigger is no stamp), and the warp alone
+    "repair_warp": (REVERSAL_KINDS, True, True, True),
+    "warp_only": (("warp",), True, True, True),
 }
 
 
@@ -69,9 +72,10 @@ def run_model(spec: dict[str, Any], parts: list[str], lrs: list[float], args: ar
     triggered = trigger_set(zoo.spec_trigger(spec, loaded.meta, model_path), loaded.test)
     model = loaded.model
     rcfg = ReversalConfig(steps=recipe.repair.reversal_steps, batch_size=recipe.anp.batch_size)
+    needed = [k for k in REVERSAL_KINDS if any(k in PARTS[part][0] for part in parts)]
     trigs = {
         k: reverse_trigger(model, use, target, rcfg, generator=torch.Generator().manual_seed(seed), kind=k)
-        for k in TRIGGER_KINDS
+        for k in needed
     }
 
     own_val, own_test = predict(model, validation), predict(model, loaded.test)
@@ -89,7 +93,8 @@ def run_model(spec: dict[str, Any], parts: list[str], lrs: list[float], args: ar
 
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     who = {"model": spec["id"], "arch": spec["arch"], "trigger": spec["trigger"], "target": target}
-    rows = [{**who, "part": "none", **figures(model)}]
+    reversed_ = {k: t.to_dict() for k, t in trigs.items()}
+    rows = [{**who, "part": "none", **figures(model), "triggers": reversed_}]
     r = recipe.repair
     for lr in lrs:
         for part in parts:

@@ -17,7 +17,7 @@ import pytest
 
 from pruneguard.cli.app import main
 from pruneguard.reports.attack_html import attack_sentence
-from pruneguard.reports.plots import data_uri, trigger_png
+from pruneguard.reports.plots import data_uri, reversed_trigger_png, trigger_png
 from pruneguard.reports.train_html import train_sentence
 
 FAST = ["--clean-samples", "60", "--eps", "0.2,0.4", "--steps", "2", "--restarts", "1"]
@@ -167,6 +167,23 @@ def test_trigger_png_shows_mask_pattern_and_stamped_images() -> None:
     picture = imread(io.BytesIO(base64.b64decode(b64)))
     assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 100
     assert data_uri(b64).startswith("data:image/png;base64,iVBOR")
+
+
+def test_a_reversed_warp_is_drawn_as_its_displacement_and_warped_images() -> None:
+    import base64
+    import io
+
+    import torch
+    from matplotlib.image import imread
+
+    from pruneguard.scan.reversal import ReversedTrigger
+
+    flow = torch.zeros(2, 8, 8)
+    flow[0, :, 4:] = 0.5
+    trig = ReversedTrigger(1, flow.norm(dim=0, keepdim=True) / 0.5, torch.zeros(1, 8, 8), 1.0, 16.0, 0.0, "warp", flow)
+    b64 = reversed_trigger_png(trig, torch.rand(3, 1, 8, 8), title="warp to class 1")
+    picture = imread(io.BytesIO(base64.b64decode(b64)))
+    assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 100
 
 
 _PROBE = """<script>window.addEventListener('load', () => {

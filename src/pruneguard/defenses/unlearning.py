@@ -89,7 +89,8 @@ class UnlearnConfig:
 @runtime_checkable
 class TriggerStamp(Protocol):
     """A stamp to unlearn: ``mask`` (1×H×W, or 1×1×1 for a blend) and ``pattern`` (C×H×W), both in [0, 1], and
-    the ``target`` class it sends images to (e.g. :class:`pruneguard.scan.reversal.ReversedTrigger`)."""
+    the ``target`` class it sends images to (e.g. :class:`pruneguard.scan.reversal.ReversedTrigger`). A trigger
+    with an ``apply(x)`` method is put on images with it instead (a reversed warp has no stamp)."""
 
     @property
     def target(self) -> int: ...
@@ -263,6 +264,12 @@ class ChainHook:
             h.load_state_dict(state[str(i)])
 
 
+def _apply(trigger: TriggerStamp, x: Tensor) -> Tensor:
+    """``x`` with ``trigger`` on: its own ``apply`` (a reversed warp) or the stamp of its mask and pattern."""
+    apply = getattr(trigger, "apply", None)
+    return apply(x) if callable(apply) else stamp(x, trigger.mask, trigger.pattern)
+
+
 def unlearn_(
     model: nn.Module,
     data: ArrayData,
@@ -289,7 +296,7 @@ def unlearn_(
     xs, ys = [x], [data.y]
     for trig in triggers:
         pick = torch.randperm(len(data), generator=gen)[:n]
-        xs.append(stamp(x[pick], trig.mask, trig.pattern))
+        xs.append(_apply(trig, x[pick]))
         ys.append(data.y[pick])
     mixed = ArrayData(torch.cat(xs), torch.cat(ys), data.num_classes, data.name)
     cfg = TrainConfig(

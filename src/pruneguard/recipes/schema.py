@@ -48,9 +48,11 @@ class SuspectStep(_Step):
     picks how the reference decides: ``ratio``, the suspected class's reversed trigger on the model at most
     ``reference_ratio`` times the size of the same trigger on the reference; ``relative``, that ratio (reference
     reversed to every class, the smallest class suspected) at most ``relative_cut`` times the median class's.
+    ``warp``: the reversal also reverses a smooth warp to every class, on the model and on the reference (a third
+    kind beside the patch and the blend: WaNet's trigger is a warp, which no stamp reproduces).
     """
 
-    _LATER_FIELDS = ("evidence", "relative_cut", "sensitivity_evidence")
+    _LATER_FIELDS = ("evidence", "relative_cut", "sensitivity_evidence", "warp")
 
     method: Literal["none", "sensitivity", "reversal", "vote"] = "vote"
     target: int | None = Field(None, ge=0)
@@ -59,6 +61,7 @@ class SuspectStep(_Step):
     evidence: Literal["ratio", "relative"] = "ratio"
     relative_cut: float = Field(0.5, gt=0.0, le=1.0, allow_inf_nan=False)
     sensitivity_evidence: bool = True
+    warp: bool = False
 
     @model_validator(mode="after")
     def _checks(self) -> SuspectStep:
@@ -115,10 +118,11 @@ class RepairStep(_Step):
     """What repairs the pruned model on the clean data.
 
     ``method``: ``none``; ``finetune`` (``epochs`` at ``lr``, pruned neurons kept at zero); ``unlearn`` (Neural
-    Cleanse's mitigation: triggers reversed to the suspected class on the pruned model, ``trigger`` patch, blend
-    or both, unlearned with true labels in ``rounds`` rounds of ``epochs``, distilling the pruned model on clean
-    images with weight ``distill``; the ``teacher`` is the pruned model as it is or ``recalibrated`` (BatchNorm
-    statistics recomputed on the clean data); ``suppress`` takes that share of the teacher's suspected-class
+    Cleanse's mitigation: triggers reversed to the suspected class on the pruned model, ``trigger`` patch, blend,
+    ``both`` (patch and blend) or ``all`` (patch, blend and a smooth warp), unlearned with true labels in
+    ``rounds`` rounds of ``epochs``, distilling the pruned model on clean images with weight ``distill``; the
+    ``teacher`` is the pruned model as it is or ``recalibrated`` (BatchNorm statistics recomputed on the clean
+    data); ``suppress`` takes that share of the teacher's suspected-class
     probability out on other classes' images; ``distill_augment`` distils on cropped/flipped copies;
     ``adv_eps`` > 0 adds targeted PGD copies towards the suspect with true labels). When nothing of the repair
     fits the recipe's guard (not even scaled back), it runs again from the pruned model at a third of the
@@ -137,7 +141,7 @@ class RepairStep(_Step):
     method: Literal["none", "finetune", "unlearn"] = "none"
     epochs: int = Field(5, ge=1)
     lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
-    trigger: Literal["patch", "blend", "both"] = "both"
+    trigger: Literal["patch", "blend", "both", "all"] = "both"
     rounds: int = Field(1, ge=1)
     reversal_steps: int = Field(400, ge=1)
     distill: float = Field(0.0, ge=0.0, allow_inf_nan=False)

@@ -49,13 +49,20 @@ def _suspect_rows(report: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
+def _trigger_size(t: dict[str, Any]) -> str:
+    """A reversed trigger's size in words: a warp's mean displacement, a stamp's mask share."""
+    if t["kind"] == "warp":
+        return f"mean displacement {t['mask_share']:.3f} px"
+    return f"mask {t['mask_share']:.4f}"
+
+
 def _repair_note(rep: dict[str, Any] | None) -> str | None:
     if not rep:
         return None
     if rep["method"] == "finetune":
         return f"fine-tune, {rep['epochs']} epochs at lr {rep['lr']:g}"
     trig = "; ".join(
-        f"round {t['round']} {t['kind']} → {t['target']}: mask {t['mask_share']:.4f}, success {t['success_rate']:.3f}"
+        f"round {t['round']} {t['kind']} → {t['target']}: {_trigger_size(t)}, success {t['success_rate']:.3f}"
         for t in rep["triggers"]
     )
     text = f"unlearning, {rep['rounds']} round(s) × {rep['epochs']} epochs: {trig}"

@@ -7,7 +7,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["line_plot", "histogram", "trigger_png", "adversarial_png", "data_uri"]
+__all__ = ["line_plot", "histogram", "trigger_png", "reversed_trigger_png", "warp_png", "adversarial_png", "data_uri"]
 
 
 def _png(fig: object) -> str:
@@ -126,6 +126,38 @@ def trigger_png(mask: Any, pattern: Any, images: Any, *, title: str, max_images:
         [(image, "stamped") for image in stamped],
     ]
     return _grid(rows, title=title)
+
+
+def warp_png(flow: Any, images: Any, warped: Any, *, title: str, max_images: int = 4) -> str:
+    """A reversed warp and what it does, as a base64 PNG: the length of each pixel's displacement (scaled to its
+    largest), then up to ``max_images`` clean images above the same images warped.
+
+    Args:
+        flow: ``(2, H, W)`` displacements in pixels (array-like).
+        images: ``(N, C, H, W)`` clean images in [0, 1].
+        warped: the same images warped by ``flow``.
+        title: the figure's title.
+    """
+    import numpy as np
+
+    f = np.asarray(flow, dtype=np.float32)
+    length = np.sqrt((f**2).sum(axis=0))
+    top = float(length.max())
+    shown = length / top if top > 0 else length
+    rows = [
+        [(shown, f"displacement (largest {top:.2f} px, mean {length.mean():.2f} px)")],
+        [(image, "clean") for image in np.asarray(images, dtype=np.float32)[:max_images]],
+        [(image, "warped") for image in np.asarray(warped, dtype=np.float32)[:max_images]],
+    ]
+    return _grid(rows, title=title)
+
+
+def reversed_trigger_png(trigger: Any, images: Any, *, title: str) -> str:
+    """The picture of a reversed trigger (:class:`pruneguard.scan.reversal.ReversedTrigger`) on ``images``: a
+    warp's displacement (:func:`warp_png`) or a stamp's mask and pattern (:func:`trigger_png`)."""
+    if getattr(trigger, "flow", None) is not None:
+        return warp_png(trigger.flow, images, trigger.apply(images), title=title)
+    return trigger_png(trigger.mask, trigger.pattern, images, title=title)
 
 
 def adversarial_png(clean: Any, adversarial: Any, captions: Sequence[tuple[str, str]], *, title: str) -> str:

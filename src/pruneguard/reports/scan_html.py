@@ -38,11 +38,16 @@ def _key_figures(report: dict[str, Any]) -> str:
     rev = report.get("reversal")
     if rev is not None:
         trig = rev["trigger"]
-        figures += [
-            [
+        size = (
+            [f"reversed warp to class {trig['target']}: mean displacement (pixels)", f"{trig['mask_share']:.3f}"]
+            if trig["kind"] == "warp"
+            else [
                 f"reversed trigger to class {trig['target']}: pixels it covers (mask L1 / pixels)",
                 pct(trig["mask_share"]),
-            ],
+            ]
+        )
+        figures += [
+            size,
             [f"clean images of other classes it sends to class {trig['target']}", pct(trig["success_rate"])],
         ]
     return figures_table(figures)

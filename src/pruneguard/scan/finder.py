@@ -37,7 +37,7 @@ from torch import nn
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
 from pruneguard.scan.reference import reference_trigger_sizes, train_reference
-from pruneguard.scan.reversal import TRIGGER_KINDS, reversal_scan, scan_config
+from pruneguard.scan.reversal import REVERSAL_KINDS, TRIGGER_KINDS, reversal_scan, scan_config
 from pruneguard.scan.sensitivity import ScanConfig, ScanResult, scan_model
 from pruneguard.scan.suspect import reference_suspect, vote_candidates
 
@@ -48,9 +48,16 @@ __all__ = [
     "relative_evidence",
     "EVIDENCE_RULES",
     "SUSPECT_METHODS",
+    "SELF_JUDGED",
 ]
 
 logger = logging.getLogger(__name__)
+# kinds the reference does not judge. A reference trained on a few hundred images has not learnt the smooth
+# deformations a fully trained model shrugs off: warps cannot reach some of its classes at all, and a ratio to
+# such a class flags clean models (a clean development VGG: 0.19 of the median, class 7, against a cut of 0.436).
+# Against the model's own classes, WaNet's target needs 0.01-0.06 of the median class's warp, a clean model's
+# smallest about 0.76 (benchmarks/DEVELOPMENT.md).
+SELF_JUDGED = ("warp",)
 SUSPECT_METHODS = ("none", "sensitivity", "reversal", "vote")
 EVIDENCE_RULES = ("ratio", "relative")
 
@@ -59,7 +66,9 @@ def relative_evidence(
     model_sizes: dict[str, list[float]], reference_sizes: dict[str, list[float]]
 ) -> tuple[float, int, str, dict[str, list[float]]]:
     """The ``relative`` evidence measure: per trigger kind, every class's ratio (model size / reference size),
-    and the smallest ratio divided by the median class's; the kind where that is smallest decides.
+    and the smallest ratio divided by the median class's; the kind where that is smallest decides. A kind without
+    reference sizes (the warp, see :data:`SELF_JUDGED`) is judged by the model's sizes alone: its smallest over
+    the median class's.
 
     Returns (relative ratio, its class, its kind, every ratio per kind). A model that is easier to trigger than
     the reference on every class (a reference trained on a few hundred images, an architecture that is brittle
@@ -68,7 +77,7 @@ def relative_evidence(
     best: tuple[float, int, str] | None = None
     ratios: dict[str, list[float]] = {}
     for kind, sizes in model_sizes.items():
-        ref = reference_sizes[kind]
+        ref = reference_sizes.get(kind, [1.0] * len(sizes))
         ratios[kind] = [float(m) / float(r) if r > 0 else math.inf for m, r in zip(sizes, ref, strict=True)]
         finite = [v for v in ratios[kind] if math.isfinite(v)]
         if not finite:
@@ -127,6 +136,7 @@ def find_suspect(
     seed: int = 0,
     sensitivity: dict[str, Any] | None = None,
     reversal: dict[str, Any] | None = None,
+    kinds: tuple[str, ...] = TRIGGER_KINDS,
 ) -> SuspectFinding:
     """Run the scans of ``method`` on ``data`` (the defender's clean data; the model is not modified).
 
@@ -148,7 +158,10 @@ def find_suspect(
             ``score``, ``suspected_target``, ``verdict``, ``threshold``): used instead of scanning again.
         reversal: :func:`~pruneguard.scan.reversal.reversal_scan`'s record on ``data`` with the scan's settings
             (:func:`~pruneguard.scan.reversal.scan_config`), used instead of reversing again.
+        kinds: the trigger kinds the reversal scan reverses (``patch``, ``blend``, ``warp``).
     """
+    if not kinds or set(kinds) - set(REVERSAL_KINDS):
+        raise ConfigError(f"kinds={kinds!r} is not accepted; accepted: some of {', '.join(REVERSAL_KINDS)}")
     if method not in SUSPECT_METHODS:
         raise ConfigError(f"suspect.method={method!r} is not accepted; accepted: {', '.join(SUSPECT_METHODS)}")
     if rule not in EVIDENCE_RULES:
@@ -169,7 +182,9 @@ def find_suspect(
                 f"{tuple(data.x.shape)} has no images (use suspect.method=sensitivity)"
             )
         record["reversal"] = (
-            reversal if reversal is not None else reversal_scan(model, data, scan_config(batch_size), seed=seed)
+            reversal
+            if reversal is not None
+            else reversal_scan(model, data, scan_config(batch_size), kinds=kinds, seed=seed)
         )
     sens = record.get("sensitivity")
     reasons: list[str] = []
@@ -198,12 +213,11 @@ def find_suspect(
     device = next(model.parameters()).device
     reference = train_reference(build_reference, data, seed=seed, device=device)
     judged = candidates if rule == "ratio" else list(range(data.num_classes))
-    ref = reference_trigger_sizes(
-        reference, data, judged, scan_config(batch_size), kinds=tuple(rev["kinds"]), seed=seed
-    )
+    ref_kinds = tuple(k for k in rev["kinds"] if k not in SELF_JUDGED)
+    ref = reference_trigger_sizes(reference, data, judged, scan_config(batch_size), kinds=ref_kinds, seed=seed)
     suspect_sizes = {k: v["mask_l1"] for k, v in rev["kinds"].items()}
-    if rule == "ratio":
-        chosen, ratios = reference_suspect(candidates, suspect_sizes, ref["sizes"])
+    if rule == "ratio":  # the stamps only: a warp has no reference size
+        chosen, ratios = reference_suspect(candidates, {k: suspect_sizes[k] for k in ref_kinds}, ref["sizes"])
         decided_by = "reference" if len(candidates) > 1 else "unanimous"
         ratio = min(r[chosen] for r in ratios.values())
         kind = min(ratios, key=lambda k: ratios[k][chosen])
@@ -214,10 +228,13 @@ def find_suspect(
         measure, chosen, kind, all_ratios = relative_evidence(suspect_sizes, ref_lists)
         ratios = {k: dict(enumerate(v)) for k, v in all_ratios.items()}
         decided_by = "relative"
-        ratio = min(r[chosen] for r in ratios.values())
+        ratio = min((ratios[k][chosen] for k in ref_kinds), default=math.inf)
         cut = relative_cut
         said = (
-            f"{all_ratios[kind][chosen]:.2f} times the size of the same trigger ({kind}) on a reference model "
+            f"a warp of {all_ratios[kind][chosen] / data.x[0, 0].numel():.2f} pixels on average, {measure:.3g} times "
+            "the median class's"
+            if kind in SELF_JUDGED
+            else f"{all_ratios[kind][chosen]:.2f} times the size of the same trigger ({kind}) on a reference model "
             f"trained on the clean data alone, {measure:.3g} times the median class's ratio"
         )
     record["vote"] = {

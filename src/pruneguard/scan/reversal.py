@@ -12,10 +12,19 @@ a reversed trigger away.
 ``a`` for every pixel, ``x' = (1 − a)·x + a·p``, the form of the Blend attack (and, for small ``a``, of additive
 signals such as SIG). A patch-shaped mask fits such triggers badly: the smallest patch that flips a model to
 the target need not be the backdoor's shortcut. Its "L1" is ``a·H·W`` so both kinds report a comparable share.
+
+``kind="warp"`` reverses a smooth warp instead of a stamp, the form of WaNet (Nguyen & Tran 2021), whose trigger
+no stamp reproduces: a displacement field ``(2, H, W)`` in pixels, bicubically upsampled from a ``WARP_GRID`` ×
+``WARP_GRID`` grid of control points (WaNet's ``k``), every pixel of ``x`` resampled where the field moves it; its
+size is the mean absolute displacement (pixels; a warp that never reaches the success rate: that over the share of
+images it sends to the target) and its "L1" that size times ``H·W``, so ``mask_share`` reads in pixels. On
+WaNet models of the development zoo the target is reached by a warp of a fraction of a pixel where the other
+classes, and every class of the reference model, need several.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -26,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pruneguard.attacks.backdoor.triggers import stamp
+from pruneguard.attacks.backdoor.triggers import displace, stamp
 from pruneguard.data.tensors import ArrayData, iterate_batches, to_float
 from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_asr
@@ -41,9 +50,16 @@ __all__ = [
     "scan_config",
     "SCAN_STEPS",
     "TRIGGER_KINDS",
+    "REVERSAL_KINDS",
+    "WARP_GRID",
 ]
 
-TRIGGER_KINDS = ("patch", "blend")
+TRIGGER_KINDS = ("patch", "blend")  # the stamps
+REVERSAL_KINDS = (*TRIGGER_KINDS, "warp")  # every kind reverse_trigger takes
+WARP_GRID = 4  # control points per side of a reversed warp (WaNet's k)
+# Adam's step and the first weight of the size (mean displacement, pixels) for a warp: its size is in pixels, a
+# patch's in pixels covered, so the stamp's settings do not carry over
+WARP_LR, WARP_INIT_COST = 0.05, 1e-2
 SCAN_STEPS = 150  # reversal steps per class in reversal_scan: it only ranks classes, no stamp is kept
 
 logger = logging.getLogger(__name__)
@@ -72,7 +88,9 @@ class ReversalConfig:
 
 @dataclass(frozen=True)
 class ReversedTrigger:
-    """The smallest successful stamp found: ``mask`` (1×H×W), ``pattern`` (C×H×W), both in [0, 1]."""
+    """The smallest successful trigger found: ``mask`` (1×H×W), ``pattern`` (C×H×W), both in [0, 1]; for a
+    warp, ``flow`` (2×H×W, pixels), with the displacement's length over its largest as ``mask`` (a picture of
+    where the warp acts) and a zero ``pattern``. :meth:`apply` puts the trigger on images."""
 
     target: int
     mask: Tensor
@@ -81,6 +99,13 @@ class ReversedTrigger:
     mask_l1: float
     seconds: float
     kind: str = "patch"
+    flow: Tensor | None = None
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Float images ``(N, C, H, W)`` in [0, 1] with the trigger on: stamped, or warped by ``flow``."""
+        if self.flow is not None:
+            return displace(x, self.flow)
+        return stamp(x, self.mask.to(x.device), self.pattern.to(x.device))
 
     def to_dict(self) -> dict[str, float | int | str]:
         return {
@@ -112,10 +137,11 @@ def reverse_trigger(
 ) -> ReversedTrigger:
     """Optimise a stamp that sends non-target clean images of ``data`` to ``target``; the model is not changed.
 
-    ``kind``: ``"patch"`` (a per-pixel mask, Neural Cleanse) or ``"blend"`` (one blending weight for all pixels).
+    ``kind``: ``"patch"`` (a per-pixel mask, Neural Cleanse), ``"blend"`` (one blending weight for all pixels) or
+    ``"warp"`` (a smooth displacement field, see the module docstring).
     """
-    if kind not in TRIGGER_KINDS:
-        raise ConfigError(f"kind={kind!r} is not accepted; accepted: {', '.join(TRIGGER_KINDS)}")
+    if kind not in REVERSAL_KINDS:
+        raise ConfigError(f"kind={kind!r} is not accepted; accepted: {', '.join(REVERSAL_KINDS)}")
     if data.x.dim() != 4:
         raise ConfigError(f"trigger reversal needs images (N, C, H, W); got data of shape {tuple(data.x.shape)}")
     if not 0 <= target < data.num_classes:
@@ -125,6 +151,8 @@ def reverse_trigger(
         raise ConfigError(f"the clean split has no image outside class {target} to reverse a trigger on")
     device = next(model.parameters()).device
     gen = generator or torch.Generator().manual_seed(0)
+    if kind == "warp":
+        return _reverse_warp(model, others, target, config, gen, device, progress)
     _, c, h, w = data.x.shape
     m_shape = (1, h, w) if kind == "patch" else (1, 1, 1)
     m_raw = (torch.rand(m_shape, generator=gen) * 2 - 1).mul_(0.5).to(device).requires_grad_(True)
@@ -162,6 +190,66 @@ def reverse_trigger(
     seconds = time.perf_counter() - t0
     logger.info("reversed %s trigger -> %d: |m|_1 %.1f, success %.3f (%.1fs)", kind, target, best_l1, rate, seconds)
     return ReversedTrigger(target, best_mask, best_pattern, rate, best_l1, seconds, kind)
+
+
+def _flow(theta: Tensor, h: int, w: int) -> Tensor:
+    """The displacement field ``(2, H, W)`` (pixels) of a grid of control points ``(1, 2, k, k)``."""
+    return F.interpolate(theta, size=(h, w), mode="bicubic", align_corners=True)[0]
+
+
+def _reverse_warp(
+    model: nn.Module,
+    others: ArrayData,
+    target: int,
+    config: ReversalConfig,
+    gen: torch.Generator,
+    device: torch.device,
+    progress: bool,
+) -> ReversedTrigger:
+    """:func:`reverse_trigger` for ``kind="warp"``: the loop of the stamps (the size's weight raised while the warp
+    succeeds, lowered while it does not) on the control points of a displacement field."""
+    _, c, h, w = others.x.shape
+    theta = (torch.rand(1, 2, WARP_GRID, WARP_GRID, generator=gen) * 2 - 1).mul_(0.1).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=WARP_LR, betas=(0.5, 0.9))
+    cost, up, down = WARP_INIT_COST, 0, 0
+    best: tuple[float, Tensor] | None = None
+    t0 = time.perf_counter()
+    with frozen(model), eval_mode(model), fast_layout(model):
+        batches = _cycle(others, config.batch_size, gen, device)
+        for _ in track(range(config.steps), desc=f"reverse warp -> {target}", enabled=progress):
+            x = next(batches)
+            flow = _flow(theta, h, w)
+            logits = model(displace(x, flow))
+            ce = F.cross_entropy(logits, torch.full_like(logits[:, 0], target, dtype=torch.long))
+            spread = flow.abs().mean()
+            opt.zero_grad(set_to_none=True)
+            (ce + cost * spread).backward()
+            opt.step()
+            rate = float((logits.argmax(1) == target).float().mean())
+            if rate >= config.success and (best is None or float(spread.detach()) < best[0]):
+                best = (float(spread.detach()), flow.detach().clone())
+            up, down = (up + 1, 0) if rate >= config.success else (0, down + 1)
+            if up >= config.patience:
+                cost, up = cost * config.cost_factor, 0
+            elif down >= config.patience:
+                cost, down = cost / config.cost_factor**1.5, 0
+    reached = best is not None
+    if best is None:  # never reached the success rate: keep the last warp and say how well it does
+        flow = _flow(theta.detach(), h, w)
+        best = (float(flow.abs().mean()), flow)
+    size, flow = best[0], best[1].cpu()
+    length = flow.norm(dim=0, keepdim=True)
+    mask = length / length.max().clamp_min(1e-12)
+    trig = ReversedTrigger(target, mask, torch.zeros(c, h, w), 0.0, size * h * w, 0.0, "warp", flow)
+    warped = ArrayData(trig.apply(to_float(others.x)), others.y, others.num_classes)
+    rate = evaluate_asr(model, warped, target)
+    if not reached:
+        # a warp that falls short counts as its size over the share of images it moves to the target: its
+        # displacement alone would rank a class the optimiser gave up on as an easy one
+        size /= max(rate, 1 / len(others))
+    seconds = time.perf_counter() - t0
+    logger.info("reversed warp -> %d: size %.3f px, success %.3f (%.1fs)", target, size, rate, seconds)
+    return dataclasses.replace(trig, success_rate=rate, mask_l1=size * h * w, seconds=seconds)
 
 
 def reversal_scan(

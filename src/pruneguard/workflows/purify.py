@@ -44,12 +44,18 @@ from pruneguard.pruning.selection import (
 )
 from pruneguard.recipes import Recipe
 from pruneguard.reports.html import render_purify_html
-from pruneguard.reports.plots import trigger_png
+from pruneguard.reports.plots import reversed_trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.verdict import guard_is_blind, model_changed, purify_verdict
 from pruneguard.scan.finder import SuspectFinding, find_suspect, recheck_suspect
 from pruneguard.scan.reference import train_reference
-from pruneguard.scan.reversal import TRIGGER_KINDS, ReversalConfig, ReversedTrigger, reverse_trigger
+from pruneguard.scan.reversal import (
+    REVERSAL_KINDS,
+    TRIGGER_KINDS,
+    ReversalConfig,
+    ReversedTrigger,
+    reverse_trigger,
+)
 from pruneguard.utils.device import resolve_device, retune_threads
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
 from pruneguard.utils.modes import layout_setting
@@ -116,7 +122,14 @@ def suspect_step(
         seed=seed,
         sensitivity=sensitivity,
         reversal=reversal,
+        kinds=reversal_kinds(recipe),
     )
+
+
+def reversal_kinds(recipe: Recipe) -> tuple[str, ...]:
+    """The trigger kinds the recipe's suspect step reverses (its recheck reverses the stamps only: a warp is
+    judged against the model's own classes, which would mean reversing it to every class again)."""
+    return REVERSAL_KINDS if recipe.suspect.warp else TRIGGER_KINDS
 
 
 def select_neurons(
@@ -545,7 +558,7 @@ def _unlearn(
     only an undone round at the lowest rate ends the repair."""
     r = cfg.recipe.repair
     rcfg = ReversalConfig(steps=r.reversal_steps, batch_size=cfg.recipe.anp.batch_size)
-    kinds = TRIGGER_KINDS if r.trigger == "both" else (r.trigger,)
+    kinds = {"both": TRIGGER_KINDS, "all": REVERSAL_KINDS}.get(r.trigger, (r.trigger,))
     trigs: list[ReversedTrigger] = []
     rounds: list[int] = []
     judged: list[dict[str, Any]] = []
@@ -582,9 +595,8 @@ def _unlearn(
             break
     others = to_float(data.x[data.y != suspect][:4])
     figures = [
-        trigger_png(
-            t.mask,
-            t.pattern,
+        reversed_trigger_png(
+            t,
             others,
             title=f"{t.kind} trigger reversed to class {suspect} on the pruned model: success {t.success_rate:.0%}",
         )

@@ -23,7 +23,7 @@ from pruneguard.errors import ConfigError
 from pruneguard.evaluation.predict import evaluate_accuracy
 from pruneguard.policy import Policy, evaluate_policy, policy_record
 from pruneguard.recipes import get_recipe
-from pruneguard.reports.plots import trigger_png
+from pruneguard.reports.plots import reversed_trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.scan_html import render_scan_html
 from pruneguard.scan.finder import sensitivity_record
@@ -41,7 +41,7 @@ from pruneguard.scan.sensitivity import (
 from pruneguard.utils.device import resolve_device
 from pruneguard.utils.io import atomic_write_json, atomic_write_text
 from pruneguard.workflows.common import LoadedModel, draw_clean_split, load_for_defense, on_device
-from pruneguard.workflows.purify import suspect_step
+from pruneguard.workflows.purify import reversal_kinds, suspect_step
 
 __all__ = [
     "ScanRunConfig",
@@ -211,9 +211,8 @@ def _picture(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig, target: 
         kind=kind,
     )
     others = to_float(clean.x[clean.y != target][:4])
-    figure = trigger_png(
-        trig.mask,
-        trig.pattern,
+    figure = reversed_trigger_png(
+        trig,
         others,
         title=f"trigger reversed to class {target} ({kind}): success {trig.success_rate:.0%} on the clean split",
     )
@@ -294,7 +293,10 @@ def scan(
     if cfg.reversal and not images:
         raise ConfigError(f"--reversal needs images; {loaded.dataset} has inputs of shape {tuple(clean.x.shape[1:])}")
     rs = (
-        reversal_scan(loaded.model, clean, _reversal_config(cfg), seed=cfg.seed)
+        # the kinds the default recipe's finder reverses: the finder below reads this scan
+        reversal_scan(
+            loaded.model, clean, _reversal_config(cfg), kinds=reversal_kinds(get_recipe("default")), seed=cfg.seed
+        )
         if images and (cfg.reversal or cfg.finder)
         else None
     )

@@ -94,6 +94,28 @@ def test_unlearning_with_two_triggers_adds_stamped_copies_of_each(toy, monkeypat
     assert torch.equal(seen["y"][:n], clean.y)  # true labels kept
 
 
+def test_unlearning_a_reversed_warp_adds_warped_copies(toy, monkeypatch) -> None:
+    from pruneguard.attacks.backdoor.triggers import displace
+    from pruneguard.data.tensors import to_float
+
+    model, clean, _, _ = toy
+    seen = {}
+
+    def fake_fine_tune(m, data, cfg, keep_zero=None, hook=None):
+        seen["x"] = data.x
+        return type("R", (), {"seconds": 0.0})()
+
+    monkeypatch.setattr(unlearning, "fine_tune_", fake_fine_tune)
+    h, w = clean.x.shape[-2:]
+    flow = torch.zeros(2, h, w)
+    flow[1] = 1.0  # every pixel samples the row below it
+    t = ReversedTrigger(0, torch.ones(1, h, w), torch.zeros(1, h, w), 1.0, 1.0, 0.0, "warp", flow)
+    unlearn_(model, clean, t, UnlearnConfig(stamp_fraction=0.25))
+    n, k = len(clean), round(0.25 * len(clean))
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k]  # unlearn_'s draw (seed 0)
+    assert torch.allclose(seen["x"][n:], displace(to_float(clean.x[pick]), flow))
+
+
 def test_distill_loss_is_zero_for_equal_logits_and_matches_its_formula() -> None:
     s, t = torch.randn(5, 4), torch.randn(5, 4)
     assert float(unlearning.distill_loss(t, t, 2.0)) == pytest.approx(0.0, abs=1e-6)

@@ -15,3 +15,15 @@ def test_later_fields_are_written_only_when_they_differ_from_their_default() -> 
     assert default["repair"]["retries"] == 2 and Recipe(**default) == get_recipe("default")
     assert SelectStep(max_kl=0.0).model_dump()["max_kl"] == 0.0  # 0 is set, not the default None
     assert "retries" in RepairStep(retries=1).model_dump() and "capped" in SelectStep().model_dump()
+
+
+def test_the_warp_kind_is_a_later_field_and_names_the_kinds_purify_reverses() -> None:
+    from pruneguard.recipes.schema import SuspectStep
+    from pruneguard.scan.reversal import REVERSAL_KINDS, TRIGGER_KINDS
+    from pruneguard.workflows.purify import reversal_kinds
+
+    default = get_recipe("default")
+    assert "warp" not in default.to_dict()["suspect"] and reversal_kinds(default) == TRIGGER_KINDS
+    warped = default.model_copy(update={"suspect": SuspectStep(**{**default.suspect.model_dump(), "warp": True})})
+    assert warped.to_dict()["suspect"]["warp"] is True and reversal_kinds(warped) == REVERSAL_KINDS
+    assert RepairStep(method="unlearn", trigger="all").trigger == "all"

@@ -204,3 +204,20 @@ def test_adversarial_png_is_a_picture_of_every_example(n_shown: int) -> None:
     b64 = adversarial_png(x, np.clip(x + 0.05, 0, 1), [("a", "b")] * n_shown, title="t")
     picture = imread(io.BytesIO(base64.b64decode(b64)))
     assert picture.ndim == 3 and picture.shape[0] > 3 * 50 and picture.shape[1] > 3 * 50
+
+
+def test_the_purify_page_gives_a_reversed_warp_its_size_in_pixels() -> None:
+    from pruneguard.reports.html import _repair_note
+
+    rep = {
+        "method": "unlearn",
+        "rounds": 1,
+        "epochs": 5,
+        "triggers": [
+            {"round": 1, "kind": "patch", "target": 3, "mask_share": 0.0123, "success_rate": 0.99},
+            {"round": 1, "kind": "warp", "target": 3, "mask_share": 0.215, "success_rate": 0.993},
+        ],
+    }
+    note = _repair_note(rep)
+    assert note is not None
+    assert "patch → 3: mask 0.0123" in note and "warp → 3: mean displacement 0.215 px" in note

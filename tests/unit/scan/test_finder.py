@@ -59,3 +59,35 @@ def test_an_unknown_rule_names_the_field(toy, toy_build) -> None:
     model, clean, _, _ = toy
     with pytest.raises(ConfigError, match="suspect.evidence='median'"):
         find_suspect(model, clean, rule="median", build_reference=toy_build)
+
+
+def test_a_kind_without_reference_sizes_is_judged_against_the_models_own_classes() -> None:
+    reference = {"patch": [100.0] * 5}
+    model = {"patch": [90.0, 85.0, 95.0, 80.0, 88.0], "warp": [300.0, 280.0, 20.0, 310.0, 290.0]}
+    rel, cls, kind, ratios = relative_evidence(model, reference)
+    assert (cls, kind) == (2, "warp") and rel == pytest.approx(20.0 / 290.0)
+    assert ratios["warp"] == model["warp"]  # its "ratios" are its sizes
+
+
+def test_the_warp_kind_joins_the_reversal_and_is_judged_without_the_reference(toy, toy_build) -> None:
+    """With ``kinds`` naming the warp, the model is reversed with it too and it takes part in the relative rule,
+    judged against the model's own classes: the reference is reversed with the stamps only."""
+    model, clean, _, _ = toy
+    sensitivity = {"score": 0.1, "suspected_target": 3, "verdict": "clean", "threshold": 0.41}
+    reversal = reversal_scan(model, clean, scan_config(64), kinds=("patch", "warp"), seed=0)
+    found = find_suspect(
+        model,
+        clean,
+        rule="relative",
+        build_reference=toy_build,
+        batch_size=64,
+        sensitivity=sensitivity,
+        reversal=reversal,
+    )
+    sizes = found.record["vote"]["reference"]["sizes"]
+    assert set(reversal["kinds"]) == {"patch", "warp"} and set(sizes) == {"patch"}
+    model_sizes = {k: v["mask_l1"] for k, v in reversal["kinds"].items()}
+    ref_lists = {k: [d[str(c)] for c in range(clean.num_classes)] for k, d in sizes.items()}
+    assert found.record["vote"]["reference"]["measure"] == relative_evidence(model_sizes, ref_lists)[0]
+    with pytest.raises(ConfigError, match="kinds=\\('star',\\)"):
+        find_suspect(model, clean, build_reference=toy_build, kinds=("star",))

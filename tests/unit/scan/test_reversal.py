@@ -76,3 +76,46 @@ def test_reversal_scan_names_the_backdoor_target(which, request) -> None:
 def test_scan_config_is_the_scans_step_count_with_the_given_batch() -> None:
     assert scan_config(64) == ReversalConfig(steps=SCAN_STEPS, batch_size=64)
     assert scan_config() == ReversalConfig(steps=SCAN_STEPS)
+
+
+def test_displace_moves_pixels_by_the_flow_and_a_zero_flow_keeps_the_image() -> None:
+    from pruneguard.attacks.backdoor.triggers import displace
+
+    x = torch.rand(3, 1, 8, 8)
+    assert torch.allclose(displace(x, torch.zeros(2, 8, 8)), x, atol=1e-6)
+    right = torch.zeros(2, 8, 8)
+    right[0] = 1.0  # every pixel samples its right-hand neighbour: the content moves one pixel left
+    assert torch.allclose(displace(x, right)[..., :-1], x[..., 1:], atol=1e-6)
+    assert float(displace(x, right)[..., -1].abs().max()) < 1e-5  # sampled outside the image: zeros
+    with pytest.raises(ConfigError, match="flow"):
+        displace(x, torch.zeros(2, 4, 4))
+
+
+def test_warp_reversal_returns_a_displacement_field_it_measures(toy) -> None:
+    from pruneguard.attacks.backdoor.triggers import displace
+    from pruneguard.data.tensors import to_float
+    from pruneguard.evaluation.predict import evaluate_asr
+
+    model, clean, _, _ = toy
+    before = copy.deepcopy(model.state_dict())
+    t = reverse_trigger(model, clean, 3, CFG, generator=torch.Generator().manual_seed(0), kind="warp")
+    assert t.kind == "warp" and t.flow is not None and t.flow.shape == (2, 8, 8)
+    assert float(t.mask.max()) == pytest.approx(1.0) and float(t.mask.min()) >= 0 and float(t.pattern.abs().max()) == 0
+    others = clean.subset(torch.nonzero(clean.y != 3).flatten())
+    x = to_float(others.x)
+    assert torch.equal(t.apply(x), displace(x, t.flow))
+    rate = evaluate_asr(model, ArrayData(t.apply(x), others.y, others.num_classes), 3)
+    assert t.success_rate == pytest.approx(rate)
+    if t.success_rate >= CFG.success:  # reached: the size is the mean displacement
+        assert t.to_dict()["mask_share"] == pytest.approx(float(t.flow.abs().mean()), rel=1e-4)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_warp_that_never_reaches_the_success_rate_counts_larger_by_its_shortfall(toy) -> None:
+    model, clean, _, _ = toy
+    cfg = ReversalConfig(steps=2, batch_size=64, success=1.0)
+    t = reverse_trigger(model, clean, 3, cfg, generator=torch.Generator().manual_seed(0), kind="warp")
+    assert t.success_rate < 1.0 and t.flow is not None
+    n = int((clean.y != 3).sum())
+    mean = float(t.flow.abs().mean())
+    assert t.to_dict()["mask_share"] == pytest.approx(mean / max(t.success_rate, 1 / n), rel=1e-4)

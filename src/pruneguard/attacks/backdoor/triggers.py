@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from pruneguard.errors import ConfigError
 
-__all__ = ["apply_patch", "blend", "checkerboard", "noise_pattern", "corner_location", "stamp"]
+__all__ = ["apply_patch", "blend", "checkerboard", "noise_pattern", "corner_location", "stamp", "displace"]
 
 
 def checkerboard(size: int = 3) -> Tensor:
@@ -74,3 +75,24 @@ def noise_pattern(shape: tuple[int, ...], *, seed: int) -> Tensor:
 def stamp(x: Tensor, mask: Tensor, pattern: Tensor) -> Tensor:
     """``(1 − mask)·x + mask·pattern``: the Neural Cleanse trigger model (images in [0, 1])."""
     return (1 - mask) * x + mask * pattern
+
+
+def displace(x: Tensor, flow: Tensor) -> Tensor:
+    """Images ``(N, C, H, W)`` in [0, 1] resampled (bilinear, zeros outside) at every pixel moved by ``flow``,
+    ``(2, H, W)`` or ``(N, 2, H, W)`` displacements in pixels, ``(dx, dy)``: the smooth-warp trigger model (WaNet's
+    warp, written as a displacement field)."""
+    if x.dim() != 4 or flow.shape[-3:] != (2, *x.shape[-2:]):
+        raise ConfigError(
+            f"displace needs images (N, C, H, W) and a flow (2, H, W); got {tuple(x.shape)}, {tuple(flow.shape)}"
+        )
+    n, _, h, w = x.shape
+    flow = flow.to(device=x.device, dtype=x.dtype)
+    rows, cols = torch.meshgrid(
+        torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype),
+        torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype),
+        indexing="ij",
+    )
+    scale = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=x.device, dtype=x.dtype)
+    grid = torch.stack((cols, rows), dim=2) + flow.reshape(-1, 2, h, w).permute(0, 2, 3, 1) * scale
+    out = F.grid_sample(x, grid.expand(n, -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.clamp(0.0, 1.0)
