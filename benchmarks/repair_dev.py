@@ -30,7 +30,7 @@ import zoo  # noqa: E402
 from pruneguard.config import PurifyConfig  # noqa: E402
 from pruneguard.recipes import Recipe, get_recipe  # noqa: E402
 from pruneguard.recipes.overrides import apply_overrides  # noqa: E402
-from pruneguard.scan.finder import SuspectFinding  # noqa: E402
+from pruneguard.scan.finder import SELF_JUDGED, SuspectFinding, relative_evidence  # noqa: E402
 from pruneguard.sweeps import config_hash  # noqa: E402
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
@@ -100,6 +100,26 @@ def cached_finding(path: Path, model: Any, use: Any, recipe: Recipe, meta: Any, 
     return finding
 
 
+def evidence_figures(finding: SuspectFinding, recipe: Recipe) -> dict[str, Any] | None:
+    """The relative evidence of a finding, computed again from its record by today's rule
+    (:func:`~pruneguard.scan.finder.relative_evidence`; a warp judged against the model's own classes, reference
+    warp sizes of an earlier record left out), beside the measure of the stamps alone: class, kind, measure and
+    whether it is within the recipe's cut. None for a finding without the relative rule's record."""
+    vote = finding.record.get("vote")
+    if not vote or vote.get("rule") != "relative":
+        return None
+    model = {k: v["mask_l1"] for k, v in finding.record["reversal"]["kinds"].items()}
+    reference = {
+        k: [d[str(c)] for c in range(len(d))] for k, d in vote["reference"]["sizes"].items() if k not in SELF_JUDGED
+    }
+    cut = recipe.suspect.relative_cut
+    out: dict[str, Any] = {}
+    for name, sizes in (("rule", model), ("stamps", {k: model[k] for k in reference})):
+        measure, cls, kind, _ = relative_evidence(sizes, reference)
+        out[name] = {"measure": measure, "class": cls, "kind": kind, "evidence": measure <= cut}
+    return out
+
+
 def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     model_path = zoo.trained_model(spec, args)
     loaded = load_for_defense(model_path, data_dir=args.data_dir)
@@ -118,7 +138,7 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
         key = "" if own == base.suspect.model_dump() else "-" + config_hash(own)[:12]
         finding = cached_finding(folder / f"finding{key}.json", loaded.model, use, recipe, loaded.meta, seed)
         if out_file.is_file() and same_steps(json.loads(out_file.read_text()).get("recipe"), recipe):
-            rows.append(json.loads(out_file.read_text()))
+            rows.append({**json.loads(out_file.read_text()), "evidence": evidence_figures(finding, recipe)})
             continue
         cfg = PurifyConfig(
             model=model_path,
@@ -149,7 +169,7 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
             "seconds": report["seconds"],
         }
         atomic_write_json(out_file, row)
-        rows.append(row)
+        rows.append({**row, "evidence": evidence_figures(finding, recipe)})
         logger.info(
             "%s %s: val %.3f -> %.3f, test %.4f -> %.4f, asr %s -> %s",
             spec["id"],
@@ -203,13 +223,25 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{pct(f['mean_asr_after'])} | {pct(f['mean_drop_backdoored'])} / {pct(f['worst_drop_backdoored'])} "
             f"| {pct(f['mean_drop_clean'])} / {pct(f['worst_drop_clean'])} ({f['clean']} models) |"
         )
-    lines += ["", "| model | arch | trigger | variant | pruned | ASR before → after (%) | test acc drop (points) |"]
-    lines.append("|---|---|---|---|---|---|---|")
+    lines += [
+        "",
+        "| model | arch | trigger (target) | variant | evidence: class, kind, measure (stamps alone) | pruned "
+        "| ASR before → after (%) | test acc drop (points) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         asr = f"{pct(r['before']['asr'])} → {pct(r['after']['asr'])}" if r["trigger"] else "clean"
         drop = pct(r["before"]["accuracy"] - r["after"]["accuracy"])
+        ev = r.get("evidence")
+        said = (
+            f"{ev['rule']['class']}, {ev['rule']['kind']}, {ev['rule']['measure']:.3f} "
+            f"({ev['stamps']['class']}, {ev['stamps']['kind']}, {ev['stamps']['measure']:.3f})"
+            if ev
+            else "–"
+        )
         lines.append(
-            f"| {r['model']} | {r['arch']} | {r['trigger']} | {r['variant']} | {r['pruned']} | {asr} | {drop} |"
+            f"| {r['model']} | {r['arch']} | {r['trigger']} ({r.get('true_target')}) | {r['variant']} | {said} "
+            f"| {r['pruned']} | {asr} | {drop} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -132,3 +132,25 @@ def test_the_finding_is_kept_with_its_reference_weights(rd: ModuleType, tmp_path
     )
     assert again.reference is not None and torch.equal(again.reference.weight, trained.weight)
     assert "reference" not in path.read_text()
+
+
+def test_evidence_figures_apply_todays_rule_to_a_kept_finding(rd: ModuleType) -> None:
+    from pruneguard.scan.finder import SuspectFinding
+
+    stamps = {"patch": [100.0, 90.0, 95.0, 20.0], "blend": [50.0, 55.0, 45.0, 48.0]}
+    warp = [300.0, 10.0, 320.0, 290.0]
+    reference = {"patch": [100.0] * 4, "blend": [50.0] * 4, "warp": [300.0, 300.0, 300.0, 3000.0]}
+    record = {
+        "reversal": {"kinds": {k: {"mask_l1": v} for k, v in {**stamps, "warp": warp}.items()}},
+        "vote": {
+            "rule": "relative",
+            # a record kept before the warp was judged on its own: its reference warp sizes are left out
+            "reference": {"sizes": {k: {str(c): x for c, x in enumerate(v)} for k, v in reference.items()}},
+        },
+    }
+    figures = rd.evidence_figures(SuspectFinding(3, True, [], record), rd.variant_recipe("warp"))
+    assert figures["rule"]["class"] == 1 and figures["rule"]["kind"] == "warp"
+    assert figures["rule"]["measure"] == pytest.approx(10.0 / 295.0) and figures["rule"]["evidence"]
+    assert (figures["stamps"]["class"], figures["stamps"]["kind"]) == (3, "patch")
+    assert figures["stamps"]["measure"] == pytest.approx(0.2 / 0.925) and figures["stamps"]["evidence"]
+    assert rd.evidence_figures(SuspectFinding(None, False, [], {}), rd.variant_recipe("warp")) is None
