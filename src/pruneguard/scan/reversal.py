@@ -175,11 +175,7 @@ def reverse_trigger(
             rate = float((logits.argmax(1) == target).float().mean())
             if rate >= config.success and (best is None or float(l1.detach()) < best[0]):
                 best = (float(l1.detach()), mask.detach().clone(), pattern.detach().clone())
-            up, down = (up + 1, 0) if rate >= config.success else (0, down + 1)
-            if up >= config.patience:
-                cost, up = cost * config.cost_factor, 0
-            elif down >= config.patience:
-                cost, down = cost / config.cost_factor**1.5, 0
+            cost, up, down = _schedule(cost, up, down, rate >= config.success, config)
     if best is None:  # never reached the success rate: keep the last stamp and say how well it does
         mask, pattern = ((torch.tanh(t) + 1) / 2 for t in (m_raw.detach(), p_raw.detach()))
         best = (float(mask.sum()) * h * w / mask.numel(), mask, pattern)
@@ -190,6 +186,17 @@ def reverse_trigger(
     seconds = time.perf_counter() - t0
     logger.info("reversed %s trigger -> %d: |m|_1 %.1f, success %.3f (%.1fs)", kind, target, best_l1, rate, seconds)
     return ReversedTrigger(target, best_mask, best_pattern, rate, best_l1, seconds, kind)
+
+
+def _schedule(cost: float, up: int, down: int, ok: bool, config: ReversalConfig) -> tuple[float, int, int]:
+    """Neural Cleanse's schedule of the size's weight after one step: raised by ``cost_factor`` after ``patience``
+    successful steps in a row, lowered by its 1.5th power after as many failing ones; (cost, up, down)."""
+    up, down = (up + 1, 0) if ok else (0, down + 1)
+    if up >= config.patience:
+        return cost * config.cost_factor, 0, down
+    if down >= config.patience:
+        return cost / config.cost_factor**1.5, up, 0
+    return cost, up, down
 
 
 def _flow(theta: Tensor, h: int, w: int) -> Tensor:
@@ -228,11 +235,7 @@ def _reverse_warp(
             rate = float((logits.argmax(1) == target).float().mean())
             if rate >= config.success and (best is None or float(spread.detach()) < best[0]):
                 best = (float(spread.detach()), flow.detach().clone())
-            up, down = (up + 1, 0) if rate >= config.success else (0, down + 1)
-            if up >= config.patience:
-                cost, up = cost * config.cost_factor, 0
-            elif down >= config.patience:
-                cost, down = cost / config.cost_factor**1.5, 0
+            cost, up, down = _schedule(cost, up, down, rate >= config.success, config)
     reached = best is not None
     if best is None:  # never reached the success rate: keep the last warp and say how well it does
         flow = _flow(theta.detach(), h, w)
