@@ -68,7 +68,7 @@ PAPER_SUMMARY = "ASR < 1% on 5 of 6 attacks, mean ACC drop 1.47 points, mean ASR
 
 def all_defenses() -> list[str]:
     """Every defence the table can run: the baselines, the variants and every shipped recipe."""
-    return list(dict.fromkeys([*ALL_DEFENSES, *DEFENSES.names(), *RECIPES.names()]))
+    return list(dict.fromkeys([*ALL_DEFENSES, *DEFENSES.names(), *RECIPES.names(), *VARIANTS]))
 
 
 def _train_config(attack: str | None, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -149,6 +149,8 @@ VARIANTS: dict[str, tuple[str, Any]] = {
             f"repair.epochs={args.ft_epochs}",
         ],
     ),
+    # the default with a smooth warp reversed in the suspect step, unlearned where a warp decided the evidence
+    "warp_auto": ("default", lambda args: ["suspect.warp=true", "repair.trigger=auto"]),
 }
 # The ANP paper's baselines fine-tune for --ft-epochs (their row key holds it); the other registered defences run
 # their paper settings scaled to our data (their row key holds the config), shortened by --quick as below.

@@ -59,6 +59,8 @@ VARIANTS: dict[str, list[str]] = {
     "nosuppress": ["repair.suppress=0"],
     # a smooth warp reversed too: in the suspect step (model and reference) and in the repair's unlearning
     "warp": ["suspect.warp=true", "repair.trigger=all"],
+    # the warp reversed in the suspect step; unlearned only where a warp decided the evidence
+    "warp_auto": ["suspect.warp=true", "repair.trigger=auto"],
 }
 
 
@@ -120,6 +122,42 @@ def evidence_figures(finding: SuspectFinding, recipe: Recipe) -> dict[str, Any] 
     return out
 
 
+def finding_row(spec: dict[str, Any], variant: str, finding: SuspectFinding, recipe: Recipe) -> dict[str, Any]:
+    """A variant's suspect step on one model, without the steps after it: the class, the evidence by today's rule
+    and by the stamps alone (:func:`evidence_figures`), and the scan's time."""
+    vote = finding.record.get("vote") or {}
+    scans = [finding.record.get(k) or {} for k in ("sensitivity", "reversal")]
+    return {
+        "model": spec["id"],
+        "arch": spec["arch"],
+        "trigger": spec["trigger"] if spec["backdoored"] else None,
+        "true_target": spec["target_label"] if spec["backdoored"] else None,
+        "variant": variant,
+        "suspect": finding.target,
+        "flagged": finding.evidence,
+        "evidence": evidence_figures(finding, recipe),
+        "seconds": sum(s.get("seconds", 0.0) for s in scans) + vote.get("reference", {}).get("seconds", 0.0),
+    }
+
+
+def findings_markdown(rows: list[dict[str, Any]]) -> str:
+    """One line per model and variant: the finding's class and evidence, by today's rule and by the stamps."""
+    lines = [
+        "| model | arch | trigger (target) | variant | flagged: class | evidence: class, kind, measure "
+        "| the stamps alone | scan seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ev = r["evidence"] or {}
+        said = {k: f"{v['class']}, {v['kind']}, {v['measure']:.3f}" for k, v in ev.items()}
+        lines.append(
+            f"| {r['model']} | {r['arch']} | {r['trigger']} ({r['true_target']}) | {r['variant']} "
+            f"| {'yes' if r['flagged'] else 'no'}: {r['suspect']} | {said.get('rule', '–')} "
+            f"| {said.get('stamps', '–')} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     model_path = zoo.trained_model(spec, args)
     loaded = load_for_defense(model_path, data_dir=args.data_dir)
@@ -137,6 +175,9 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
         own = recipe.suspect.model_dump()
         key = "" if own == base.suspect.model_dump() else "-" + config_hash(own)[:12]
         finding = cached_finding(folder / f"finding{key}.json", loaded.model, use, recipe, loaded.meta, seed)
+        if args.findings_only:
+            rows.append(finding_row(spec, name, finding, recipe))
+            continue
         if out_file.is_file() and same_steps(json.loads(out_file.read_text()).get("recipe"), recipe):
             rows.append({**json.loads(out_file.read_text()), "evidence": evidence_figures(finding, recipe)})
             continue
@@ -250,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", required=True, help="comma-separated development model ids (dev-NN, eval5-NN, ...)")
     p.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
+    p.add_argument(
+        "--findings-only", action="store_true", help="run each variant's suspect step only (no pruning or repair)"
+    )
     zoo.add_script_options(p)
     args = p.parse_args(argv)
     specs = {s["id"]: s for split in zoo.development_splits() for s in zoo.zoo_specs(split)}
@@ -264,11 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     # zoo.trained_model reads these fields of its namespace
     args.quick, args.device, args.executor = False, "cpu", "local"
     rows = [row for m in ids for row in run_model(specs[m], variants, args)]
+    text = findings_markdown(rows) if args.findings_only else markdown(rows)
     if args.out_json:
-        atomic_write_json(args.out_json, {"summary": summary(rows), "rows": rows})
+        atomic_write_json(
+            args.out_json, {"rows": rows} if args.findings_only else {"summary": summary(rows), "rows": rows}
+        )
     if args.out_md:
-        atomic_write_text(args.out_md, markdown(rows))
-    print(markdown(rows))
+        atomic_write_text(args.out_md, text)
+    print(text)
     return 0
 
 

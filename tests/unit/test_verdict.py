@@ -154,6 +154,11 @@ def test_a_trigger_the_recheck_still_finds_is_a_caution_on_the_purified_model() 
     blind["tests"]["sensitivity"].update(judged=False, evidence=False)
     blind.update(judged=False, evidence=False)
     assert "The recheck cannot judge the result" in purify_verdict(_report(recheck=blind), 0.02, True)["sentence"]
+    warped = _recheck(0.72)
+    warped["tests"]["warp"] = {"original": 0.03, "repaired": 0.2, "cut": 0.436, "judged": True, "evidence": True}
+    warped.update(judged=True, evidence=True)
+    s = purify_verdict(_report(recheck=warped), 0.02, True)["sentence"]
+    assert "Caution" in s and "class 0's reversed warp is 0.20 times the median class's (0.03 before, cut 0.44)" in s
     # the accuracy limit comes first: a run that broke it fails for that reason
     both = purify_verdict(_report(validation_drop=0.031, recheck=_recheck(0.10)), 0.02, True)
     assert both["status"] == "failed" and "fell 3.1 points" in both["sentence"]

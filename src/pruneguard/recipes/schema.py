@@ -119,7 +119,8 @@ class RepairStep(_Step):
 
     ``method``: ``none``; ``finetune`` (``epochs`` at ``lr``, pruned neurons kept at zero); ``unlearn`` (Neural
     Cleanse's mitigation: triggers reversed to the suspected class on the pruned model, ``trigger`` patch, blend,
-    ``both`` (patch and blend) or ``all`` (patch, blend and a smooth warp), unlearned with true labels in
+    ``both`` (patch and blend), ``all`` (patch, blend and a smooth warp) or ``auto`` (patch and blend, and the warp
+    where a warp decided the suspect step's evidence), unlearned with true labels in
     ``rounds`` rounds of ``epochs``, distilling the pruned model on clean images with weight ``distill``; the
     ``teacher`` is the pruned model as it is or ``recalibrated`` (BatchNorm statistics recomputed on the clean
     data); ``suppress`` takes that share of the teacher's suspected-class
@@ -141,7 +142,7 @@ class RepairStep(_Step):
     method: Literal["none", "finetune", "unlearn"] = "none"
     epochs: int = Field(5, ge=1)
     lr: float = Field(0.01, gt=0.0, allow_inf_nan=False)
-    trigger: Literal["patch", "blend", "both", "all"] = "both"
+    trigger: Literal["patch", "blend", "both", "all", "auto"] = "both"
     rounds: int = Field(1, ge=1)
     reversal_steps: int = Field(400, ge=1)
     distill: float = Field(0.0, ge=0.0, allow_inf_nan=False)

@@ -184,11 +184,12 @@ def _recheck_note(recheck: dict[str, Any] | None) -> str | None:
         if "error" in t:
             parts.append(f"{name} test not run: {t['error']}")
             continue
-        before, after = (
-            (t["original"], t["repaired"]) if name == "reference" else (t["original"]["score"], t["repaired"]["score"])
-        )
+        scored = name == "sensitivity"
+        before, after = (t["original"]["score"], t["repaired"]["score"]) if scored else (t["original"], t["repaired"])
         state = "still flags" if t["evidence"] else ("passes" if t["judged"] else "did not flag the original")
-        label = "trigger size / reference's" if name == "reference" else "sensitivity score"
+        label = {"reference": "trigger size / reference's", "warp": "warp / median class's"}.get(
+            name, "sensitivity score"
+        )
         parts.append(f"{label} {before:.2f} → {after:.2f} (cut {t['cut']:.2f}): {state}")
     return f"class {recheck['target']}, {recheck['images']} images ({recheck['data']}): " + "; ".join(parts)
 

@@ -114,7 +114,12 @@ def _recheck_clause(recheck: dict[str, Any], *, still: bool) -> str:
     for name, test in recheck["tests"].items():
         if not test["judged"] or (still and not test["evidence"]):
             continue
-        if name == "reference":
+        if name == "warp":
+            parts.append(
+                f"class {t}'s reversed warp is {test['repaired']:.2f} times the median class's "
+                f"({test['original']:.2f} before, cut {test['cut']:.2f})"
+            )
+        elif name == "reference":
             parts.append(
                 f"class {t}'s reversed trigger is {test['repaired']:.2f} times the reference's "
                 f"({test['original']:.2f} before, cut {test['cut']:.2f})"

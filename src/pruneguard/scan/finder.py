@@ -276,6 +276,7 @@ def recheck_suspect(
     reference: nn.Module | None = None,
     cut: float = 0.41,
     kinds: tuple[str, ...] = TRIGGER_KINDS,
+    warp_cut: float | None = None,
     batch_size: int = 128,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -286,7 +287,10 @@ def recheck_suspect(
 
     - ``sensitivity``: the neuron-sensitivity scan calls the model suspicious with its errors going to ``target``;
     - ``reference`` (with a ``reference`` model): the trigger to ``target`` reversed on the model is at most
-      ``cut`` times the one reversed on the reference (the smaller ratio over ``kinds``).
+      ``cut`` times the one reversed on the reference (the smaller ratio over ``kinds``);
+    - ``warp`` (with ``warp_cut``: where a warp decided the finder's evidence): the warp reversed to ``target`` is
+      at most ``warp_cut`` times the median class's warp on the same model (a warp is judged against the model's
+      own classes, :data:`SELF_JUDGED`: every class is reversed on both models).
 
     A test is ``judged`` when it flags the original on ``data`` (else it cannot tell a removed backdoor from one
     it does not see on these images); evidence remains when a judged test still flags the repaired model.
@@ -305,6 +309,13 @@ def recheck_suspect(
             )
         except ConfigError as exc:
             tests["reference"] = {"judged": False, "evidence": False, "error": str(exc).splitlines()[0]}
+    if warp_cut is not None:
+        try:
+            tests["warp"] = _recheck_warp(
+                repaired, original, data, target, cut=warp_cut, batch_size=batch_size, seed=seed
+            )
+        except ConfigError as exc:
+            tests["warp"] = {"judged": False, "evidence": False, "error": str(exc).splitlines()[0]}
     out = {
         "target": target,
         "images": len(data),
@@ -367,4 +378,27 @@ def _recheck_reference(
         "cut": cut,
         "judged": before <= cut,
         "evidence": before <= cut and after <= cut,
+    }
+
+
+def _recheck_warp(
+    repaired: nn.Module, original: nn.Module, data: ArrayData, target: int, *, cut: float, batch_size: int, seed: int
+) -> dict[str, Any]:
+    """The warp test of :func:`recheck_suspect`: the warp to ``target`` at most ``cut`` times the median class's
+    warp on the same model."""
+    config = scan_config(batch_size)
+    sizes: dict[str, list[float]] = {}
+    measure: dict[str, float] = {}
+    for name, m in (("original", original), ("repaired", repaired)):
+        sizes[name] = reversal_scan(m, data, config, kinds=("warp",), seed=seed)["kinds"]["warp"]["mask_l1"]
+        median = statistics.median(sizes[name])
+        measure[name] = sizes[name][target] / median if median > 0 else math.inf
+    judged = measure["original"] <= cut
+    return {
+        "sizes": sizes,
+        "original": measure["original"],
+        "repaired": measure["repaired"],
+        "cut": cut,
+        "judged": judged,
+        "evidence": judged and measure["repaired"] <= cut,
     }

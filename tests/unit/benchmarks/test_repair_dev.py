@@ -154,3 +154,28 @@ def test_evidence_figures_apply_todays_rule_to_a_kept_finding(rd: ModuleType) ->
     assert (figures["stamps"]["class"], figures["stamps"]["kind"]) == (3, "patch")
     assert figures["stamps"]["measure"] == pytest.approx(0.2 / 0.925) and figures["stamps"]["evidence"]
     assert rd.evidence_figures(SuspectFinding(None, False, [], {}), rd.variant_recipe("warp")) is None
+
+
+def test_a_findings_only_row_gives_the_class_the_evidence_and_the_scan_time(rd: ModuleType) -> None:
+    from pruneguard.scan.finder import SuspectFinding
+
+    sizes = {"patch": [100.0, 90.0, 20.0], "blend": [50.0, 55.0, 48.0], "warp": [300.0, 310.0, 290.0]}
+    record = {
+        "sensitivity": {"seconds": 2.0},
+        "reversal": {"kinds": {k: {"mask_l1": v} for k, v in sizes.items()}, "seconds": 30.0},
+        "vote": {
+            "rule": "relative",
+            "kind": "patch",
+            "reference": {
+                "sizes": {k: {"0": 100.0, "1": 100.0, "2": 100.0} for k in ("patch", "blend")},
+                "seconds": 8.0,
+            },
+        },
+    }
+    spec = {"id": "dev-05", "arch": "plain_cnn", "trigger": "wanet", "backdoored": True, "target_label": 5}
+    row = rd.finding_row(spec, "warp_auto", SuspectFinding(2, True, [], record), rd.variant_recipe("warp_auto"))
+    assert (row["suspect"], row["flagged"], row["true_target"], row["seconds"]) == (2, True, 5, 40.0)
+    assert row["evidence"]["rule"]["kind"] == "patch" and row["evidence"]["rule"]["class"] == 2
+    table = rd.findings_markdown([row])
+    assert "| dev-05 | plain_cnn | wanet (5) | warp_auto | yes: 2 | 2, patch, " in table and table.endswith("| 40 |\n")
+    assert rd.variant_recipe("warp_auto").repair.trigger == "auto" and rd.variant_recipe("warp_auto").suspect.warp

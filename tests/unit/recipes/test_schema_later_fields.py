@@ -27,3 +27,41 @@ def test_the_warp_kind_is_a_later_field_and_names_the_kinds_purify_reverses() ->
     warped = default.model_copy(update={"suspect": SuspectStep(**{**default.suspect.model_dump(), "warp": True})})
     assert warped.to_dict()["suspect"]["warp"] is True and reversal_kinds(warped) == REVERSAL_KINDS
     assert RepairStep(method="unlearn", trigger="all").trigger == "all"
+
+
+def test_auto_unlearns_the_warp_only_where_a_warp_decided_the_evidence() -> None:
+    from pruneguard.scan.finder import SuspectFinding
+    from pruneguard.scan.reversal import REVERSAL_KINDS, TRIGGER_KINDS
+    from pruneguard.workflows.purify import repair_kinds
+
+    default = get_recipe("default")
+    auto = default.model_copy(update={"repair": RepairStep(**{**default.repair.model_dump(), "trigger": "auto"})})
+    every = default.model_copy(update={"repair": RepairStep(**{**default.repair.model_dump(), "trigger": "all"})})
+
+    def found(kind: str, evidence: bool = True) -> SuspectFinding:
+        return SuspectFinding(3, evidence, [], {"vote": {"kind": kind, "suspected_target": 3}})
+
+    assert repair_kinds(auto, found("warp")) == (*TRIGGER_KINDS, "warp")
+    assert repair_kinds(auto, found("blend")) == TRIGGER_KINDS
+    assert repair_kinds(auto, found("warp", evidence=False)) == TRIGGER_KINDS  # the warp decided nothing
+    assert repair_kinds(auto, SuspectFinding(3, True, ["named"], {"given": 3})) == TRIGGER_KINDS
+    assert (
+        repair_kinds(every, found("blend")) == REVERSAL_KINDS and repair_kinds(default, found("warp")) == TRIGGER_KINDS
+    )
+
+
+def test_the_recheck_tests_the_warp_where_a_warp_decided_the_evidence(monkeypatch) -> None:
+    import torch
+
+    from pruneguard.scan.finder import SuspectFinding
+    from pruneguard.workflows import purify as wp
+
+    seen: list[float | None] = []
+    monkeypatch.setattr(wp, "recheck_suspect", lambda *a, **k: seen.append(k["warp_cut"]) or {})
+    recipe = get_recipe("default")
+    model = torch.nn.Linear(2, 2)
+    report = {"pruned_neurons": 1}
+    for kind in ("warp", "patch"):
+        finding = SuspectFinding(3, True, [], {"sensitivity": {}, "vote": {"kind": kind}}, reference=model)
+        wp.recheck_step(recipe, finding, report, model, model, None, None, None, 0)  # type: ignore[arg-type]
+    assert seen == [recipe.suspect.relative_cut, None]

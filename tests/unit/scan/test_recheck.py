@@ -4,6 +4,7 @@ backdoored digits toy of tests/unit/conftest."""
 from __future__ import annotations
 
 import copy
+import statistics
 
 import pytest
 import torch
@@ -65,3 +66,16 @@ def test_data_too_small_for_a_test_leaves_it_unjudged_with_the_reason(toy) -> No
     sens = res["tests"]["sensitivity"]
     assert not sens["judged"] and not sens["evidence"] and "at least 2 samples" in sens["error"]
     assert not res["judged"] and not res["evidence"]
+
+
+def test_the_warp_test_judges_the_suspects_warp_against_the_models_own_classes(toy) -> None:
+    model, clean, _, _ = toy
+    res = recheck_suspect(copy.deepcopy(model), model, clean, 0, warp_cut=10.0, batch_size=64)
+    warp = res["tests"]["warp"]
+    sizes = warp["sizes"]["original"]
+    assert len(sizes) == clean.num_classes and warp["sizes"]["repaired"] == sizes  # same model, same seeded reversal
+    assert warp["repaired"] == warp["original"] == pytest.approx(sizes[0] / statistics.median(sizes))
+    assert warp["judged"] and warp["evidence"] and res["evidence"]
+    tight = recheck_suspect(model, model, clean, 0, warp_cut=warp["original"] / 2, batch_size=64)["tests"]["warp"]
+    assert not tight["judged"] and not tight["evidence"]  # an original whose warp is no outlier: not judged
+    assert "warp" not in recheck_suspect(model, model, clean, 0, batch_size=64)["tests"]  # only where asked for
