@@ -139,8 +139,8 @@ def decided_by_warp(finding: SuspectFinding) -> bool:
 
 
 def repair_kinds(recipe: Recipe, finding: SuspectFinding) -> tuple[str, ...]:
-    """The trigger kinds the repair reverses and unlearns. ``auto``: the stamps, and the kind that decided the
-    suspect step's evidence when that is not a stamp (a warp). Unlearning a warp costs accuracy on a model whose
+    """The trigger kinds the repair reverses and unlearns. ``auto``: the stamps, and the warp where a warp decided
+    the suspect step's evidence (:func:`decided_by_warp`). Unlearning a warp costs accuracy on a model whose
     backdoor a stamp found (a faint-pattern development model: 1.22 points against 0.77), and a stamp alone leaves
     most of a warp backdoor in place."""
     trigger = recipe.repair.trigger

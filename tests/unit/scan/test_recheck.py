@@ -11,6 +11,7 @@ import torch
 
 from pruneguard.defenses.unlearning import UnlearnConfig, unlearn_
 from pruneguard.evaluation import evaluate_asr
+from pruneguard.scan import finder
 from pruneguard.scan.finder import recheck_suspect
 from pruneguard.scan.reference import train_reference
 
@@ -68,7 +69,7 @@ def test_data_too_small_for_a_test_leaves_it_unjudged_with_the_reason(toy) -> No
     assert not res["judged"] and not res["evidence"]
 
 
-def test_the_warp_test_judges_the_suspects_warp_against_the_models_own_classes(toy) -> None:
+def test_the_warp_test_judges_the_suspects_warp_against_the_models_own_classes(toy, monkeypatch) -> None:
     model, clean, _, _ = toy
     res = recheck_suspect(copy.deepcopy(model), model, clean, 0, warp_cut=10.0, batch_size=64)
     warp = res["tests"]["warp"]
@@ -76,6 +77,8 @@ def test_the_warp_test_judges_the_suspects_warp_against_the_models_own_classes(t
     assert len(sizes) == clean.num_classes and warp["sizes"]["repaired"] == sizes  # same model, same seeded reversal
     assert warp["repaired"] == warp["original"] == pytest.approx(sizes[0] / statistics.median(sizes))
     assert warp["judged"] and warp["evidence"] and res["evidence"]
+    # the same seeded reversals again, read back instead of recomputed (20 warp reversals)
+    monkeypatch.setattr(finder, "reversal_scan", lambda *a, **k: {"kinds": {"warp": {"mask_l1": sizes}}})
     tight = recheck_suspect(model, model, clean, 0, warp_cut=warp["original"] / 2, batch_size=64)["tests"]["warp"]
     assert not tight["judged"] and not tight["evidence"]  # an original whose warp is no outlier: not judged
     assert "warp" not in recheck_suspect(model, model, clean, 0, batch_size=64)["tests"]  # only where asked for
