@@ -62,6 +62,7 @@ from pruneguard.errors import ConfigError  # noqa: E402
 from pruneguard.evaluation import evaluate_accuracy, evaluate_asr  # noqa: E402
 from pruneguard.recipes import Recipe, apply_overrides  # noqa: E402
 from pruneguard.reports.provenance import git_commit, versions  # noqa: E402
+from pruneguard.scan.reversal import TRIGGER_KINDS, restrict_kinds  # noqa: E402
 from pruneguard.sweeps import SweepStats, Unit, config_hash, result_path, run_units  # noqa: E402
 from pruneguard.utils.device import resolve_device  # noqa: E402
 from pruneguard.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -529,6 +530,8 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
         "sensitivity": (scan["score"], scan["suspected_target"], scan["score"] > scan["threshold"])
     }
     if "anomaly_index" in nc:
+        if "kinds" in nc:  # Neural Cleanse's detector is the stamps', whatever else the finder reversed
+            nc = restrict_kinds(nc, TRIGGER_KINDS)
         out["neural_cleanse"] = (nc["anomaly_index"], nc["suspected_target"], nc["anomaly_index"] > NC_CUT)
     reference = (report.get("vote") or {}).get("reference") or {}
     score = scan["score"] / scan["threshold"]

@@ -78,7 +78,7 @@ def test_the_finder_judges_the_classes_against_a_reference(trained: Path, tmp_pa
     finder = report["finder"]
     assert report["suspected_target"] in finder["candidates"]  # the sensitivity scan's class is a voice
     ratios = finder["reference"]["ratios"]
-    assert set(ratios) == {"patch", "blend"} and finder["kind"] in ratios
+    assert set(ratios) == {"patch", "blend", "warp"} and finder["kind"] in ratios  # a warp's "ratios" are its sizes
     assert all(len(r) == 10 for r in ratios.values())  # the relative rule: the reference reversed to every class
     target = finder["suspected_target"]
     median = {k: sorted(r.values())[4:6] for k, r in ratios.items()}  # ten classes: the two middle ratios

@@ -258,7 +258,8 @@ def find_suspect(
     if not evidence:
         voice = "" if sensitivity_evidence else " (a voice for the class, not evidence, in this recipe)"
         reasons.append(
-            f"the most likely class, {chosen}, needs a trigger {said} (cut {cut:.3g}), and the neuron-sensitivity "
+            f"the most likely class, {chosen}, needs {'' if kind in SELF_JUDGED else 'a trigger '}{said} (cut "
+            f"{cut:.3g}), and the neuron-sensitivity "
             f"scan scored {sens['score']:.2f} (cut {sens['threshold']:.2f}){voice}"
             if sens
             else f"class {chosen} is no outlier"

@@ -47,6 +47,7 @@ __all__ = [
     "ReversedTrigger",
     "reverse_trigger",
     "reversal_scan",
+    "restrict_kinds",
     "scan_config",
     "SCAN_STEPS",
     "TRIGGER_KINDS",
@@ -289,14 +290,23 @@ def reversal_scan(
             "anomaly_index": anomaly,
             "anomaly_by_class": ((median - l1) / mad).tolist() if mad > 0 else [0.0] * len(sizes),
         }
+    return restrict_kinds({"kinds": per_kind, "steps": config.steps, "seconds": time.perf_counter() - t0}, kinds)
+
+
+def restrict_kinds(scan: dict[str, Any], kinds: Sequence[str]) -> dict[str, Any]:
+    """A :func:`reversal_scan` result as if it had reversed only ``kinds`` (those of them it did reverse): the
+    kind whose smallest class stands out most among them decides again. Neural Cleanse's detector is a stamp's:
+    a scan that also reversed a warp for another reader gives it back without one."""
+    per_kind = {k: v for k, v in scan["kinds"].items() if k in kinds}
+    if not per_kind:
+        raise ValueError(f"the scan reversed {sorted(scan['kinds'])}, none of {list(kinds)}")
     kind = max(per_kind, key=lambda k: per_kind[k]["anomaly_index"])
     return {
+        **scan,
         "kind": kind,
         "suspected_target": per_kind[kind]["suspected_target"],
         "anomaly_index": per_kind[kind]["anomaly_index"],
         "kinds": per_kind,
-        "steps": config.steps,
-        "seconds": time.perf_counter() - t0,
     }
 
 

@@ -27,7 +27,7 @@ from pruneguard.reports.plots import reversed_trigger_png
 from pruneguard.reports.provenance import git_commit, now_iso, versions
 from pruneguard.reports.scan_html import render_scan_html
 from pruneguard.scan.finder import sensitivity_record
-from pruneguard.scan.reversal import SCAN_STEPS, reversal_scan, reverse_trigger
+from pruneguard.scan.reversal import SCAN_STEPS, TRIGGER_KINDS, restrict_kinds, reversal_scan, reverse_trigger
 from pruneguard.scan.reversal import scan_config as finder_scan_config
 from pruneguard.scan.sensitivity import (
     DEFAULT_EPS,
@@ -223,8 +223,10 @@ def _picture(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig, target: 
 
 
 def _reversal(loaded: LoadedModel, clean: ArrayData, cfg: ScanRunConfig, rs: dict[str, Any]) -> dict[str, Any]:
-    """Neural Cleanse's detector (the reversal scan ``rs``), and a picture of the trigger to the class it names."""
-    return {**rs, "cut": cfg.anomaly_cut, **_picture(loaded, clean, cfg, rs["suspected_target"], rs["kind"])}
+    """Neural Cleanse's detector (the reversal scan ``rs`` over the stamps, patch and blend, whatever else the
+    finder's scan reversed), and a picture of the trigger to the class it names."""
+    nc = restrict_kinds(rs, TRIGGER_KINDS)
+    return {**nc, "cut": cfg.anomaly_cut, **_picture(loaded, clean, cfg, nc["suspected_target"], nc["kind"])}
 
 
 def _finder(

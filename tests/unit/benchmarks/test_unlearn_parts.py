@@ -21,7 +21,8 @@ def up(benchmark_module) -> ModuleType:
 
 def test_the_full_part_is_the_default_recipes_round(up: ModuleType) -> None:
     repair = get_recipe("default").repair
-    assert repair.trigger == "both" and up.PARTS["repair"] == (TRIGGER_KINDS, True, True, True)
+    # auto unlearns the stamps, and the warp only where a warp was the evidence: the part is the stamps' round
+    assert repair.trigger == "auto" and up.PARTS["repair"] == (TRIGGER_KINDS, True, True, True)
     assert repair.distill > 0 and repair.suppress > 0 and repair.distill_augment
     assert up.PARTS["clean_only"][0] == () and up.PARTS["patch_only"][0] == ("patch",)
 

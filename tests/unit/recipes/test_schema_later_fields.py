@@ -23,9 +23,9 @@ def test_the_warp_kind_is_a_later_field_and_names_the_kinds_purify_reverses() ->
     from pruneguard.workflows.purify import reversal_kinds
 
     default = get_recipe("default")
-    assert "warp" not in default.to_dict()["suspect"] and reversal_kinds(default) == TRIGGER_KINDS
-    warped = default.model_copy(update={"suspect": SuspectStep(**{**default.suspect.model_dump(), "warp": True})})
-    assert warped.to_dict()["suspect"]["warp"] is True and reversal_kinds(warped) == REVERSAL_KINDS
+    assert default.to_dict()["suspect"]["warp"] is True and reversal_kinds(default) == REVERSAL_KINDS
+    stamps = default.model_copy(update={"suspect": SuspectStep(**{**default.suspect.model_dump(), "warp": False})})
+    assert "warp" not in stamps.to_dict()["suspect"] and reversal_kinds(stamps) == TRIGGER_KINDS
     assert RepairStep(method="unlearn", trigger="all").trigger == "all"
 
 
@@ -35,8 +35,10 @@ def test_auto_unlearns_the_warp_only_where_a_warp_decided_the_evidence() -> None
     from pruneguard.workflows.purify import repair_kinds
 
     default = get_recipe("default")
-    auto = default.model_copy(update={"repair": RepairStep(**{**default.repair.model_dump(), "trigger": "auto"})})
+    assert default.repair.trigger == "auto"
+    auto = default
     every = default.model_copy(update={"repair": RepairStep(**{**default.repair.model_dump(), "trigger": "all"})})
+    both = default.model_copy(update={"repair": RepairStep(**{**default.repair.model_dump(), "trigger": "both"})})
 
     def found(kind: str, evidence: bool = True) -> SuspectFinding:
         return SuspectFinding(3, evidence, [], {"vote": {"kind": kind, "suspected_target": 3}})
@@ -45,9 +47,7 @@ def test_auto_unlearns_the_warp_only_where_a_warp_decided_the_evidence() -> None
     assert repair_kinds(auto, found("blend")) == TRIGGER_KINDS
     assert repair_kinds(auto, found("warp", evidence=False)) == TRIGGER_KINDS  # the warp decided nothing
     assert repair_kinds(auto, SuspectFinding(3, True, ["named"], {"given": 3})) == TRIGGER_KINDS
-    assert (
-        repair_kinds(every, found("blend")) == REVERSAL_KINDS and repair_kinds(default, found("warp")) == TRIGGER_KINDS
-    )
+    assert repair_kinds(every, found("blend")) == REVERSAL_KINDS and repair_kinds(both, found("warp")) == TRIGGER_KINDS
 
 
 def test_the_recheck_tests_the_warp_where_a_warp_decided_the_evidence(monkeypatch) -> None:

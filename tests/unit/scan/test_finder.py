@@ -91,3 +91,29 @@ def test_the_warp_kind_joins_the_reversal_and_is_judged_without_the_reference(to
     assert found.record["vote"]["reference"]["measure"] == relative_evidence(model_sizes, ref_lists)[0]
     with pytest.raises(ConfigError, match="kinds=\\('star',\\)"):
         find_suspect(model, clean, build_reference=toy_build, kinds=("star",))
+
+
+def test_the_reasons_say_what_a_warp_needs(toy, toy_build) -> None:
+    """A warp that decides names its size in pixels, not as a stamp's "trigger ... times the reference's"."""
+    model, clean, _, _ = toy
+    sensitivity = {"score": 0.1, "suspected_target": 3, "verdict": "clean", "threshold": 0.41}
+    reversal = reversal_scan(model, clean, scan_config(64), kinds=("patch", "warp"), seed=0)
+    warp = reversal["kinds"]["warp"]["mask_l1"]
+    # the warp's sizes made flat but one class at a hundredth of the others: the warp decides, and under a cut of
+    # a thousandth it is no evidence
+    flat = {**reversal, "kinds": {**reversal["kinds"], "warp": {**reversal["kinds"]["warp"], "mask_l1": [
+        max(warp) * (0.01 if c == 1 else 1.0) for c in range(len(warp))]}}}  # fmt: skip
+    flat["kinds"]["patch"] = {**flat["kinds"]["patch"], "mask_l1": [1e6] * len(warp)}
+    found = find_suspect(
+        model,
+        clean,
+        rule="relative",
+        relative_cut=0.001,
+        build_reference=toy_build,
+        batch_size=64,
+        sensitivity=sensitivity,
+        reversal=flat,
+    )
+    assert found.record["vote"]["kind"] == "warp" and not found.evidence
+    assert any("class, 1, needs a warp of" in r for r in found.reasons), found.reasons
+    assert not any("a trigger a warp" in r for r in found.reasons)

@@ -9,7 +9,14 @@ import torch
 
 from pruneguard.data.tensors import ArrayData
 from pruneguard.errors import ConfigError
-from pruneguard.scan.reversal import SCAN_STEPS, ReversalConfig, reversal_scan, reverse_trigger, scan_config
+from pruneguard.scan.reversal import (
+    SCAN_STEPS,
+    ReversalConfig,
+    restrict_kinds,
+    reversal_scan,
+    reverse_trigger,
+    scan_config,
+)
 
 CFG = ReversalConfig(steps=300, batch_size=64, lr=0.1)
 
@@ -119,3 +126,23 @@ def test_a_warp_that_never_reaches_the_success_rate_counts_larger_by_its_shortfa
     n = int((clean.y != 3).sum())
     mean = float(t.flow.abs().mean())
     assert t.to_dict()["mask_share"] == pytest.approx(mean / max(t.success_rate, 1 / n), rel=1e-4)
+
+
+def test_restrict_kinds_decides_again_among_the_kinds_kept() -> None:
+    def kind(target: int, anomaly: float) -> dict:
+        return {"mask_l1": [1.0, 2.0], "suspected_target": target, "anomaly_index": anomaly, "anomaly_by_class": []}
+
+    scan = {
+        "kind": "warp",
+        "suspected_target": 4,
+        "anomaly_index": 9.0,
+        "kinds": {"patch": kind(1, 1.5), "blend": kind(2, 2.5), "warp": kind(4, 9.0)},
+        "steps": 10,
+        "seconds": 1.0,
+    }
+    stamps = restrict_kinds(scan, ("patch", "blend"))
+    assert (stamps["kind"], stamps["suspected_target"], stamps["anomaly_index"]) == ("blend", 2, 2.5)
+    assert sorted(stamps["kinds"]) == ["blend", "patch"] and stamps["steps"] == 10
+    assert scan["kind"] == "warp" and len(scan["kinds"]) == 3  # the input is left as it was
+    with pytest.raises(ValueError, match="none of"):
+        restrict_kinds(scan, ("noise",))
