@@ -73,14 +73,16 @@ def clean_models(args: argparse.Namespace, names: list[str] | None = None) -> li
 
 def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The recipe on one clean model (cached by model folder and recipe config)."""
-    cfg = PurifyConfig(model=entry["model"], out=Path(args.cache) / "runs" / entry["name"], recipe=args.recipe,
-                       **entry["size"])  # fmt: skip
+    recipe = PurifyConfig(model=entry["model"], out=Path(args.cache), recipe=args.recipe, **entry["size"]).recipe
     key = hashlib.sha256(
         json.dumps(
-            {"model": entry["model"].parent.name, "recipe": cfg.recipe.to_dict(), **entry["size"]}, sort_keys=True
+            {"model": entry["model"].parent.name, "recipe": recipe.to_dict(), **entry["size"]}, sort_keys=True
         ).encode()  # fmt: skip
     ).hexdigest()[:16]
-    path = Path(args.cache) / "rows" / f"{entry['name']}-{args.recipe}-{key}.json"
+    name = f"{entry['name']}-{args.recipe}-{key}"
+    # a run folder per model and recipe config: two recipes on one model neither resume in nor overwrite each other
+    cfg = PurifyConfig(model=entry["model"], out=Path(args.cache) / "runs" / name, recipe=args.recipe, **entry["size"])
+    path = Path(args.cache) / "rows" / f"{name}.json"
     if path.is_file():
         return dict(json.loads(path.read_text()))
     if args.cached_only:
@@ -98,6 +100,8 @@ def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "suspect": report["suspect"]["target"],
         "evidence": report["suspect"]["evidence"],
         "reasons": report["suspect"]["reasons"],
+        "kind": (report.get("vote") or {}).get("kind"),  # the trigger kind that decided the evidence measure
+        "measure": ((report.get("vote") or {}).get("reference") or {}).get("measure"),
         "pruned": report["pruned_neurons"],
         "seconds": report["seconds"],
         "git_commit": report["git_commit"],
