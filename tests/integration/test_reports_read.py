@@ -103,6 +103,9 @@ def test_scan_gives_evidence_per_detector(scanned: Path) -> None:
     finder = report["finder"]
     assert evidence[2]["score"] == finder["ratio"] and evidence[2]["class"] == finder["suspected_target"]
     assert evidence[1]["cut"] == 2.0 and evidence[1]["score"] == report["reversal"]["anomaly_index"]
+    # Neural Cleanse's detector is the stamps', though the finder's reversal scan also reversed a warp
+    assert sorted(report["reversal"]["kinds"]) == ["blend", "patch"] and report["reversal"]["kind"] != "warp"
+    assert "warp" in finder["reference"]["ratios"]
     assert report["verdict"] == ("suspicious" if any(r["flagged"] and r["decides"] for r in evidence) else "clean")
     trig = report["reversal"]["trigger"]
     assert np.asarray(trig["mask"]).shape == (8, 8) and np.asarray(trig["pattern"]).shape == (1, 8, 8)
