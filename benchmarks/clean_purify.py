@@ -32,6 +32,7 @@ import anp_table  # noqa: E402
 import scan_zoo  # noqa: E402
 
 from pruneguard.config import PurifyConfig  # noqa: E402
+from pruneguard.recipes import get_recipe  # noqa: E402
 from pruneguard.utils.allocator import tune_allocator  # noqa: E402
 from pruneguard.utils.io import atomic_write_json  # noqa: E402
 from pruneguard.workflows.purify import purify  # noqa: E402
@@ -73,7 +74,7 @@ def clean_models(args: argparse.Namespace, names: list[str] | None = None) -> li
 
 def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The recipe on one clean model (cached by model folder and recipe config)."""
-    recipe = PurifyConfig(model=entry["model"], out=Path(args.cache), recipe=args.recipe, **entry["size"]).recipe
+    recipe = get_recipe(args.recipe)  # what PurifyConfig resolves the name to
     key = hashlib.sha256(
         json.dumps(
             {"model": entry["model"].parent.name, "recipe": recipe.to_dict(), **entry["size"]}, sort_keys=True
@@ -88,7 +89,8 @@ def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.cached_only:
         return {}
     report, _, _ = purify(cfg, resume=True)
-    atomic_write_json(cfg.out / "report.json", report)  # the purify report, for audit (the row keeps the figures)
+    atomic_write_json(cfg.out / "report.json", report)
+    vote = report.get("vote") or {}  # the purify report, for audit (the row keeps the figures)
     row = {
         "model": entry["name"],
         "recipe": args.recipe,
@@ -100,8 +102,8 @@ def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "suspect": report["suspect"]["target"],
         "evidence": report["suspect"]["evidence"],
         "reasons": report["suspect"]["reasons"],
-        "kind": (report.get("vote") or {}).get("kind"),  # the trigger kind that decided the evidence measure
-        "measure": ((report.get("vote") or {}).get("reference") or {}).get("measure"),
+        "kind": vote.get("kind"),  # the trigger kind that decided the evidence measure
+        "measure": (vote.get("reference") or {}).get("measure"),
         "pruned": report["pruned_neurons"],
         "seconds": report["seconds"],
         "git_commit": report["git_commit"],
