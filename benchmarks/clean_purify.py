@@ -89,8 +89,8 @@ def run_one(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.cached_only:
         return {}
     report, _, _ = purify(cfg, resume=True)
-    atomic_write_json(cfg.out / "report.json", report)
-    vote = report.get("vote") or {}  # the purify report, for audit (the row keeps the figures)
+    atomic_write_json(cfg.out / "report.json", report)  # the purify report, for audit (the row keeps the figures)
+    vote = report.get("vote") or {}
     row = {
         "model": entry["name"],
         "recipe": args.recipe,
