@@ -185,6 +185,8 @@ def test_paper_recipe_is_anp_as_published(trained: Path, tmp_path: Path) -> None
         (["--set", "repair.suppress=1.5"], "recipe.repair.suppress=1.5"),
         (["--recipe", "paper", "--set", "repair.method=unlearn"], "repair.method=unlearn"),
         (["--set", "seed=x"], "--seed='x'"),
+        (["--set", "eval_attack=fgsm"], "eval_attack='fgsm' is not a backdoor attack; accepted: badnets, "),
+        (["--set", "eval_attack=badnets", "--set", "target_label=42"], "target_label=42 is outside [0, 9]"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(trained: Path, tmp_path: Path, capsys, extra, needle) -> None:

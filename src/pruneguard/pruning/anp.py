@@ -65,15 +65,15 @@ class ANPConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (0.0 <= self.eps <= 1.0 and math.isfinite(self.eps), "--anp-eps", self.eps, "[0, 1]"),
-            (self.steps >= 1, "--anp-steps", self.steps, "an integer >= 1"),
-            (0.0 <= self.alpha <= 1.0, "--anp-alpha", self.alpha, "[0, 1]"),
-            (self.iterations >= 1, "--iterations", self.iterations, "an integer >= 1"),
-            (self.batch_size >= 2, "--batch-size", self.batch_size, "an integer >= 2 (BatchNorm needs 2)"),
-            (self.lr > 0 and math.isfinite(self.lr), "--mask-lr", self.lr, "a positive number"),
-            (0.0 <= self.momentum < 1.0, "--mask-momentum", self.momentum, "[0, 1)"),
-            (self.checkpoint_every >= 1, "--checkpoint-every", self.checkpoint_every, "an integer >= 1"),
-            (self.target_class is None or self.target_class >= 0, "--anp-target", self.target_class, "a class >= 0"),
+            (0.0 <= self.eps <= 1.0 and math.isfinite(self.eps), "eps", self.eps, "[0, 1]"),
+            (self.steps >= 1, "steps", self.steps, "an integer >= 1"),
+            (0.0 <= self.alpha <= 1.0, "alpha", self.alpha, "[0, 1]"),
+            (self.iterations >= 1, "iterations", self.iterations, "an integer >= 1"),
+            (self.batch_size >= 2, "batch_size", self.batch_size, "an integer >= 2 (BatchNorm needs 2)"),
+            (self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a positive number"),
+            (0.0 <= self.momentum < 1.0, "momentum", self.momentum, "[0, 1)"),
+            (self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "an integer >= 1"),
+            (self.target_class is None or self.target_class >= 0, "target_class", self.target_class, "a class >= 0"),
         ]
         for ok, name, value, accepted in checks:
             if not ok:

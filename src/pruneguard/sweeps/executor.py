@@ -140,9 +140,9 @@ def run_units(
     ``num_cpus``, ``_temp_dir``). Raises :class:`SweepError` naming the units that still failed.
     """
     if executor not in EXECUTORS:
-        raise ConfigError(f"--executor={executor!r} is not accepted; accepted: {', '.join(EXECUTORS)}")
+        raise ConfigError(f"executor={executor!r} is not accepted; accepted: {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
-        raise ConfigError(f"--ray-address={address!r} needs --executor ray")
+        raise ConfigError(f"address={address!r} needs executor='ray'")
     if retries < 0:
         raise ConfigError(f"retries={retries} is not accepted; accepted: an integer >= 0")
     stats = stats if stats is not None else SweepStats()

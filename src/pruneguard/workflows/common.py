@@ -177,6 +177,8 @@ def draw_clean_split(
 def make_trigger(name: str, meta: ModelMeta, target_label: int | None, model_path: Path | None = None) -> Any:
     """Build the evaluation trigger ``name``; parameters recorded in the model file (by ``train``) are reused,
     and a learned trigger generator saved beside the model (input-aware attack) is loaded and hash-checked."""
+    if name not in backdoor_names():
+        raise ConfigError(f"eval_attack={name!r} is not a backdoor attack; accepted: {', '.join(backdoor_names())}")
     recorded = meta.extra.get("attack") or {}
     params: dict[str, Any] = dict(recorded.get("params", {})) if recorded.get("name") == name else {}
     if target_label is not None:
@@ -191,10 +193,8 @@ def make_trigger(name: str, meta: ModelMeta, target_label: int | None, model_pat
         raise IncompatibleModelError(
             f"the {name} parameters recorded in the model file are not accepted: {first}"
         ) from None
-    if not hasattr(attack, "poison"):
-        raise ConfigError(f"--eval-attack={name!r} is not a backdoor attack; accepted: {', '.join(backdoor_names())}")
     if not 0 <= attack.target_label < meta.num_classes:
-        raise ConfigError(f"--target-label={attack.target_label} is outside [0, {meta.num_classes - 1}]")
+        raise ConfigError(f"target_label={attack.target_label} is outside [0, {meta.num_classes - 1}]")
     return attack
 
 
