@@ -518,11 +518,13 @@ NC_CUT = 2.0  # Neural Cleanse's anomaly-index cut, as published
 
 
 def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bool]]:
-    """What each detector said in a default-recipe purify report: (score, suspected class, flagged). The shipped
-    finder flags when the sensitivity scan is above its cut or the reference measure of its evidence rule (the
-    suspect's ratio, or that over the median class's) is at or below its cut; its score is the larger of (scan
-    score / scan cut) and (cut / measure), so a flagged model scores 1 or more and an unflagged one 1 or less.
-    None ran where the class was named (``suspect.target``): no figures."""
+    """What each detector said in a default-recipe purify report: (score, suspected class, flagged). The finder
+    flags when the reference measure of its evidence rule (the suspect's ratio, or that over the median class's)
+    is at or below its cut, or, where the report's recipe lets the scan decide (``sensitivity_evidence``; reports
+    without the field come from recipes where it did), the sensitivity scan is above its cut. Its score is the
+    statistic that decides: cut / measure, and the larger of that and (scan score / scan cut) where the scan
+    decides too, so a flagged model scores 1 or more and an unflagged one 1 or less. None ran where the class was
+    named (``suspect.target``): no figures."""
     scan, nc = report.get("scan"), report.get("reversal_scan") or {}
     if scan is None:
         return {}
@@ -534,7 +536,9 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
             nc = restrict_kinds(nc, TRIGGER_KINDS)
         out["neural_cleanse"] = (nc["anomaly_index"], nc["suspected_target"], nc["anomaly_index"] > NC_CUT)
     reference = (report.get("vote") or {}).get("reference") or {}
-    score = scan["score"] / scan["threshold"]
+    suspect_config = ((report.get("config") or {}).get("recipe") or {}).get("suspect") or {}
+    scan_decides = suspect_config.get("sensitivity_evidence", True)
+    score = scan["score"] / scan["threshold"] if scan_decides else 0.0
     measure = reference.get("measure", reference.get("ratio_of_suspect"))  # reports before the relative rule
     if measure is not None:
         score = max(score, reference["cut"] / max(measure, 1e-12))

@@ -262,6 +262,20 @@ def test_detections_read_the_default_reports_cuts(zoo: ModuleType) -> None:
     assert zoo._detections(named) == {}
 
 
+def test_the_default_detectors_score_is_the_statistic_its_recipe_decides_with(zoo: ModuleType) -> None:
+    # a scan far above its cut, a reference measure above the rule's cut: not flagged where the scan is no evidence
+    report = {
+        "scan": {"score": 0.82, "suspected_target": 4, "threshold": 0.41},
+        "reversal_scan": {"anomaly_index": 1.2, "suspected_target": 4},
+        "vote": {"reference": {"measure": 0.6, "cut": 0.436}},
+        "suspect": {"target": 4, "evidence": False},
+        "config": {"recipe": {"suspect": {"sensitivity_evidence": False}}},
+    }
+    assert zoo._detections(report)["default"] == (pytest.approx(0.436 / 0.6), 4, False)
+    report["config"]["recipe"]["suspect"]["sensitivity_evidence"] = True  # the scan decides too: its score counts
+    assert zoo._detections(report)["default"][0] == pytest.approx(2.0)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
