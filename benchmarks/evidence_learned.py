@@ -155,12 +155,17 @@ def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """The options :func:`load` reads: the development models' finder records and their attacks' success."""
     p.add_argument("--rows", type=Path, nargs="*", default=[], help="evidence_dev.py outputs")
     p.add_argument("--reports", action="append", default=[], help="FOLDER:ZOO_JSON, purify reports and their zoo run")
     p.add_argument("--attacks", type=Path, nargs="*", default=[], help="zoo.py --defenses none outputs")
-    p.add_argument("--took", type=float, default=0.5)
+    p.add_argument("--took", type=float, default=0.5, help="an attack took when its no-defence ASR is at least this")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_input_options(p)
     p.add_argument("--max-fpr", type=float, default=0.1)
     p.add_argument("--features", default=",".join(FEATURES))
     p.add_argument("--c", type=float, default=1.0, help="inverse regularisation of the logistic regression")

@@ -54,7 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 # kinds the reference does not judge. A reference trained on a few hundred images has not learnt the smooth
 # deformations a fully trained model shrugs off: warps cannot reach some of its classes at all, and a ratio to
-# such a class flags clean models (a clean development VGG: 0.19 of the median, class 7, against a cut of 0.436).
+# such a class flags clean models (a clean development VGG: 0.19 of the median, class 7, far under any cut).
 # Against the model's own classes, WaNet's target needs 0.01-0.06 of the median class's warp, a clean model's
 # smallest about 0.76 (benchmarks/DEVELOPMENT.md).
 SELF_JUDGED = ("warp",)
