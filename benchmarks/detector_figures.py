@@ -17,6 +17,16 @@ from pathlib import Path
 import zoo
 
 
+def report_args(split: str, clean_fraction: float, cache: str, folders: list[Path]) -> argparse.Namespace:
+    """``zoo.py``'s options that find ``split``'s default-recipe reports (its cache, then ``folders``) at
+    ``clean_fraction``, computing nothing."""
+    argv = ["--split", split, "--cached-only", "--defenses", "none,default", "--cache", cache,
+            "--clean-fraction", str(clean_fraction)]  # fmt: skip
+    for folder in folders:
+        argv += ["--join-reports", str(folder)]
+    return zoo.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--split", required=True, choices=sorted(zoo.SPLIT_SEEDS))
@@ -25,11 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default="runs/zoo")
     p.add_argument("--out-json", type=Path, default=None)
     args = p.parse_args(argv)
-    argv_zoo = ["--split", args.split, "--cached-only", "--defenses", "none,default", "--cache", args.cache,
-                "--clean-fraction", str(args.clean_fraction)]  # fmt: skip
-    for folder in args.join_reports:
-        argv_zoo += ["--join-reports", str(folder)]
-    figures = zoo.scan_figures(zoo.zoo_specs(args.split), zoo.parse_args(argv_zoo))
+    zoo_args = report_args(args.split, args.clean_fraction, args.cache, args.join_reports)
+    figures = zoo.scan_figures(zoo.zoo_specs(args.split), zoo_args)
     if not figures:
         p.error(f"--join-reports={args.join_reports[0]} holds no default-recipe report of {args.split}'s models")
     result = {"split": args.split, "clean_fraction": args.clean_fraction, "scan": figures}

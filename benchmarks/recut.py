@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import zoo
+from detector_figures import report_args
 
 
 def finder_seconds(report: dict[str, Any]) -> float:
@@ -99,12 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--results={args.results} is not accepted: no such file; accepted: a zoo.py results file")
     data = json.loads(args.results.read_text())
     split, fraction = data["split"], data["config"]["clean_fraction"]
-    zargs = ["--split", split, "--cached-only", "--cache", args.cache, "--clean-fraction", str(fraction)]
-    for folder in args.join_reports:
-        zargs += ["--join-reports", str(folder)]
-    zoo_args = zoo.parse_args(zargs)
+    zoo_args = report_args(split, fraction, args.cache, args.join_reports)
+    specs = zoo.zoo_specs(split)
     reports = {}
-    for spec in zoo.zoo_specs(split):
+    for spec in specs:
         path = zoo.default_report(spec, zoo_args)
         if path is not None:
             reports[spec["id"]] = json.loads(path.read_text())
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     result = {"split": split, "clean_fraction": fraction, "cut": args.cut, "results": str(args.results),
               "summary": {"default": zoo.summary([r for r in rows if r["defense"] == "default"])["default"]},
-              "detector": detector_at(zoo.zoo_specs(split), reports, args.cut),
+              "detector": detector_at(specs, reports, args.cut),
               "changed": changed, "rows": rows}  # fmt: skip
     if args.out_json:
         args.out_json.write_text(json.dumps(result, indent=1) + "\n")
