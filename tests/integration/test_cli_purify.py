@@ -674,3 +674,46 @@ def test_the_purified_model_is_rechecked_and_a_flag_is_a_caution_first(
     assert rep["verdict"]["sentence"].startswith("Purified, with a caution:")
     body = (tmp_path / "flagged" / "report.html").read_text().split("<body>", 1)[1]
     assert body.index("the backdoor may still be there") < body.index("<h2>") and "still flags" in body
+
+
+def _timeless(report: dict) -> dict:
+    """A report without its clocks and the run's place (what two runs of the same job may differ in; the purified
+    file's hash covers its metadata, which names the run's folder)."""
+    drop = {"seconds", "started", "finished", "config", "purified_model", "purified_sha256"}
+    if isinstance(report, dict):
+        return {k: _timeless(v) for k, v in report.items() if k not in drop}
+    if isinstance(report, list):
+        return [_timeless(v) for v in report]
+    return report
+
+
+def test_a_resumed_purify_reads_its_finding_back_instead_of_scanning_again(
+    trained: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import pruneguard.workflows.purify as wp
+
+    sets = (*FAST, "suspect.relative_cut=0.5")  # evidence: every step runs, the recheck with the vote's reference
+    assert _purify(trained, tmp_path / "whole", sets=sets) == 0
+    whole = json.loads((tmp_path / "whole" / "report.json").read_text())
+    assert whole["vote"] is not None and "recheck" in whole
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the run stops after its suspect step
+
+    monkeypatch.setattr(wp, "anp_optimize", killed)
+    assert _purify(trained, tmp_path / "cut", sets=sets) == 130
+    assert (tmp_path / "cut" / wp.SUSPECT_STATE).is_file() and not (tmp_path / "cut" / "report.json").exists()
+    monkeypatch.undo()
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the suspect step ran again")
+
+    monkeypatch.setattr(wp, "find_suspect", no_scan)
+    assert _purify(trained, tmp_path / "cut", "--resume", sets=sets) == 0
+    resumed = json.loads((tmp_path / "cut" / "report.json").read_text())
+    assert _timeless(resumed) == _timeless(whole)
+    a, _ = load_model(tmp_path / "whole" / "purified.safetensors")
+    b, _ = load_model(tmp_path / "cut" / "purified.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    # a finding made with other settings is not read back: the step runs again (here: the patched finder)
+    assert _purify(trained, tmp_path / "cut", "--resume", sets=(*sets, "suspect.relative_cut=0.45")) == 1

@@ -39,7 +39,15 @@ from pruneguard.utils.io import atomic_write
 from pruneguard.utils.modes import anp_mode, fast_layout
 from pruneguard.utils.progress import track
 
-__all__ = ["ANPConfig", "ANPResult", "anp_optimize", "perturbation_step", "mask_step", "fast_iteration"]
+__all__ = [
+    "ANPConfig",
+    "ANPResult",
+    "anp_optimize",
+    "perturbation_step",
+    "mask_step",
+    "fast_iteration",
+    "input_fingerprint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +258,7 @@ def mask_step(
     return float(loss.detach()), float(loss_nat.detach()), acc
 
 
-def _fingerprint(model: nn.Module, data: ArrayData) -> str:
+def input_fingerprint(model: nn.Module, data: ArrayData) -> str:
     """SHA-256 over the model's tensors and the clean data: a saved state is only resumed for the same inputs."""
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -294,7 +302,7 @@ def anp_optimize(
     history: list[dict[str, float]] = []
     start, seconds = 0, 0.0
     path = Path(state_path) if state_path else None
-    fingerprint = _fingerprint(model, data) if path is not None else ""
+    fingerprint = input_fingerprint(model, data) if path is not None else ""
     if resume and path is not None and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         if _state_matches(state, config, fingerprint):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +33,7 @@ from pruneguard.export import checked_onnx
 from pruneguard.metrics.classification import accuracy, class_kept, mean_kl, paired_change
 from pruneguard.models.fit import TrainConfig
 from pruneguard.models.io import ModelMeta, save_model
-from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize
+from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize, input_fingerprint
 from pruneguard.pruning.neurons import prune_neurons_
 from pruneguard.pruning.selection import (
     auto_count,
@@ -57,7 +58,14 @@ from pruneguard.scan.reversal import (
     reverse_trigger,
 )
 from pruneguard.utils.device import resolve_device, retune_threads
-from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from pruneguard.utils.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    json_default,
+    sha256_bytes,
+    sha256_file,
+)
 from pruneguard.utils.modes import layout_setting
 from pruneguard.workflows.common import (
     LoadedModel,
@@ -124,6 +132,53 @@ def suspect_step(
         reversal=reversal,
         kinds=reversal_kinds(recipe),
     )
+
+
+SUSPECT_STATE = "suspect_state.pt"
+
+
+def kept_suspect_step(
+    recipe: Recipe, model: nn.Module, use: ArrayData, meta: ModelMeta, seed: int, path: Path, resume: bool
+) -> SuspectFinding:
+    """:func:`suspect_step`, its finding kept in ``path`` for ``resume``: a resumed run reads it back instead of
+    scanning again, when it was made for the same model, clean data, suspect settings and seed (the finder is
+    deterministic, so only the time differs; the reference model the vote trained is kept with it)."""
+    key = json.dumps(
+        {
+            "suspect": recipe.suspect.model_dump(mode="json"),
+            "kinds": list(reversal_kinds(recipe)),
+            "batch_size": recipe.anp.batch_size,
+            "seed": seed,
+            "fingerprint": input_fingerprint(model, use),
+        },
+        sort_keys=True,
+    )
+    if resume and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("key") == key:
+            kept = json.loads(state["finding"])
+            reference = None
+            if state.get("reference") is not None:
+                reference = on_device(meta.build(seed=seed), next(model.parameters()).device)
+                reference.load_state_dict(state["reference"])
+                reference.eval()
+            logger.info("suspect step read back from %s", path)
+            return SuspectFinding(kept["target"], kept["evidence"], kept["reasons"], kept["record"], reference)
+        logger.warning("ignoring %s: it was made for another model, clean data or suspect settings", path)
+    finding = suspect_step(recipe, model, use, meta, seed)
+    kept = {"target": finding.target, "evidence": finding.evidence, "reasons": finding.reasons}
+    state = {
+        "key": key,
+        "finding": json.dumps({**kept, "record": finding.record}, default=json_default),
+        "reference": (
+            None
+            if finding.reference is None
+            else {k: v.detach().to("cpu").contiguous() for k, v in finding.reference.state_dict().items()}
+        ),
+    }
+    with atomic_write(path, "wb") as fh:
+        torch.save(state, fh)
+    return finding
 
 
 def reversal_kinds(recipe: Recipe) -> tuple[str, ...]:
@@ -223,8 +278,9 @@ def purify(
     resume: bool = False,
     finding: SuspectFinding | None = None,
 ) -> tuple[dict[str, Any], nn.Module, ModelMeta]:
-    """Run ``cfg.recipe``; the ANP state (for ``resume``) is kept in ``cfg.out``. ``finding``: the suspect step's
-    result when it is already known for this model and clean draw (recipe variants that differ after it).
+    """Run ``cfg.recipe``; the suspect step's finding and the ANP state (for ``resume``) are kept in ``cfg.out``.
+    ``finding``: the suspect step's result when it is already known for this model and clean draw (recipe variants
+    that differ after it).
 
     Returns the report (a JSON-ready dict whose ``verdict`` says what happened: ``purified``, ``unchanged`` or
     ``failed``), the model to save (on ``cfg.device``) and its metadata (see :func:`write_purify_outputs`). The
@@ -260,7 +316,7 @@ def purify(
     logger.info("before: %s", before)
     cfg.out.mkdir(parents=True, exist_ok=True)
 
-    finding = finding or suspect_step(recipe, model, use, loaded.meta, cfg.seed)
+    finding = finding or kept_suspect_step(recipe, model, use, loaded.meta, cfg.seed, cfg.out / SUSPECT_STATE, resume)
     report: dict[str, Any] = {
         "schema": "pruneguard.purify/2",
         "model": str(cfg.model),
