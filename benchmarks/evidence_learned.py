@@ -35,12 +35,22 @@ from sklearn.preprocessing import StandardScaler
 FEATURES = ("relative", "runner_up", "sensitivity", "agree", "ratio_anomaly", "reference", "kinds_agree")
 
 
+def kind_ratios(row: dict[str, Any]) -> dict[str, list[float]]:
+    """Per trigger kind, every class's reversed size on the model over the reference's; a kind judged against the
+    model's own classes (the warp, ``self_judged_sizes``) is its size alone, as the finder's relative rule takes it."""
+    out = {
+        kind: [m / r for m, r in zip(sizes, row["reference_sizes"][kind], strict=True)]
+        for kind, sizes in row["model_sizes"].items()
+    }
+    out.update({kind: list(sizes) for kind, sizes in row.get("self_judged_sizes", {}).items()})
+    return out
+
+
 def features(row: dict[str, Any]) -> tuple[dict[str, float], int]:
     """The features of one evidence row and the class they point at (the smallest relative ratio's)."""
     rel: dict[str, list[float]] = {}
     raw: dict[str, list[float]] = {}
-    for kind, sizes in row["model_sizes"].items():
-        ratios = [m / r for m, r in zip(sizes, row["reference_sizes"][kind], strict=True)]
+    for kind, ratios in kind_ratios(row).items():
         med = statistics.median(ratios)
         raw[kind], rel[kind] = ratios, [r / med for r in ratios]
     kind = min(rel, key=lambda k: min(rel[k]))
@@ -56,7 +66,7 @@ def features(row: dict[str, Any]) -> tuple[dict[str, float], int]:
         "sensitivity": float(row["sensitivity"]["score"]),
         "agree": float(row["sensitivity"]["target"] == cls),
         "ratio_anomaly": min((med - logs[cls]) / mad, 10.0),
-        "reference": -math.log(min(min(v) for v in raw.values())),
+        "reference": -math.log(min(min(raw[k]) for k in row["model_sizes"])),  # the stamps: a warp has no reference
         "kinds_agree": float(len(lows) == 1),
     }
     return f, cls
@@ -65,9 +75,9 @@ def features(row: dict[str, Any]) -> tuple[dict[str, float], int]:
 def log_relative(row: dict[str, Any]) -> dict[str, np.ndarray]:
     """Per trigger kind, log(ratio / median class's ratio) of every class (the relative rule's measure, in logs)."""
     out = {}
-    for kind, sizes in row["model_sizes"].items():
-        ratios = np.array(sizes) / np.array(row["reference_sizes"][kind])
-        out[kind] = np.log(ratios / np.median(ratios))
+    for kind, ratios in kind_ratios(row).items():
+        r = np.array(ratios)
+        out[kind] = np.log(r / np.median(r))
     return out
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pruneguard.scan.finder import SELF_JUDGED
 from pruneguard.scan.sensitivity import ScanConfig
 from pruneguard.scan.suspect import reference_suspect, vote_candidates, vote_suspects
 
@@ -190,16 +191,20 @@ def report_row(report: dict[str, Any]) -> dict[str, Any] | None:
     vote, rev, sens = report.get("vote"), report.get("reversal_scan"), report.get("scan")
     if not (vote and rev and sens):
         return None
-    sizes = {k: v["mask_l1"] for k, v in rev["kinds"].items()}
     refs = vote["reference"]["sizes"]
+    sizes = {k: v["mask_l1"] for k, v in rev["kinds"].items() if k not in SELF_JUDGED}
     classes = len(next(iter(sizes.values())))
     if any(len(refs.get(k, {})) < classes for k in sizes):
         return None
-    return {
+    row = {
         "sensitivity": {"score": sens["score"], "target": sens["suspected_target"], "threshold": sens["threshold"]},
         "model_sizes": sizes,
         "reference_sizes": {k: [refs[k][str(c)] for c in range(classes)] for k in sizes},
     }
+    own = {k: v["mask_l1"] for k, v in rev["kinds"].items() if k in SELF_JUDGED}
+    if own:  # a warp: judged against the model's own classes (the relative rule only; the other rules read stamps)
+        row["self_judged_sizes"] = own
+    return row
 
 
 def score_reports(folders: list[Path], rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:

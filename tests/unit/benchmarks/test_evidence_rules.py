@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -193,3 +194,23 @@ def test_purify_reports_are_scored_as_evidence_rows(rules: ModuleType, tmp_path:
     with pytest.raises(SystemExit) as exc:  # neither rows nor reports
         rules.main([])
     assert exc.value.code == 2
+
+
+def test_a_report_with_a_warp_gives_the_finder_s_relative_measure(rules: ModuleType, benchmark_module) -> None:
+    """The warp has no reference sizes (judged against the model's own classes): its row keeps the stamps for the
+    rules that read them and the warp apart, and the relative measure is the one the finder decided with."""
+    from pruneguard.scan.finder import relative_evidence
+
+    learned = benchmark_module("evidence_learned.py", "evidence_learned_bench")
+    row = _row("w1", True, 2, [90.0, 80.0, 60.0, 90.0], [100.0] * 4, 0.3)
+    report = _report(row, True)
+    warp = [40.0, 38.0, 42.0, 6.0]  # class 3 reached by a far smaller warp than the others
+    report["reversal_scan"]["kinds"]["warp"] = {"mask_l1": warp}
+    got = rules.report_row(report)
+    assert got is not None and set(got["model_sizes"]) == {"patch", "blend"}
+    assert got["self_judged_sizes"] == {"warp": warp}
+    features, cls = learned.features(got)
+    measure, want_cls, kind, _ = relative_evidence({**row["model_sizes"], "warp": warp}, row["reference_sizes"])
+    assert kind == "warp" and cls == want_cls == 3
+    assert features["relative"] == pytest.approx(-math.log(measure))
+    assert rules.RULES["neural_cleanse"](got) == rules.RULES["neural_cleanse"](row)  # the stamps' rules unchanged
