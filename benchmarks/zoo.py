@@ -87,7 +87,8 @@ logger = logging.getLogger("zoo")
 # to measure how a clean model's evidence varies with its architecture. "eval4" was reported on once (the recipe
 # of 022a656) and is development data since (the class guard's cut was chosen on it); "eval5" was reported on once
 # (the recipe of fa82b0a) and is development data since; "eval6" was reported on once (the recipe of 612fe5c) and
-# is development data since; "eval7" is the next fresh split.
+# is development data since; "eval7" was reported on once (the recipe of 11adb54, `v6`, and `v7` judged from its
+# reports) and is development data since; "eval8" is the next fresh split.
 SPLIT_SEEDS = {
     "dev": 10_000,
     "eval": 20_000,
@@ -99,8 +100,9 @@ SPLIT_SEEDS = {
     "eval5": 80_000,
     "eval6": 90_000,
     "eval7": 100_000,
+    "eval8": 110_000,
 }  # fmt: skip
-EVAL_SPLITS = ("eval", "eval2", "eval7")  # reporting splits: recipes by name only, no choice is made on them
+EVAL_SPLITS = ("eval", "eval2", "eval8")  # reporting splits: recipes by name only, no choice is made on them
 SEED_SPAN = 10_000
 CLEAN_EVERY = 4  # models 0, 4, 8, ... of a split are clean
 CLEAN_EVERY_OF = {"dev3": 1}  # splits with another share of clean models (dev3: every model)

@@ -44,4 +44,4 @@ def test_an_unknown_id_or_architecture_is_refused_in_one_line(
 
 def test_the_evaluation_splits_need_allow_eval(evidence: ModuleType) -> None:
     with pytest.raises(SystemExit, match="--allow-eval"):
-        evidence.main(["--split", "eval7"])
+        evidence.main(["--split", "eval8"])

@@ -71,6 +71,6 @@ def test_the_summary_counts_what_the_ratio_adds_to_the_finder(margin: ModuleType
 
 def test_an_evaluation_split_is_refused_in_one_line(margin: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        margin.main(["--split", "eval7"])
+        margin.main(["--split", "eval8"])
     assert exit_info.value.code == 2
-    assert "--split=eval7 is an evaluation split" in capsys.readouterr().err
+    assert "--split=eval8 is an evaluation split" in capsys.readouterr().err

@@ -86,7 +86,7 @@ def test_summary_and_markdown(rd: ModuleType) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--models", "eval-01"], ["--models", "eval7-01"], ["--models", "dev-01", "--variants", "nope"]]
+    "argv", [["--models", "eval-01"], ["--models", "eval8-01"], ["--models", "dev-01", "--variants", "nope"]]
 )
 def test_bad_options_exit_2(rd: ModuleType, argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exc:

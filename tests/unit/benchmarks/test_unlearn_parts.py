@@ -48,7 +48,7 @@ def test_table_rows(up: ModuleType) -> None:
     ("argv", "message"),
     [
         (["--models", "eval-01"], "'eval-01' is not accepted"),
-        (["--models", "eval7-01"], "'eval7-01' is not accepted"),
+        (["--models", "eval8-01"], "'eval8-01' is not accepted"),
         (["--models", "dev-14", "--parts", "nope"], "'nope' is not accepted"),
         (["--models", "dev-14", "--lrs", "0,1"], "--lrs='0,1' is not accepted"),
     ],

@@ -21,6 +21,8 @@ from pruneguard.models import create_model
 
 ROOT = Path(__file__).resolve().parents[3]
 
+EVAL_SEEDED = ["eval", "eval2", "eval3", "eval4", "eval5", "eval6", "eval7", "eval8"]  # drawn like an evaluation split
+
 
 @pytest.fixture(scope="module")
 def zoo(benchmark_module) -> ModuleType:
@@ -45,14 +47,14 @@ def test_specs_are_deterministic_and_the_splits_disjoint(zoo: ModuleType) -> Non
     # every split, development or evaluation, draws from seeds no other split uses
     seeds = [{s["seed"] for s in zoo.zoo_specs(split)} for split in zoo.SPLIT_SEEDS]
     assert sum(map(len, seeds)) == len(set().union(*seeds))
-    assert set(zoo.EVAL_SPLITS) == {"eval", "eval2", "eval7"}
+    assert set(zoo.EVAL_SPLITS) == {"eval", "eval2", "eval8"}
     # the calibration split is clean models only, every architecture twice
     calib = zoo.zoo_specs("dev3")
     assert not any(s["backdoored"] for s in calib)
     assert collections.Counter(s["arch"] for s in calib) == {a: 2 for a in zoo.MODES["full"]["archs"]}
 
 
-@pytest.mark.parametrize("split", ["eval", "eval2", "eval3", "eval4", "eval5", "eval6", "eval7"])
+@pytest.mark.parametrize("split", EVAL_SEEDED)
 def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: ModuleType, split: str) -> None:
     specs = zoo.zoo_specs(split)
     clean = [s for s in specs if not s["backdoored"]]
@@ -70,7 +72,7 @@ def test_eval_split_covers_architectures_triggers_rates_and_clean_models(zoo: Mo
         assert len(set(params)) == len(params)
 
 
-@pytest.mark.parametrize("split", ["dev", "eval", "eval2", "dev2", "eval3", "dev3", "eval4", "eval5", "eval6", "eval7"])
+@pytest.mark.parametrize("split", ["dev", "dev2", "dev3", *EVAL_SEEDED])
 def test_every_spec_builds_its_attack_its_model_and_its_training_config(zoo: ModuleType, split: str) -> None:
     for quick, shape in ((False, (1, 28, 28)), (True, (1, 8, 8))):
         for s in zoo.zoo_specs(split, quick=quick):
