@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pruneguard.utils.io import atomic_write_text
+
 LEFT_OUT = ("curve", "masks")
 LEFT_OUT_OF_REPAIR = ("figures_png",)
 
@@ -34,13 +36,8 @@ def pack(cache: Path, split: str, out: Path, fraction: str = "0.01") -> list[str
     names = []
     out.mkdir(parents=True, exist_ok=True)
     for report in sorted((cache / "defended").glob(f"{split}-*-default-{fraction}/report.json")):
-        name = report.parent.name
-        if not name.startswith(f"{split}-") or not name[len(split) + 1 : len(split) + 3].isdigit():
-            continue  # eval7 must not take eval70's runs
-        text = json.dumps(lean(json.loads(report.read_text())), indent=2) + "\n"
-        tmp = out / f".{name}.json.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / f"{name}.json")
+        name = report.parent.name  # the glob's "SPLIT-" keeps eval70's runs out of eval7's
+        atomic_write_text(out / f"{name}.json", json.dumps(lean(json.loads(report.read_text())), indent=2) + "\n")
         names.append(name)
     return names
 

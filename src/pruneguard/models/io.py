@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
-from torch import nn
+from torch import Tensor, nn
 
 from pruneguard.errors import ConfigError, IncompatibleModelError, PruneGuardError, UnsafeModelError
 from pruneguard.models.registry import create_model
 from pruneguard.utils.io import atomic_write, sha256_file
 
-__all__ = ["ModelMeta", "save_model", "load_model", "read_meta", "FORMAT"]
+__all__ = ["ModelMeta", "save_model", "load_model", "read_meta", "cpu_state_dict", "FORMAT"]
 
 FORMAT = "pruneguard-model/1"
 
@@ -121,10 +121,14 @@ def _check_field_types(meta: ModelMeta) -> None:
             raise IncompatibleModelError(f"model metadata {name}={value} is not accepted; accepted: {accepted}")
 
 
+def cpu_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """``model``'s state dict as detached, contiguous CPU tensors (what safetensors and ``torch.save`` write)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+
 def save_model(path: str | os.PathLike[str], model: nn.Module, meta: ModelMeta) -> str:
     """Write ``model``'s state dict and ``meta`` atomically as one safetensors file; return its SHA-256."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    blob = save(state, metadata={"pruneguard": meta.to_json()})
+    blob = save(cpu_state_dict(model), metadata={"pruneguard": meta.to_json()})
     with atomic_write(path, "wb") as fh:
         fh.write(blob)
     return sha256_file(path)

@@ -32,7 +32,7 @@ from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr, predi
 from pruneguard.export import checked_onnx
 from pruneguard.metrics.classification import accuracy, class_kept, mean_kl, paired_change
 from pruneguard.models.fit import TrainConfig
-from pruneguard.models.io import ModelMeta, save_model
+from pruneguard.models.io import ModelMeta, cpu_state_dict, save_model
 from pruneguard.pruning.anp import ANPConfig, ANPResult, anp_optimize, input_fingerprint
 from pruneguard.pruning.neurons import prune_neurons_
 from pruneguard.pruning.selection import (
@@ -170,11 +170,7 @@ def kept_suspect_step(
     state = {
         "key": key,
         "finding": json.dumps({**kept, "record": finding.record}, default=json_default),
-        "reference": (
-            None
-            if finding.reference is None
-            else {k: v.detach().to("cpu").contiguous() for k, v in finding.reference.state_dict().items()}
-        ),
+        "reference": (None if finding.reference is None else cpu_state_dict(finding.reference)),
     }
     with atomic_write(path, "wb") as fh:
         torch.save(state, fh)
@@ -704,8 +700,7 @@ def _unlearn(
 
 def weights_sha256(model: nn.Module) -> str:
     """SHA-256 of a model's tensors (safetensors serialisation without metadata): names weights, not files."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    return sha256_bytes(save(state))
+    return sha256_bytes(save(cpu_state_dict(model)))
 
 
 def config_yaml(cfg: PurifyConfig) -> str:
