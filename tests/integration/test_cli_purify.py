@@ -717,3 +717,43 @@ def test_a_resumed_purify_reads_its_finding_back_instead_of_scanning_again(
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     # a finding made with other settings is not read back: the step runs again (here: the patched finder)
     assert _purify(trained, tmp_path / "cut", "--resume", sets=(*sets, "suspect.relative_cut=0.45")) == 1
+
+
+def test_a_repair_that_fits_only_without_the_pruning_is_run_from_the_original(
+    trained: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """``repair.unpruned_fallback``: where nothing of the repair fits after the pruning, the repair runs again from
+    the original model, and the report says the pruning was undone."""
+    import pruneguard.workflows.purify as wp
+
+    original, _ = load_model(trained)
+    real = wp._repair
+    seen: list[dict[str, torch.Tensor]] = []
+    left: list[dict[str, torch.Tensor]] = []
+
+    def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def repair(cfg, model, use, finding, limits):
+        seen.append(state(model))
+        record, attempts, lr = real(cfg, model, use, finding, limits)
+        if len(seen) == 1:  # after the pruning: as if nothing fitted (the model back where the repair started)
+            model.load_state_dict(seen[0])
+            return record, [{**attempts[-1], "scale": 0.0}], lr
+        left.append(state(model))
+        return record, [{**attempts[-1], "scale": 1.0}], lr  # from the original: as if it fitted
+
+    monkeypatch.setattr(wp, "_repair", repair)
+    sets = (*FAST, "suspect.require_evidence=false", "select.rule=count", "select.count=2", "select.capped=false",
+            "select.max_kl=null", "repair.unpruned_fallback=true")  # fmt: skip
+    out = tmp_path / "fallback"
+    assert _purify(trained, out, sets=sets) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert len(seen) == 2 and rep["pruning_undone"]["pruned"] == 2 and rep["pruned_neurons"] == 0
+    first, second = seen
+    assert any(not torch.equal(first[k], v) for k, v in original.state_dict().items())  # the pruned model
+    assert all(torch.equal(second[k], v) for k, v in original.state_dict().items())  # the original
+    assert any(s.startswith("pruning undone (2 neurons") for s in rep["steps"])
+    assert "undid ANP's pruning of 2 of" in rep["verdict"]["sentence"]
+    purified, _ = load_model(out / "purified.safetensors")
+    assert all(torch.equal(purified.state_dict()[k], v) for k, v in left[0].items())  # the second repair's model

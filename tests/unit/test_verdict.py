@@ -188,6 +188,15 @@ def test_a_measure_close_to_its_cut_is_called_out_either_way() -> None:
     assert "within 0.03" not in purify_verdict(_report(), 0.02, True)["sentence"]  # no finder record
 
 
+def test_a_measure_close_to_the_corroborated_bands_edge_is_called_out_where_the_scan_agrees() -> None:
+    vote = {"suspected_target": 7, "reference": {"measure": 0.554, "cut": 0.382, "corroborated_cut": 0.558}}
+    agreeing = {"verdict": "suspicious", "suspected_target": 7, "score": 0.57}
+    s = purify_verdict(_report(vote=vote, scan=agreeing), 0.02, True)["sentence"]
+    assert "Caution: the evidence measure (0.554) is within 0.03 of the edge of the band (0.558)" in s
+    for scan in ({**agreeing, "suspected_target": 5}, {**agreeing, "verdict": "clean"}):  # the edge decides nothing
+        assert "within 0.03" not in purify_verdict(_report(vote=vote, scan=scan), 0.02, True)["sentence"]
+
+
 def test_the_verdict_names_the_limit_that_held_a_repair_back() -> None:
     """A round the class guard held back (the suspected class's validation images taken away) is named as such;
     one the accuracy held back keeps its name; both at once name both."""
@@ -210,3 +219,10 @@ def test_the_verdict_names_the_limit_that_held_a_repair_back() -> None:
     v = purify_verdict({**undone, "repair": repair}, 0.02, True)
     assert v["status"] == "failed" and v["exit_code"] == 3
     assert "every change broke the limits of the class guard" in v["sentence"] and "was undone" in v["sentence"]
+
+
+def test_a_pruning_undone_for_the_repair_is_said_instead_of_the_pruning() -> None:
+    undone = _report(pruned_neurons=0, pruning_undone={"pruned": 2, "after_pruning": {}})
+    s = purify_verdict(undone, 0.02, True)["sentence"]
+    assert "undid ANP's pruning of 2 of 224 neurons (the repair fitted the guard only without it)" in s
+    assert "pruned 0 of" not in s and "pruned 14 of 224" in purify_verdict(_report(), 0.02, True)["sentence"]

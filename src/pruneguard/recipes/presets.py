@@ -6,7 +6,8 @@
 - ``default``: the best recipe measured: the class the scans name, judged by a reference model (evidence: a
   reversed patch, blend or smooth warp whose size on the model over its size on the reference is at most 0.382
   times the median class's, the cut chosen on 131 development models for what a flag leads to: a repair aimed at
-  the target of a backdoor, not at a clean model or another class),
+  the target of a backdoor, not at a clean model or another class; up to 0.558 where the neuron-sensitivity scan is
+  suspicious and names the same class, the band chosen the same way on 159),
   targeted ANP (1000 iterations, no crop/flip), the pruning capped by the accuracy guard and where the validation
   outputs diverge more than 0.02 nats (mean KL) from the original's, equal masks taken in the order ANP drove them
   down, then up to four rounds of reversing patch and blend triggers (and a warp, where a warp was the evidence)
@@ -14,7 +15,8 @@
   distilling the recalibrated pruned model (suppression 0.75, cropped/flipped images), each round judged by the
   guard against the model it started from (scaled back if it costs too much), an undone round run again at a
   third and then a ninth of the learning rate (which the later rounds keep), and only an undone round at a ninth
-  ending the repair; 20% of
+  ending the repair; where nothing of the repair fits after the pruning, the repair again from the original model
+  (the pruning undone); 20% of
   the clean data held out for the guard (2 points, and at least 60% of the validation images the original assigns
   to the suspected class kept in it); a model without evidence of a backdoor is returned unchanged.
 """
@@ -56,12 +58,14 @@ def default() -> Recipe:
     return Recipe(
         name="default",
         description="Suspect the class whose reversed trigger (patch, blend or warp), against a reference model "
-        "trained on the clean data, stands out from the other classes' (at most 0.382 times the median class's ratio;"
-        " no evidence: model unchanged), targeted ANP, pruning capped by the validation guard and at 0.02 "
+        "trained on the clean data, stands out from the other classes' (at most 0.382 times the median class's ratio,"
+        " or 0.558 where the neuron-sensitivity scan names the same class; no evidence: model unchanged), targeted "
+        "ANP, pruning capped by the validation guard and at 0.02 "
         "nats of divergence from the original's validation outputs (ties in ANP's order), up to four rounds "
         "of patch+blend trigger unlearning (and the warp where a warp was the evidence) with distillation of "
         "the recalibrated pruned model, each round judged by the guard, an undone round run again at a third "
-        "and a ninth of the learning rate (only an undone round at a ninth ends the repair); 20% of the clean"
+        "and a ninth of the learning rate (only an undone round at a ninth ends the repair), and where nothing of "
+        "the repair fits after the pruning, the repair again without it; 20% of the clean"
         " data validates, max drop 2 points, at least 60% of the validation images the original assigns to "
         "the suspected class kept in it.",
         validation_fraction=0.2,
@@ -72,6 +76,7 @@ def default() -> Recipe:
             require_evidence=True,
             evidence="relative",
             relative_cut=0.382,
+            corroborated_cut=0.558,
             sensitivity_evidence=False,
             warp=True,
         ),
@@ -89,6 +94,7 @@ def default() -> Recipe:
             distill_augment=True,
             retries=2,
             guard="backoff",
+            unpruned_fallback=True,
         ),
     )
 

@@ -50,9 +50,13 @@ class SuspectStep(_Step):
     reversed to every class, the smallest class suspected) at most ``relative_cut`` times the median class's.
     ``warp``: the reversal also reverses a smooth warp to every class, on the model and on the reference (a third
     kind beside the patch and the blend: WaNet's trigger is a warp, which no stamp reproduces).
+    ``corroborated_cut`` (``relative`` only): a measure above ``relative_cut`` but at most this is evidence too
+    when the sensitivity scan, a test of another kind, is "suspicious" and names the same class (a dynamic
+    trigger, as the input-aware attack's, is only partly reproduced by a stamp; None: no such band). Like
+    ``relative_cut`` it has no effect under the other rules, and a band at or under the cut adds nothing.
     """
 
-    _LATER_FIELDS = ("evidence", "relative_cut", "sensitivity_evidence", "warp")
+    _LATER_FIELDS = ("evidence", "relative_cut", "sensitivity_evidence", "warp", "corroborated_cut")
 
     method: Literal["none", "sensitivity", "reversal", "vote"] = "vote"
     target: int | None = Field(None, ge=0)
@@ -62,6 +66,7 @@ class SuspectStep(_Step):
     relative_cut: float = Field(0.5, gt=0.0, le=1.0, allow_inf_nan=False)
     sensitivity_evidence: bool = True
     warp: bool = False
+    corroborated_cut: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _checks(self) -> SuspectStep:
@@ -137,6 +142,10 @@ class RepairStep(_Step):
     is run again at a third of the learning rate, which the later rounds keep (at most ``retries`` times in all;
     the repair is not run again from the pruned model), and only an undone round at the lowest rate ends the
     repair. A fine-tune is one round: all three judge its end.
+
+    ``unpruned_fallback``: where nothing of the repair fits the guard after a pruning (which took its share of the
+    guard's budget), the repair runs again from the original model, without the pruning; kept only where
+    something of it fits, else the model stays as the pruning left it.
     """
 
     method: Literal["none", "finetune", "unlearn"] = "none"
@@ -152,8 +161,9 @@ class RepairStep(_Step):
     adv_eps: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     retries: int = Field(0, ge=0, le=5)
     guard: Literal["end", "round", "backoff"] = "end"
+    unpruned_fallback: bool = False
 
-    _LATER_FIELDS = ("retries", "guard")
+    _LATER_FIELDS = ("retries", "guard", "unpruned_fallback")
 
     @model_validator(mode="after")
     def _checks(self) -> RepairStep:

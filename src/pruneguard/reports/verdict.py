@@ -33,7 +33,13 @@ def _accuracy_clause(before: dict[str, Any], after: dict[str, Any], change: dict
 
 def _actions(report: dict[str, Any]) -> str:
     parts = []
-    if report.get("total_neurons"):
+    undone = report.get("pruning_undone")
+    if undone:
+        parts.append(
+            f"undid ANP's pruning of {undone['pruned']} of {report['total_neurons']} neurons (the repair fitted the "
+            "guard only without it)"
+        )
+    elif report.get("total_neurons"):
         parts.append(f"pruned {report['pruned_neurons']} of {report['total_neurons']} neurons")
     repair = report.get("repair")
     if repair:
@@ -233,13 +239,26 @@ def _too_few(n: int, max_acc_drop: float) -> str:
 
 
 def _near_cut(report: dict[str, Any]) -> str:
-    """A caution when the finder's evidence measure lies within :data:`NEAR_CUT` of its cut: the decision to
+    """A caution when the finder's evidence measure lies within :data:`NEAR_CUT` of its cut, or of the edge of the
+    band above it where the sensitivity scan names the same class (that edge decides only then): the decision to
     purify (or not) rests on a margin smaller than the scans' own run-to-run spread."""
-    ref = (report.get("vote") or {}).get("reference") or {}
+    vote = report.get("vote") or {}
+    ref = vote.get("reference") or {}
     measure, cut = ref.get("measure"), ref.get("cut")
-    if measure is None or cut is None or abs(measure - cut) >= NEAR_CUT:
+    if measure is None or cut is None:
+        return ""
+    edges = {cut: f"its cut ({cut:.3g})"}
+    band, scan = ref.get("corroborated_cut"), report.get("scan") or {}
+    if (
+        band is not None
+        and scan.get("verdict") == "suspicious"
+        and scan.get("suspected_target") == vote.get("suspected_target")
+    ):
+        edges[band] = f"the edge of the band ({band:.3g}) where the sensitivity scan naming the same class counts"
+    edge = min(edges, key=lambda e: abs(measure - e))
+    if abs(measure - edge) >= NEAR_CUT:
         return ""
     return (
-        f" Caution: the evidence measure ({measure:.3f}) is within {NEAR_CUT} of its cut ({cut:.3g}), less than "
+        f" Caution: the evidence measure ({measure:.3f}) is within {NEAR_CUT} of {edges[edge]}, less than "
         "the same scans differ between devices: on another device or run the decision may differ."
     )

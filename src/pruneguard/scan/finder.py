@@ -13,8 +13,10 @@ smallest ratio at most ``relative_cut`` times the median class's ratio, its clas
 model is often easier to trigger than a reference trained on a few hundred images on every class at once (clean
 development models reached ratios of 0.36-0.40); the median class's ratio measures that, so only a class that
 stands out from the model's own classes counts. Optionally a suspicious sensitivity scan is evidence by itself
-(``sensitivity_evidence``). The default recipe's rule and cut were chosen on the development splits
-(``benchmarks/evidence_dev.py``, ``evidence_rules.py``). Neural Cleanse's anomaly index is kept in the record but
+(``sensitivity_evidence``), or evidence for a relative measure in a band above the cut when it names the same class
+(``corroborated_cut``): two tests of different kinds agreeing on a class where the reversal alone is unsure. The
+default recipe's rule, cut and band were chosen on the development splits (``benchmarks/evidence_dev.py``,
+``evidence_rules.py``, ``evidence_cut.py``). Neural Cleanse's anomaly index is kept in the record but
 decides nothing (it flags clean models: 5.8 on a clean development model).
 
 :func:`recheck_suspect` applies the same reference test to a repaired model: a repair that the accuracy guard held
@@ -49,6 +51,7 @@ __all__ = [
     "EVIDENCE_RULES",
     "SUSPECT_METHODS",
     "SELF_JUDGED",
+    "corroborated",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,20 @@ class SuspectFinding:
     reference: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
+def corroborated(
+    measure: float, chosen: int, sensitivity: dict[str, Any] | None, corroborated_cut: float | None
+) -> bool:
+    """Whether a relative measure above the cut is evidence all the same: at most ``corroborated_cut``, with the
+    sensitivity scan's verdict "suspicious" and its class ``chosen``."""
+    return (
+        corroborated_cut is not None
+        and measure <= corroborated_cut
+        and sensitivity is not None
+        and sensitivity["verdict"] == "suspicious"
+        and int(sensitivity["suspected_target"]) == int(chosen)
+    )
+
+
 def _sensitivity(model: nn.Module, data: ArrayData, seed: int) -> dict[str, Any]:
     return sensitivity_record(scan_model(model, data, ScanConfig(seed=seed)))
 
@@ -130,6 +147,7 @@ def find_suspect(
     reference_ratio: float = 0.41,
     rule: str = "ratio",
     relative_cut: float = 0.5,
+    corroborated_cut: float | None = None,
     sensitivity_evidence: bool = True,
     build_reference: Callable[[], nn.Module] | None = None,
     batch_size: int = 128,
@@ -150,6 +168,9 @@ def find_suspect(
             ``reference_ratio``) or ``relative`` (the reference reversed to every class; the smallest ratio over the
             median class's at most ``relative_cut``, :func:`relative_evidence`; its class is the suspect).
         relative_cut: the ``relative`` rule's cut.
+        corroborated_cut: (``relative`` only) a measure above ``relative_cut`` but at most this is evidence when
+            the sensitivity scan is "suspicious" and names the same class (None: no band; no effect under the
+            ``ratio`` rule).
         sensitivity_evidence: a "suspicious" sensitivity scan is evidence by itself (else only a voice).
         build_reference: a fresh untrained model of the same architecture (``vote`` only).
         batch_size: the reversal's batch size.
@@ -249,12 +270,22 @@ def find_suspect(
             "ratio_of_suspect": ratio,
             "measure": measure,
             "cut": cut,
+            **({"corroborated_cut": corroborated_cut} if corroborated_cut is not None else {}),
             "seconds": time.perf_counter() - t0,
         },
     }
     if measure <= cut:
         evidence = True
         reasons.append(f"class {chosen}'s reversed trigger is {said} (cut {cut:.3g})")
+    elif rule == "relative" and corroborated(measure, chosen, sens, corroborated_cut):
+        assert sens is not None and corroborated_cut is not None
+        evidence = True
+        record["vote"]["corroborated"] = True
+        reasons.append(
+            f"class {chosen}'s reversed trigger is {said}, above the cut {cut:.3g} but within {corroborated_cut:.3g}"
+            f", and the neuron-sensitivity scan, a test of another kind, names the same class (score "
+            f"{sens['score']:.2f}, cut {sens['threshold']:.2f})"
+        )
     if not evidence:
         voice = "" if sensitivity_evidence else " (a voice for the class, not evidence, in this recipe)"
         reasons.append(

@@ -124,6 +124,7 @@ def suspect_step(
         reference_ratio=recipe.suspect.reference_ratio,
         rule=recipe.suspect.evidence,
         relative_cut=recipe.suspect.relative_cut,
+        corroborated_cut=recipe.suspect.corroborated_cut,
         sensitivity_evidence=recipe.suspect.sensitivity_evidence,
         build_reference=lambda: meta.build(seed=seed),
         batch_size=recipe.anp.batch_size,
@@ -490,47 +491,21 @@ def _run_steps(
         )
     if recipe.repair.method != "none":
         report["after_pruning"] = judge(purified)
-        start = {k: v.detach().clone() for k, v in purified.state_dict().items()}
-        teacher = None
-        if recipe.repair.method == "unlearn" and recipe.repair.distill > 0:
-            teacher = copy.deepcopy(purified)
-            if recipe.repair.teacher == "recalibrated":
-                recalibrate_batchnorm_(teacher, use, recipe.anp.batch_size)
         limits = _repair_limits(recipe, model, validation, finding.target, report["before"]["validation_accuracy"])
-        lr, attempts = recipe.repair.lr, []
-        each_round: _RoundGuard | None = None
-        if limits is not None and recipe.repair.guard != "end" and recipe.repair.method == "unlearn":
-            each_round = functools.partial(weaken_to_fit, measure=limits.measure, fits=limits.fits)
-        # backoff lowers the learning rate within the rounds: a repair that kept nothing is not run again
-        retries = 0 if each_round is not None and recipe.repair.guard == "backoff" else recipe.repair.retries
-
-        for attempt in range(retries + 1):
-            if attempt:  # nothing of the last attempt fitted: from the pruned model again, at a third of the lr
-                purified.load_state_dict(start)
-                lr /= 3
-            if recipe.repair.method == "unlearn":
-                assert finding.target is not None  # the recipe's validator requires a suspect for unlearning
-                report["repair"] = _unlearn(
-                    cfg,
-                    purified,
-                    use,
-                    finding.target,
-                    kinds=repair_kinds(recipe, finding),
-                    teacher=teacher,
-                    lr=lr,
-                    guard=each_round,
-                )
-            else:
-                report["repair"] = _finetune(cfg, purified, use, lr=lr)
-            if limits is None:
-                break
-            if each_round is not None:
-                guard = _rounds_summary(report["repair"].pop("guard_rounds"))
-            else:
-                guard = weaken_to_fit(purified, start, limits.measure, limits.fits)
-            attempts.append({"lr": lr, **guard})
-            if guard["scale"] > 0:
-                break
+        repair, attempts, lr = _repair(cfg, purified, use, finding, limits)
+        pruned = report["pruned_neurons"]
+        if recipe.repair.unpruned_fallback and pruned and attempts and attempts[-1]["scale"] == 0:
+            # nothing of the repair fitted after the pruning, which took part of the guard's budget: the repair
+            # again from the original model, kept only if something of it fits
+            logger.info("the repair kept nothing after pruning %d neurons: again without the pruning", pruned)
+            unpruned = copy.deepcopy(model)
+            again = _repair(cfg, unpruned, use, finding, limits)
+            if again[1][-1]["scale"] > 0:
+                purified, (repair, attempts, lr) = unpruned, again
+                report["pruning_undone"] = {"pruned": pruned, "after_pruning": report["after_pruning"]}
+                report["pruned_neurons"], report["after_pruning"] = 0, dict(report["before"])
+                steps.append(f"pruning undone ({pruned} neurons: the repair fitted the guard only without it)")
+        report["repair"] = repair
         steps.append(recipe.repair.method + (f" (learning rate {lr:.3g})" if len(attempts) > 1 else ""))
         if attempts:
             report["repair"]["attempts"] = attempts
@@ -587,6 +562,57 @@ def _repair_limits(
         return None
     floor = before - recipe.max_acc_drop if recipe.max_acc_drop is not None else None
     return _RepairLimits(validation, floor, suspect, predict(model, validation), recipe.min_suspect_kept)
+
+
+def _repair(
+    cfg: PurifyConfig, purified: nn.Module, use: ArrayData, finding: SuspectFinding, limits: _RepairLimits | None
+) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+    """The recipe's repair of ``purified`` (in place) on ``use``, judged by ``limits`` (None: not judged): its
+    record, the guard's judgement of each attempt (a repair that kept nothing is run again at a third of the
+    learning rate, up to ``repair.retries`` times; with ``repair.guard=backoff`` the rounds lower it themselves)
+    and the learning rate of the last attempt."""
+    recipe = cfg.recipe
+    start = {k: v.detach().clone() for k, v in purified.state_dict().items()}
+    teacher = None
+    if recipe.repair.method == "unlearn" and recipe.repair.distill > 0:
+        teacher = copy.deepcopy(purified)
+        if recipe.repair.teacher == "recalibrated":
+            recalibrate_batchnorm_(teacher, use, recipe.anp.batch_size)
+    lr, attempts = recipe.repair.lr, []
+    each_round: _RoundGuard | None = None
+    if limits is not None and recipe.repair.guard != "end" and recipe.repair.method == "unlearn":
+        each_round = functools.partial(weaken_to_fit, measure=limits.measure, fits=limits.fits)
+    # backoff lowers the learning rate within the rounds: a repair that kept nothing is not run again
+    retries = 0 if each_round is not None and recipe.repair.guard == "backoff" else recipe.repair.retries
+    record: dict[str, Any] = {}
+    for attempt in range(retries + 1):
+        if attempt:  # nothing of the last attempt fitted: from the pruned model again, at a third of the lr
+            purified.load_state_dict(start)
+            lr /= 3
+        if recipe.repair.method == "unlearn":
+            assert finding.target is not None  # the recipe's validator requires a suspect for unlearning
+            record = _unlearn(
+                cfg,
+                purified,
+                use,
+                finding.target,
+                kinds=repair_kinds(recipe, finding),
+                teacher=teacher,
+                lr=lr,
+                guard=each_round,
+            )
+        else:
+            record = _finetune(cfg, purified, use, lr=lr)
+        if limits is None:
+            break
+        if each_round is not None:
+            guard = _rounds_summary(record.pop("guard_rounds"))
+        else:
+            guard = weaken_to_fit(purified, start, limits.measure, limits.fits)
+        attempts.append({"lr": lr, **guard})
+        if guard["scale"] > 0:
+            break
+    return record, attempts, lr
 
 
 def _rounds_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -151,17 +151,25 @@ def _evidence(report: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     if finder is not None and "ratio" in finder:
+        # a measure in the band above the cut, flagged because the sensitivity scan names the same class, is
+        # judged against the band's edge
+        band = finder.get("corroborated", False)
         rows.append(
             {
                 "detector": "reference model (purify's suspect finder)",
                 "measure": "the class's reversed trigger over the same trigger on a model trained on the clean "
                 "split alone"
                 + (", over the median class's" if finder.get("rule") == "relative" else "")
-                + " (smaller is more suspicious)",
+                + " (smaller is more suspicious)"
+                + (
+                    "; above the cut, within the band where the sensitivity scan naming the same class counts"
+                    if band
+                    else ""
+                ),
                 "class": finder["suspected_target"],
                 "score": finder["ratio"],
-                "cut": finder["cut"],
-                "flagged": finder["ratio"] <= finder["cut"],
+                "cut": finder["corroborated_cut"] if band else finder["cut"],
+                "flagged": band or finder["ratio"] <= finder["cut"],
                 "lower_flags": True,
                 "decides": True,
             }
@@ -250,6 +258,8 @@ def _finder(
         "rule": vote["rule"],
         "sensitivity_evidence": recipe.suspect.sensitivity_evidence,
         "cut": vote["reference"]["cut"],
+        "corroborated": bool(vote.get("corroborated", False)),
+        "corroborated_cut": vote["reference"].get("corroborated_cut"),
         "kind": kind,
         "candidates": vote["candidates"],
         "decided_by": vote["decided_by"],

@@ -65,3 +65,22 @@ def test_the_recheck_tests_the_warp_where_a_warp_decided_the_evidence(monkeypatc
         finding = SuspectFinding(3, True, [], {"sensitivity": {}, "vote": {"kind": kind}}, reference=model)
         wp.recheck_step(recipe, finding, report, model, model, None, None, None, 0)  # type: ignore[arg-type]
     assert seen == [recipe.suspect.relative_cut, None]
+
+
+def test_the_corroborated_band_is_a_later_field_above_the_relative_cut() -> None:
+    from pruneguard.recipes.schema import SuspectStep
+
+    default = get_recipe("default")
+    assert default.suspect.corroborated_cut is not None
+    assert default.suspect.corroborated_cut > default.suspect.relative_cut
+    assert default.to_dict()["suspect"]["corroborated_cut"] == default.suspect.corroborated_cut
+    assert "corroborated_cut" not in SuspectStep(evidence="relative").model_dump()  # unset: hashes as before
+    # inert where it cannot apply, as relative_cut is: switching the rule or the method needs no second --set
+    assert SuspectStep(**{**default.suspect.model_dump(), "evidence": "ratio"}).corroborated_cut is not None
+
+
+def test_the_unpruned_fallback_is_a_later_field_the_default_sets() -> None:
+    assert get_recipe("default").repair.unpruned_fallback is True
+    assert get_recipe("default").to_dict()["repair"]["unpruned_fallback"] is True
+    assert "unpruned_fallback" not in RepairStep(method="unlearn").model_dump()  # unset: hashes as before
+    assert "unpruned_fallback" not in get_recipe("paper").to_dict()["repair"]

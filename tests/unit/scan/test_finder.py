@@ -117,3 +117,41 @@ def test_the_reasons_say_what_a_warp_needs(toy, toy_build) -> None:
     assert found.record["vote"]["kind"] == "warp" and not found.evidence
     assert any("class, 1, needs a warp of" in r for r in found.reasons), found.reasons
     assert not any("a trigger a warp" in r for r in found.reasons)
+
+
+def test_a_measure_in_the_band_above_the_cut_counts_only_with_the_scan_naming_its_class(toy, toy_build) -> None:
+    """``corroborated_cut``: a relative measure above the cut but within the band is evidence when the
+    sensitivity scan is suspicious and names the same class; a scan naming another class, or a clean scan, leaves
+    it unflagged."""
+    from pruneguard.scan.finder import corroborated
+
+    model, clean, _, _ = toy
+    reversal = reversal_scan(model, clean, scan_config(64), seed=0)
+
+    def find(scan: dict, **cuts: float) -> object:
+        return find_suspect(
+            model, clean, rule="relative", build_reference=toy_build, batch_size=64, sensitivity=scan,
+            reversal=reversal, sensitivity_evidence=False, **cuts,
+        )  # fmt: skip
+
+    named = {"score": 0.6, "suspected_target": 0, "verdict": "suspicious", "threshold": 0.41}
+    first = find(named, relative_cut=1.0)
+    measure = first.record["vote"]["reference"]["measure"]
+    assert first.target == 0 and first.evidence and 0 < measure < 0.9  # the toy's target, far under any cut
+    band = {"relative_cut": measure / 2, "corroborated_cut": min(1.0, measure * 1.5)}
+    agreed = find(named, **band)
+    assert agreed.evidence and agreed.record["vote"]["corroborated"] is True
+    assert agreed.record["vote"]["reference"]["corroborated_cut"] == band["corroborated_cut"]
+    assert any("names the same class" in r for r in agreed.reasons), agreed.reasons
+    elsewhere = find({**named, "suspected_target": 4}, **band)
+    assert not elsewhere.evidence and "corroborated" not in elsewhere.record["vote"]
+    # the rule itself, on records: a clean scan, or a measure past the band, is no evidence
+    assert not corroborated(measure, 0, {**named, "verdict": "clean"}, band["corroborated_cut"])
+    assert not corroborated(measure, 0, named, measure * 0.9) and corroborated(measure, 0, named, measure)
+    assert not corroborated(measure, 0, None, 1.0) and not corroborated(measure, 0, named, None)
+    # the ratio rule has no band (as it has no relative cut)
+    ratio = find_suspect(
+        model, clean, rule="ratio", reference_ratio=1e-6, corroborated_cut=1.0, build_reference=toy_build,
+        batch_size=64, sensitivity=named, reversal=reversal, sensitivity_evidence=False,
+    )  # fmt: skip
+    assert not ratio.evidence and "corroborated" not in ratio.record["vote"]
