@@ -8,12 +8,19 @@ a clean model does. The cut is chosen by :func:`evidence_rules.choose_cut` (the 
 midpoint of the widest gap) on every model given; the counts at ``--compare`` cuts (e.g. the shipped one) are
 printed beside it, with the models between the cuts.
 
+``--band``: the band above the cut where the sensitivity scan corroborates (``suspect.corroborated_cut``): among the
+models above the cut whose scan is "suspicious" and names the measure's class, the band's edge is chosen the same
+way between the flags that would help and those that would harm; the counts with the band follow.
+
     python benchmarks/evidence_cut.py \
         --rows benchmarks/results/evidence_rows_{dev2,dev3,eval3_26,eval4}.json \
         --reports benchmarks/results/eval5_zoo_reports:benchmarks/results/eval5_zoo.json \
         --reports benchmarks/results/eval6_zoo_reports:benchmarks/results/eval6_zoo.json \
         --attacks benchmarks/results/zoo_none_{dev2,eval3,eval4}.json --compare 0.436 \
         --out-json benchmarks/results/evidence_cut_v7.json
+    python benchmarks/evidence_cut.py ... \
+        --reports benchmarks/results/eval7_zoo_reports:benchmarks/results/eval7_zoo.json \
+        --band --out-json benchmarks/results/evidence_band_v8.json
 
 Only development data may be given: a split whose reporting run has not happened must not be read here.
 """
@@ -21,7 +28,6 @@ Only development data may be given: a split whose reporting run has not happened
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -29,6 +35,11 @@ from typing import Any
 
 from evidence_learned import add_input_options, load
 from evidence_rules import choose_cut
+
+from pruneguard.scan.sensitivity import ScanConfig
+from pruneguard.utils.io import atomic_write_json
+
+SCAN_CUT = ScanConfig().threshold  # the sensitivity scan's verdict: "suspicious" above it
 
 
 def outcome(model: dict[str, Any]) -> str:
@@ -45,11 +56,32 @@ def measure(model: dict[str, Any]) -> float:
     return math.exp(-model["features"]["relative"])
 
 
-def counts(models: list[dict[str, Any]], cut: float) -> dict[str, Any]:
-    """At ``cut``: flagged models by outcome, and the clean models among the harmful flags."""
-    flagged = [m for m in models if measure(m) <= cut]
-    out = {k: sum(outcome(m) == k for m in flagged) for k in ("helps", "harms", "neutral")}
-    out["clean_flagged"] = sum(not m["spec"]["backdoored"] for m in flagged)
+def corroborates(model: dict[str, Any]) -> bool:
+    """Whether the sensitivity scan is "suspicious" and names the class the relative measure names."""
+    return model["features"]["sensitivity"] > SCAN_CUT and model["features"]["agree"] == 1.0
+
+
+def flagged(model: dict[str, Any], cut: float, band: float | None = None) -> bool:
+    """The finder's evidence: the measure at most ``cut``, or at most ``band`` where the scan corroborates."""
+    return measure(model) <= cut or (band is not None and measure(model) <= band and corroborates(model))
+
+
+def choose_band(models: list[dict[str, Any]], cut: float) -> float | None:
+    """The corroborated band's edge (:func:`evidence_rules.choose_cut` between the flags it would add that help
+    and those that harm), None when the models above ``cut`` that the scan corroborates lack either."""
+    above = [m for m in models if measure(m) > cut and corroborates(m)]
+    helps = [-measure(m) for m in above if outcome(m) == "helps"]
+    harms = [-measure(m) for m in above if outcome(m) == "harms"]
+    if not helps or not harms:
+        return None
+    return round(-choose_cut(helps, harms), 3)
+
+
+def counts(models: list[dict[str, Any]], cut: float, band: float | None = None) -> dict[str, Any]:
+    """At ``cut`` (and ``band``): flagged models by outcome, and the clean models among the harmful flags."""
+    flagged_ = [m for m in models if flagged(m, cut, band)]
+    out = {k: sum(outcome(m) == k for m in flagged_) for k in ("helps", "harms", "neutral")}
+    out["clean_flagged"] = sum(not m["spec"]["backdoored"] for m in flagged_)
     out["of"] = {k: sum(outcome(m) == k for m in models) for k in ("helps", "harms", "neutral")}
     out["clean"] = sum(not m["spec"]["backdoored"] for m in models)
     return out
@@ -59,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_input_options(p)
     p.add_argument("--compare", type=float, action="append", default=[], help="another cut to count at")
+    p.add_argument("--band", action="store_true", help="choose the band above the cut where the scan corroborates")
     p.add_argument("--out-json", type=Path, default=None)
     args = p.parse_args(argv)
     models = load(args)
@@ -86,8 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         "at": {str(c): counts(models, c) for c in [cut, *args.compare]},
         "between": between,
     }
+    if args.band:
+        band = choose_band(models, cut)
+        result["band"] = band
+        result["at_band"] = counts(models, cut, band) if band is not None else None
+        result["corroborated_above_cut"] = sorted(
+            (
+                {"id": m["spec"]["id"], "measure": round(measure(m), 3), "class": m["class"], "outcome": outcome(m)}
+                for m in models
+                if measure(m) > cut and corroborates(m)
+            ),
+            key=lambda r: r["measure"],
+        )
     if args.out_json:
-        args.out_json.write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_json(args.out_json, result)
     print(f"cut {cut} on {len(models)} models ({', '.join(result['splits'])})")
     for c, n in result["at"].items():
         print(
@@ -96,6 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     for r in between:
         print(f"  between: {r['id']} {r['measure']} class {r['class']} {r['outcome']}")
+    if args.band:
+        n = result["at_band"]
+        print(f"band {result['band']} (the scan corroborating above the cut {cut})")
+        if n is not None:
+            print(
+                f"at {cut} with the band: helps {n['helps']}/{n['of']['helps']}, harms {n['harms']}/"
+                f"{n['of']['harms']} (clean {n['clean_flagged']}/{n['clean']}), neutral {n['neutral']}/"
+                f"{n['of']['neutral']}"
+            )
+        for r in result["corroborated_above_cut"]:
+            print(f"  corroborated: {r['id']} {r['measure']} class {r['class']} {r['outcome']}")
     return 0
 
 

@@ -8,7 +8,11 @@ For each model (``benchmarks/zoo.py``'s specs and model cache; development split
 every variant that shares the ANP settings reuses them. Each variant is the default recipe after the variant's
 ``--set`` items (``VARIANTS``) and runs through
 ``pruneguard.workflows.purify``. A row records the validation and test accuracy and the ASR of the model's own
-trigger after pruning and after the repair and guard; the ASR is measured for this table only.
+trigger after pruning and after the repair and guard; the ASR is measured for this table only. Where the guard
+judges each unlearning round (``repair.guard`` ``round`` or ``backoff``), the row's ``per_round`` holds the test
+accuracy and ASR of the model each judgement left: a round's work does not depend on how many rounds follow, so
+the ``rounds8`` variant's first four entries are the default's four rounds and one run shows what each further
+round adds.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import dataclasses
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +33,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import zoo  # noqa: E402
 
+import pruneguard.workflows.purify as purify_workflow  # noqa: E402
 from pruneguard.config import PurifyConfig  # noqa: E402
+from pruneguard.evaluation.predict import evaluate_accuracy, evaluate_asr  # noqa: E402
 from pruneguard.recipes import Recipe, get_recipe  # noqa: E402
 from pruneguard.recipes.overrides import apply_overrides  # noqa: E402
 from pruneguard.scan.finder import SELF_JUDGED, SuspectFinding, relative_evidence  # noqa: E402
 from pruneguard.sweeps import config_hash  # noqa: E402
 from pruneguard.utils.io import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
-from pruneguard.workflows.common import draw_clean_split, load_for_defense  # noqa: E402
+from pruneguard.workflows.common import (  # noqa: E402
+    draw_clean_split,
+    load_for_defense,
+    make_trigger,
+    trigger_set,
+)
 from pruneguard.workflows.purify import purify, split_clean, suspect_step  # noqa: E402
 
 logger = logging.getLogger("repair_dev")
@@ -61,6 +74,12 @@ VARIANTS: dict[str, list[str]] = {
     "warp": ["suspect.warp=true", "repair.trigger=all"],
     # the warp reversed in the suspect step; unlearned only where a warp decided the evidence
     "warp_auto": ["suspect.warp=true", "repair.trigger=auto"],
+    # eight rounds instead of four (each judged and backed off as in the default): how far more rounds go
+    "rounds8": ["repair.rounds=8"],
+    # ANP's masks learned but nothing pruned: the repair from the original model, the guard's budget all its own
+    "noprune": ["select.rule=count", "select.count=0"],
+    # where nothing of the repair fits after the pruning, the repair again from the original model
+    "fallback": ["repair.unpruned_fallback=true"],
 }
 
 
@@ -158,6 +177,59 @@ def findings_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextmanager
+def per_round_figures(figures: Callable[[Any], dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Within the block, every judgement of the per-round guard in ``purify`` appends ``figures(model)`` of the
+    model it left (the round kept whole, scaled back or undone) to the yielded list, in the order of the report's
+    ``guard.rounds``. Measured for this table only: the guard itself sees the validation part alone."""
+    seen: list[dict[str, Any]] = []
+    judge = purify_workflow.weaken_to_fit
+
+    def observed(model: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = judge(model, *args, **kwargs)
+        seen.append({"scale": out["scale"], **figures(model)})
+        return out
+
+    purify_workflow.weaken_to_fit = observed  # type: ignore[assignment]
+    try:
+        yield seen
+    finally:
+        purify_workflow.weaken_to_fit = judge
+
+
+def test_figures(loaded: Any, spec: dict[str, Any], model_path: Path) -> Callable[[Any], dict[str, Any]]:
+    """Test accuracy, and the ASR of the model's own trigger where it has one, of a model."""
+    triggered, target = None, None
+    if spec["backdoored"]:
+        attack = make_trigger(spec["trigger"], loaded.meta, spec["target_label"], model_path)
+        triggered, target = trigger_set(attack, loaded.test), attack.target_label
+
+    def figures(model: Any) -> dict[str, Any]:
+        out = {"accuracy": evaluate_accuracy(model, loaded.test), "asr": None}
+        if triggered is not None:
+            out["asr"] = evaluate_asr(model, triggered, target)
+        return out
+
+    return figures
+
+
+def per_round_rows(judged: list[dict[str, Any]], seen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The guard's judgements (the report's ``guard.rounds``, the last attempt's) joined with the figures measured
+    after each: the last ``len(judged)`` of ``seen`` (an earlier attempt's judgements come before them)."""
+    if len(seen) < len(judged):
+        raise ValueError(f"{len(seen)} measurements for {len(judged)} judged rounds")
+    seen = seen[len(seen) - len(judged) :]
+    return [
+        {"round": j["round"], "lr": j["lr"], "scale": j["scale"], "accuracy": m["accuracy"], "asr": m["asr"]}
+        for j, m in zip(judged, seen, strict=True)
+    ]
+
+
+def run_folder(spec: dict[str, Any], args: argparse.Namespace) -> Path:
+    """Where a model's finding, ANP state and variant rows are kept (``--cache/repair_dev/MODEL-FRACTION``)."""
+    return Path(args.cache) / "repair_dev" / f"{zoo.train_unit(spec, args).name}-{args.clean_fraction}"
+
+
 def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     model_path = zoo.trained_model(spec, args)
     loaded = load_for_defense(model_path, data_dir=args.data_dir)
@@ -165,7 +237,7 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
     clean, _ = draw_clean_split(loaded, clean_fraction=args.clean_fraction, clean_samples=None, seed=seed)
     base = get_recipe("default")
     use, _ = split_clean(clean, base.validation_fraction, seed)
-    folder = Path(args.cache) / "repair_dev" / f"{model_path.parent.name}-{args.clean_fraction}"
+    folder = run_folder(spec, args)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in variants:
@@ -178,7 +250,7 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
         if args.findings_only:
             rows.append(finding_row(spec, name, finding, recipe))
             continue
-        if out_file.is_file() and same_steps(json.loads(out_file.read_text()).get("recipe"), recipe):
+        if out_file.is_file() and (args.kept or same_steps(json.loads(out_file.read_text()).get("recipe"), recipe)):
             rows.append({**json.loads(out_file.read_text()), "evidence": evidence_figures(finding, recipe)})
             continue
         cfg = PurifyConfig(
@@ -191,7 +263,9 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
             target_label=spec["target_label"] if spec["backdoored"] else None,
             data_dir=args.data_dir,
         )
-        report, _, _ = purify(cfg, loaded=copy.copy(loaded), resume=True, finding=finding)
+        with per_round_figures(test_figures(loaded, spec, model_path)) as seen:
+            report, _, _ = purify(cfg, loaded=copy.copy(loaded), resume=True, finding=finding)
+        judged = (report.get("guard") or {}).get("rounds")
         pruned = report.get("after_pruning") or report["after"]
         row = {
             "model": spec["id"],
@@ -207,6 +281,7 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
             "after_pruning": pruned,
             "after": report["after"],
             "guard": report.get("guard"),
+            "per_round": per_round_rows(judged, seen) if judged is not None else None,
             "seconds": report["seconds"],
         }
         atomic_write_json(out_file, row)
@@ -225,9 +300,17 @@ def run_model(spec: dict[str, Any], variants: list[str], args: argparse.Namespac
     return rows
 
 
+def after_round(row: dict[str, Any], k: int) -> dict[str, Any]:
+    """A row's test figures as a repair of ``k`` rounds would have left them: after the last judgement of round
+    ``k`` or earlier (a repair that ended before ``k`` stays where it ended), after pruning if none."""
+    done = [j for j in row["per_round"] if j["round"] <= k]
+    return done[-1] if done else row["after_pruning"]
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per variant: on backdoored models the share with ASR <= 1% and the mean ASR after, the mean and worst test
-    accuracy drop; on clean models the mean and worst drop."""
+    accuracy drop; on clean models the mean and worst drop. Where every backdoored row of a variant has its
+    ``per_round`` figures, ``by_round`` gives the same for a repair stopped after each round."""
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == name]
@@ -246,6 +329,20 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "mean_drop_clean": sum(drops_cl) / len(cl) if cl else None,
             "worst_drop_clean": max(drops_cl, default=None),
         }
+        if bd and all(r.get("per_round") for r in bd):
+            last = max(j["round"] for r in bd for j in r["per_round"])
+            by_round = {}
+            for k in range(1, last + 1):
+                at = [after_round(r, k) for r in bd]
+                drops = [r["before"]["accuracy"] - a["accuracy"] for r, a in zip(bd, at, strict=True)]
+                by_round[k] = {
+                    "asr_le_1pct": sum(a["asr"] <= 0.01 for a in at),
+                    "asr_le_2pct": sum(a["asr"] <= 0.02 for a in at),
+                    "mean_asr_after": sum(a["asr"] for a in at) / len(at),
+                    "mean_drop_backdoored": sum(drops) / len(drops),
+                    "worst_drop_backdoored": max(drops),
+                }
+            out[name]["by_round"] = by_round
     return out
 
 
@@ -284,6 +381,37 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['model']} | {r['arch']} | {r['trigger']} ({r.get('true_target')}) | {r['variant']} | {said} "
             f"| {r['pruned']} | {asr} | {drop} |"
         )
+    staged = [r for r in rows if r.get("per_round") and r["trigger"]]
+    for name, f in summary(rows).items():
+        if "by_round" not in f:
+            continue
+        lines += [
+            "",
+            f"`{name}` stopped after each round (backdoored models):",
+            "",
+            "| rounds | ASR <= 1% | ASR <= 2% | mean ASR after (%) | mean / worst drop (points) |",
+            "|---|---|---|---|---|",
+        ]
+        for k, g in f["by_round"].items():
+            lines.append(
+                f"| {k} | {g['asr_le_1pct']} of {f['backdoored']} | {g['asr_le_2pct']} of {f['backdoored']} "
+                f"| {pct(g['mean_asr_after'])} | {pct(g['mean_drop_backdoored'])} / {pct(g['worst_drop_backdoored'])} |"
+            )
+    if staged:
+        lines += [
+            "",
+            "After each judged round (lr, scale the guard kept): ASR (%) / test accuracy drop (points)",
+            "",
+            "| model | variant | rounds |",
+            "|---|---|---|",
+        ]
+        for r in staged:
+            said = "; ".join(
+                f"{j['round']} ({j['lr']:.3g}, {j['scale']:g}): {pct(j['asr'])} / "
+                f"{pct(r['before']['accuracy'] - j['accuracy'])}"
+                for j in r["per_round"]
+            )
+            lines.append(f"| {r['model']} | {r['variant']} | {said} |")
     return "\n".join(lines) + "\n"
 
 
@@ -293,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
     p.add_argument(
         "--findings-only", action="store_true", help="run each variant's suspect step only (no pruning or repair)"
+    )
+    p.add_argument(
+        "--kept",
+        action="store_true",
+        help="tabulate the rows kept in --cache as they are (each row holds the recipe it ran); run nothing",
     )
     zoo.add_script_options(p)
     args = p.parse_args(argv)
@@ -307,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     # zoo.trained_model reads these fields of its namespace
     args.quick, args.device, args.executor = False, "cpu", "local"
+    for spec, name in [(specs[m], v) for m in ids for v in variants] if args.kept else []:
+        if not (run_folder(spec, args) / f"{name}.json").is_file():
+            p.error(f"--kept: no row of {spec['id']} for the variant {name} in {run_folder(spec, args)}")
     rows = [row for m in ids for row in run_model(specs[m], variants, args)]
     text = findings_markdown(rows) if args.findings_only else markdown(rows)
     if args.out_json:

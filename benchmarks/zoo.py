@@ -524,8 +524,9 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
     flags when the reference measure of its evidence rule (the suspect's ratio, or that over the median class's)
     is at or below its cut, or, where the report's recipe lets the scan decide (``sensitivity_evidence``; reports
     without the field come from recipes where it did), the sensitivity scan is above its cut. Its score is the
-    statistic that decides: cut / measure, and the larger of that and (scan score / scan cut) where the scan
-    decides too, so a flagged model scores 1 or more and an unflagged one 1 or less. None ran where the class was
+    statistic that decides: cut / measure (the band's edge / measure where the scan's agreement flagged it, see
+    ``suspect.corroborated_cut``), and the larger of that and (scan score / scan cut) where the scan decides too, so
+    a flagged model scores 1 or more and an unflagged one 1 or less. None ran where the class was
     named (``suspect.target``): no figures."""
     scan, nc = report.get("scan"), report.get("reversal_scan") or {}
     if scan is None:
@@ -544,6 +545,8 @@ def _detections(report: dict[str, Any]) -> dict[str, tuple[float, int | None, bo
     measure = reference.get("measure", reference.get("ratio_of_suspect"))  # reports before the relative rule
     if measure is not None:
         score = max(score, reference["cut"] / max(measure, 1e-12))
+        if (report.get("vote") or {}).get("corroborated"):  # flagged in the band the scan's agreement opens
+            score = max(score, reference["corroborated_cut"] / max(measure, 1e-12))
     out["default"] = (score, report["suspect"]["target"], bool(report["suspect"]["evidence"]))
     return out
 

@@ -109,3 +109,26 @@ def test_the_detector_at_a_lower_cut_flags_only_what_both_cuts_flag(recut) -> No
     assert at["tpr"] == 0.5 and at["fpr"] == 0.0 and at["target_accuracy_flagged"] == 1.0
     assert at["auroc"] == 0.75  # a (0.1) below both clean models' measures, c (0.6) below d's only
     assert recut.detector_at(specs, reports, 0.436)["fpr"] == 0.5
+
+
+def test_the_band_counts_only_models_the_scan_corroborates(evidence_cut) -> None:
+    def scanned(mid: str, backdoored: bool, cls: int, measure: float, score: float, agree: bool) -> dict:
+        m = _model(mid, backdoored, cls, 3, measure)
+        m["features"].update({"sensitivity": score, "agree": float(agree)})
+        return m
+
+    models = [
+        scanned("a", True, 3, 0.1, 0.2, False),  # under the cut: flagged without the scan
+        scanned("b", True, 3, 0.50, 0.6, True),  # above the cut, the scan agreeing: the band's helps
+        scanned("c", True, 3, 0.52, 0.5, True),
+        scanned("d", False, 3, 0.60, 0.7, True),  # a clean model the scan calls suspicious for the same class
+        scanned("e", True, 3, 0.51, 0.6, False),  # the scan names another class: not in the band
+        scanned("f", True, 3, 0.53, 0.3, True),  # the scan not suspicious (0.3 <= 0.41): not in the band
+        scanned("g", False, 5, 0.45, 0.2, False),
+    ]
+    band = evidence_cut.choose_band(models, 0.4)
+    assert band == pytest.approx(0.56)  # between the helps (0.50, 0.52) and the harm (0.60)
+    with_band, without = evidence_cut.counts(models, 0.4, band), evidence_cut.counts(models, 0.4)
+    assert (without["helps"], with_band["helps"], with_band["harms"]) == (1, 3, 0)
+    assert evidence_cut.flagged(models[2], 0.4, band) and not evidence_cut.flagged(models[4], 0.4, band)
+    assert evidence_cut.choose_band(models[:3], 0.4) is None  # no harm to place the edge against

@@ -179,3 +179,71 @@ def test_a_findings_only_row_gives_the_class_the_evidence_and_the_scan_time(rd: 
     table = rd.findings_markdown([row])
     assert "| dev-05 | plain_cnn | wanet (5) | warp_auto | yes: 2 | 2, patch, " in table and table.endswith("| 40 |\n")
     assert rd.variant_recipe("warp_auto").repair.trigger == "auto" and rd.variant_recipe("warp_auto").suspect.warp
+
+
+def test_each_judgement_of_the_round_guard_is_measured_and_the_guard_restored(rd: ModuleType) -> None:
+    import functools
+
+    import torch
+    from torch import nn
+
+    model = nn.Linear(2, 2, bias=False)
+    start = {"weight": torch.zeros(2, 2)}
+    judge = rd.purify_workflow.weaken_to_fit
+    half = functools.partial  # purify builds its per-round guard the same way, inside the block
+
+    with rd.per_round_figures(lambda m: {"accuracy": 1.0, "asr": float(m.weight.detach().abs().sum())}) as seen:
+        guard = half(rd.purify_workflow.weaken_to_fit, measure=lambda m: {"accuracy": 0.0}, fits=lambda f: False)
+        with torch.no_grad():
+            model.weight.fill_(1.0)
+        assert guard(model, start)["scale"] == 0.0
+        with torch.no_grad():
+            model.weight.fill_(2.0)
+        kept = half(rd.purify_workflow.weaken_to_fit, measure=lambda m: {"accuracy": 1.0}, fits=lambda f: True)
+        assert kept(model, start)["scale"] == 1.0
+    assert rd.purify_workflow.weaken_to_fit is judge
+    # the figures of the model each judgement left: undone (back at zero), then kept whole
+    assert seen == [{"scale": 0.0, "accuracy": 1.0, "asr": 0.0}, {"scale": 1.0, "accuracy": 1.0, "asr": 8.0}]
+
+
+def _staged(asrs: list[tuple[int, float, float]], before: float = 0.90) -> dict[str, Any]:
+    row = _row("rounds8", "badnets", before, asrs[-1][2], asrs[-1][1])
+    row["after_pruning"] = {"accuracy": before - 0.005, "asr": 0.95}
+    row["per_round"] = [{"round": k, "lr": 0.01, "scale": 1.0, "accuracy": acc, "asr": asr} for k, asr, acc in asrs]
+    return row
+
+
+def test_a_repair_stopped_after_each_round_is_read_from_one_longer_run(rd: ModuleType) -> None:
+    a = _staged([(1, 0.30, 0.89), (2, 0.015, 0.885), (2, 0.012, 0.888), (3, 0.004, 0.88)])
+    b = _staged([(1, 0.50, 0.895)])  # its repair ended after one round
+    assert rd.after_round(a, 2)["asr"] == 0.012  # the last judgement of round 2 (a try run again)
+    assert rd.after_round(b, 3)["asr"] == 0.50
+    assert rd.after_round({**a, "per_round": [{**a["per_round"][1], "round": 2}]}, 1)["asr"] == 0.95
+    rounds = rd.summary([a, b])["rounds8"]["by_round"]
+    assert sorted(rounds) == [1, 2, 3]
+    assert (rounds[1]["asr_le_1pct"], rounds[2]["asr_le_2pct"], rounds[3]["asr_le_1pct"]) == (0, 1, 1)
+    assert rounds[3]["mean_asr_after"] == pytest.approx((0.004 + 0.50) / 2)
+    assert rounds[3]["mean_drop_backdoored"] == pytest.approx((0.02 + 0.005) / 2)
+    assert rounds[3]["worst_drop_backdoored"] == pytest.approx(0.02)
+    md = rd.markdown([a, b])
+    assert "| 3 | 1 of 2 | 1 of 2 | 25.20 | 1.25 / 2.00 |" in md
+    assert "| dev-00 | rounds8 | 1 (0.01, 1): 30.00 / 1.00; 2 (0.01, 1): 1.50 / 1.50;" in md
+    assert "by_round" not in rd.summary([_row("a", "badnets", 0.9, 0.89, 0.005)])["a"]
+
+
+def test_per_round_rows_join_the_last_attempts_judgements(rd: ModuleType) -> None:
+    judged = [{"round": 1, "lr": 0.003, "scale": 0.5}, {"round": 2, "lr": 0.003, "scale": 1.0}]
+    seen = [{"accuracy": 0.1, "asr": 0.9}, {"accuracy": 0.8, "asr": 0.2}, {"accuracy": 0.85, "asr": 0.01}]
+    rows = rd.per_round_rows(judged, seen)  # the first measurement belongs to an earlier attempt
+    assert [(r["round"], r["scale"], r["asr"]) for r in rows] == [(1, 0.5, 0.2), (2, 1.0, 0.01)]
+    with pytest.raises(ValueError, match="2 measurements for 3 judged rounds"):
+        rd.per_round_rows([*judged, judged[0]], seen[:2])
+
+
+def test_kept_refuses_a_model_without_its_row_before_running_anything(rd: ModuleType, tmp_path: Path, capsys) -> None:
+    argv = ["--models", "eval7-23", "--variants", "rounds8", "--kept", "--cache", str(tmp_path)]
+    with pytest.raises(SystemExit) as exc:
+        rd.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--kept: no row of eval7-23 for the variant rounds8" in err
+    assert not (tmp_path / "models").exists()  # nothing was trained

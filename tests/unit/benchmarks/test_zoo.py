@@ -276,6 +276,11 @@ def test_the_default_detectors_score_is_the_statistic_its_recipe_decides_with(zo
     assert zoo._detections(report)["default"] == (pytest.approx(0.436 / 0.6), 4, False)
     report["config"]["recipe"]["suspect"]["sensitivity_evidence"] = True  # the scan decides too: its score counts
     assert zoo._detections(report)["default"][0] == pytest.approx(2.0)
+    # flagged in the band above the cut where the scan names the same class: scored against the band's edge
+    report["config"]["recipe"]["suspect"]["sensitivity_evidence"] = False
+    report["vote"] = {"corroborated": True, "reference": {"measure": 0.55, "cut": 0.382, "corroborated_cut": 0.558}}
+    report["suspect"]["evidence"] = True
+    assert zoo._detections(report)["default"] == (pytest.approx(0.558 / 0.55), 4, True)
 
 
 @pytest.mark.parametrize(
