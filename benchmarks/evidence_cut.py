@@ -87,6 +87,15 @@ def counts(models: list[dict[str, Any]], cut: float, band: float | None = None) 
     return out
 
 
+def brief(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each model's id, measure, class and outcome, by measure."""
+    rows = [
+        {"id": m["spec"]["id"], "measure": round(measure(m), 3), "class": m["class"], "outcome": outcome(m)}
+        for m in models
+    ]
+    return sorted(rows, key=lambda r: r["measure"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_input_options(p)
@@ -103,14 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("the models given need both a flag that helps and one that harms to place a cut")
     cut = round(-choose_cut(helps, harms), 3)
     lo, hi = min([cut, *args.compare]), max([cut, *args.compare])
-    between = sorted(
-        (
-            {"id": m["spec"]["id"], "measure": round(measure(m), 3), "class": m["class"], "outcome": outcome(m)}
-            for m in models
-            if lo < measure(m) <= hi
-        ),
-        key=lambda r: r["measure"],
-    )
+    between = brief([m for m in models if lo < measure(m) <= hi])
     result = {
         "cut": cut,
         "models": len(models),
@@ -123,14 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         band = choose_band(models, cut)
         result["band"] = band
         result["at_band"] = counts(models, cut, band) if band is not None else None
-        result["corroborated_above_cut"] = sorted(
-            (
-                {"id": m["spec"]["id"], "measure": round(measure(m), 3), "class": m["class"], "outcome": outcome(m)}
-                for m in models
-                if measure(m) > cut and corroborates(m)
-            ),
-            key=lambda r: r["measure"],
-        )
+        result["corroborated_above_cut"] = brief([m for m in models if measure(m) > cut and corroborates(m)])
     if args.out_json:
         atomic_write_json(args.out_json, result)
     print(f"cut {cut} on {len(models)} models ({', '.join(result['splits'])})")
